@@ -1,0 +1,55 @@
+# icevm — see README.md. `make vm-test` and `make test` set up everything they need:
+# apt build dependencies (as root), the project venv, QEMU with the e810 device, the guest image.
+# Artefacts are cached under $(ICEVM_CACHE) (default ~/.cache/icevm).
+
+PYTHON ?= python3
+VENV   := .venv
+VPY    := $(VENV)/bin/python
+PYTEST := $(VPY) -m pytest
+REPORTS := reports
+
+.PHONY: all venv deps qemu guest build vm-test unit qtest test lint bench-boot clean-build
+
+all: build
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+	touch $@
+
+deps: venv
+	$(VPY) -m icevm.build deps
+
+qemu: venv
+	$(VPY) -m icevm.build qemu
+
+guest: venv
+	$(VPY) -m icevm.build guest safe full
+
+build: qemu guest
+
+lint: venv
+	$(VPY) -m ruff check controller tests scripts
+	$(VPY) -m mypy
+
+unit: venv
+	$(PYTEST) tests/unit -q
+
+qtest: build
+	$(PYTEST) tests/qtest -q -rA --junitxml=$(REPORTS)/qtest.xml
+
+# The main job: build what is missing, run the VM suite, print its report.
+vm-test: build
+	$(PYTEST) tests/vm -rA --junitxml=$(REPORTS)/vm.xml
+
+# Every test: lint, unit, qtest, VM.
+test: lint build
+	$(PYTEST) tests -rA --junitxml=$(REPORTS)/all.xml
+
+bench-boot: build
+	$(VPY) scripts/bench-boot
+
+clean-build:
+	rm -rf "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/src" "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/guest"

@@ -1,0 +1,358 @@
+"""Building QEMU with the e810 device, and the guest image: what ``make qemu``/``make guest`` run.
+
+QEMU comes from Debian trixie's own ``qemu`` source package, fetched through the project-private
+apt configuration (:mod:`icevm.debian`) and unpacked with ``dpkg-source -x`` so Debian's patches
+apply. ``qemu-device/`` is overlaid into the tree as ``hw/net/e810/`` and a minimal
+``x86_64-softmmu`` is built. Every step is cached under ``~/.cache/icevm`` and written so that an
+interrupted build is detected and redone, never used: the source tree is unpacked under a
+temporary name and renamed when complete, ``configure`` leaves a stamp holding its arguments, and
+ninja itself is incremental (a change in ``qemu-device/`` rebuilds in seconds).
+
+Run as ``python -m icevm.build {deps,qemu,guest,all}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import filecmp
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+from .debian import Apt, deb_filename, sha256_file
+from .errors import BuildError
+from .proc import run
+
+Progress = Callable[[str], None]
+
+#: Debian packages QEMU's minimal build needs on the host (bookworm or trixie).
+BUILD_DEPS = (
+    "build-essential", "pkg-config", "ninja-build", "flex", "bison", "dpkg-dev", "xz-utils",
+    "libglib2.0-dev", "libpixman-1-dev", "libslirp-dev", "libfdt-dev", "debian-archive-keyring",
+)
+#: Python build tools QEMU's configure needs; Debian's +ds tarball drops the bundled wheels.
+TOOLS_PIP = ("meson==1.8.2", "pycotap==1.3.1")
+
+CONFIGURE_ARGS = (
+    "--target-list=x86_64-softmmu",
+    "--without-default-features",
+    "--enable-tcg",
+    "--enable-kvm",
+    "--enable-slirp",
+    "--enable-fdt=system",
+    "--enable-pixman",
+    "--disable-docs",
+    "--disable-install-blobs",
+    "--disable-werror",
+)
+OVERLAY_SKIP = {"qemu-source.lock", "README.md"}
+OVERLAY_DIR = Path("hw/net/e810")
+CONFIG_STAMP = ".icevm-configured"
+
+_apt_updated = False
+
+
+def _say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+def _log_path(name: str) -> Path:
+    d = paths.cache_dir() / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{name}.log"
+
+
+def _lock() -> dict[str, dict[str, object]]:
+    with paths.QEMU_LOCK.open("rb") as f:
+        return tomllib.load(f)
+
+
+# --------------------------------------------------------------------------- host dependencies
+
+def missing_build_deps() -> list[str]:
+    """The packages of :data:`BUILD_DEPS` that dpkg does not list as installed."""
+    missing = []
+    for pkg in BUILD_DEPS:
+        r = _dpkg_status(pkg)
+        if "install ok installed" not in r:
+            missing.append(pkg)
+    return missing
+
+
+def _dpkg_status(pkg: str) -> str:
+    import subprocess
+
+    r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True,
+                       check=False)
+    return r.stdout
+
+
+async def ensure_build_deps(progress: Progress | None = None) -> None:
+    """Install missing host build dependencies when root; otherwise say the exact command."""
+    missing = missing_build_deps()
+    if not missing:
+        return
+    cmd = "apt-get install -y " + " ".join(missing)
+    if os.geteuid() != 0:
+        raise BuildError(f"missing build dependencies; run as root: {cmd}")
+    _say(progress, f"installing build dependencies: {' '.join(missing)}")
+    log = _log_path("apt-deps")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    await run(["apt-get", "-q", "update"], log=log, env=env, what="apt-get update")
+    await run(["apt-get", "-q", "install", "-y", "--no-install-recommends", *missing], log=log,
+              env=env, what="apt-get install (build dependencies)")
+
+
+async def ensure_tools_venv(progress: Progress | None = None) -> Path:
+    """A venv in the cache holding meson for QEMU's configure; returns its python."""
+    venv = paths.tools_venv()
+    py = venv / "bin" / "python3"
+    stamp = venv / paths.STAMP
+    want = "\n".join(TOOLS_PIP)
+    if stamp.is_file() and stamp.read_text() == want and py.exists():
+        return py
+    _say(progress, "creating the build-tools venv (meson)")
+    log = _log_path("tools-venv")
+    shutil.rmtree(venv, ignore_errors=True)
+    await run([sys.executable, "-m", "venv", venv], log=log, what="python -m venv")
+    await run([py, "-m", "pip", "install", "-q", *TOOLS_PIP], log=log, what="pip install meson")
+    stamp.write_text(want)
+    return py
+
+
+async def apt_update_once(progress: Progress | None = None) -> Apt:
+    global _apt_updated
+    apt = Apt.default()
+    if not _apt_updated:
+        _say(progress, "refreshing the private trixie package lists")
+        await apt.update(_log_path("apt"))
+        _apt_updated = True
+    return apt
+
+
+async def fetch_deb(name: str, version: str, arch: str, sha256: str,
+                    progress: Progress | None = None) -> Path:
+    """A pinned .deb in the cache, downloaded if missing, its sha256 checked."""
+    dest = paths.debs_dir()
+    f = dest / deb_filename(name, version, arch)
+    if not f.exists():
+        apt = await apt_update_once(progress)
+        _say(progress, f"downloading {name} {version}")
+        try:
+            await apt.download([f"{name}={version}"], dest, _log_path("apt"))
+        except BuildError as e:
+            raise BuildError(
+                f"{name} {version} could not be downloaded from trixie ({e}); if Debian dropped "
+                f"that version, re-pin with scripts/lock-guest") from e
+    got = sha256_file(f)
+    if got != sha256:
+        f.unlink()
+        raise BuildError(f"{f.name}: sha256 {got} does not match the lock ({sha256})")
+    return f
+
+
+# --------------------------------------------------------------------------- QEMU source
+
+async def fetch_qemu_source(progress: Progress | None = None) -> Path:
+    """The unpacked, patched source tree (``dpkg-source -x``), reused when complete."""
+    src = paths.qemu_src_dir()
+    if (src / paths.STAMP).is_file():
+        return src
+    lock = _lock()["source"]
+    version = str(lock["version"])
+    upstream = paths.qemu_upstream_version()
+    dl = src.parent
+    dl.mkdir(parents=True, exist_ok=True)
+    noepoch = version.split(":", 1)[-1]
+    dsc = dl / f"qemu_{noepoch}.dsc"
+    if not dsc.exists():
+        apt = await apt_update_once(progress)
+        _say(progress, f"downloading the qemu {version} source package")
+        await apt.source(f"qemu={version}", dl, _log_path("apt"))
+    if sha256_file(dsc) != lock["dsc_sha256"]:
+        raise BuildError(f"{dsc} does not match the sha256 pinned in {paths.QEMU_LOCK}")
+    _say(progress, "unpacking the source with dpkg-source -x (Debian's patches apply)")
+    if src.exists():
+        shutil.rmtree(src)  # half-written: no stamp
+    tmp = dl / f".qemu-{upstream}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    await run(["dpkg-source", "-x", dsc, tmp], log=_log_path("qemu-source"),
+              what="dpkg-source -x")
+    tmp.rename(src)
+    (src / paths.STAMP).write_text(version + "\n")
+    return src
+
+
+def overlay(src: Path) -> bool:
+    """Copy ``qemu-device/`` into ``hw/net/e810`` and hook it into meson/Kconfig/trace.
+
+    Files are copied only when their content differs so ninja stays incremental.
+    Returns True when anything changed.
+    """
+    changed = False
+    dest = src / OVERLAY_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    wanted = {p.name for p in paths.DEVICE_DIR.iterdir()
+              if p.is_file() and p.name not in OVERLAY_SKIP}
+    for name in sorted(wanted):
+        s, d = paths.DEVICE_DIR / name, dest / name
+        if not d.exists() or not filecmp.cmp(s, d, shallow=False):
+            shutil.copyfile(s, d)
+            changed = True
+    for stale in dest.iterdir():
+        if stale.name not in wanted:
+            stale.unlink()
+            changed = True
+    changed |= _append_once(src / "hw/net/meson.build", "subdir('e810')\n")
+    kconfig = (paths.DEVICE_DIR / "Kconfig")
+    if kconfig.exists():
+        changed |= _append_once(src / "hw/net/Kconfig", "\n" + kconfig.read_text())
+    top = src / "meson.build"
+    text = top.read_text()
+    if "'hw/net/e810'," not in text:
+        if "    'hw/net',\n" not in text:
+            raise BuildError("meson.build has no 'hw/net' trace subdir line to hook e810 into")
+        top.write_text(text.replace("    'hw/net',\n", "    'hw/net',\n    'hw/net/e810',\n", 1))
+        changed = True
+    return changed
+
+
+def _append_once(f: Path, block: str) -> bool:
+    text = f.read_text()
+    marker = "# icevm overlay"
+    if marker in text:
+        head, _, rest = text.partition(marker)
+        current = rest.split("# end icevm overlay\n", 1)[0].removeprefix("\n")
+        if current == block:
+            return False
+        text = head.rstrip("\n") + "\n" + rest.split("# end icevm overlay\n", 1)[1]
+    f.write_text(text.rstrip("\n") + f"\n{marker}\n{block}# end icevm overlay\n")
+    return True
+
+
+# --------------------------------------------------------------------------- QEMU build
+
+def _configure_key(py: Path) -> str:
+    return hashlib.sha256("\n".join([str(py), *CONFIGURE_ARGS]).encode()).hexdigest()
+
+
+async def configure(src: Path, py: Path, progress: Progress | None = None) -> Path:
+    build = src / "build"
+    stamp = build / CONFIG_STAMP
+    key = _configure_key(py)
+    if stamp.is_file() and stamp.read_text() == key and (build / "build.ninja").exists():
+        return build
+    _say(progress, "configuring QEMU (x86_64-softmmu, TCG+KVM, slirp)")
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir()
+    await run([src / "configure", f"--python={py}", *CONFIGURE_ARGS], cwd=build,
+              log=_log_path("qemu-configure"), what="QEMU configure")
+    stamp.write_text(key)
+    return build
+
+
+async def build_qemu(progress: Progress | None = None, jobs: int | None = None) -> Path:
+    """Everything ``make qemu`` does; returns the ``qemu-system-x86_64`` path."""
+    await ensure_build_deps(progress)
+    py = await ensure_tools_venv(progress)
+    src = await fetch_qemu_source(progress)
+    overlay(src)
+    build = await configure(src, py, progress)
+    _say(progress, "compiling QEMU (ninja)")
+    n = jobs or os.cpu_count() or 2
+    await run(["ninja", "-C", build, f"-j{n}", "qemu-system-x86_64"],
+              log=_log_path("qemu-build"), what="QEMU build (ninja)")
+    await fetch_firmware(progress)
+    return paths.qemu_binary()
+
+
+async def fetch_firmware(progress: Progress | None = None) -> Path:
+    """qboot.rom and friends from Debian's qemu-system-data, into ``paths.firmware_dir()``."""
+    fw = paths.firmware_dir()
+    if paths.is_complete(fw):
+        return fw
+    lock = _lock()["firmware"]
+    deb = await fetch_deb(str(lock["package"]), str(lock["version"]), str(lock["arch"]),
+                          str(lock["sha256"]), progress)
+    files = [str(x) for x in lock["files"]]  # type: ignore[attr-defined]
+    fw.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=fw.parent) as tmp:
+        t = Path(tmp)
+        await run(["dpkg-deb", "-x", deb, t / "x"], log=_log_path("firmware"), what="dpkg-deb -x")
+        out = t / "fw"
+        out.mkdir()
+        for name in files:
+            found = t / "x/usr/share/qemu" / name
+            if not found.exists():
+                raise BuildError(f"{name} not found in {deb.name}")
+            shutil.copyfile(found.resolve(), out / name)
+        (out / paths.STAMP).write_text("")
+        shutil.rmtree(fw, ignore_errors=True)
+        out.rename(fw)
+    return fw
+
+
+@dataclass(frozen=True)
+class QemuArtifacts:
+    binary: Path
+    firmware: Path
+
+
+def qemu_artifacts() -> QemuArtifacts:
+    """The built QEMU and firmware, or a BuildError naming the make target."""
+    b, fw = paths.qemu_binary(), paths.firmware_dir()
+    if not b.exists() or not paths.is_complete(fw):
+        raise BuildError(f"QEMU not built ({b} missing): run `make qemu`")
+    return QemuArtifacts(b, fw)
+
+
+# --------------------------------------------------------------------------- all
+
+async def build_guest(variant: str, progress: Progress | None = None) -> Path:
+    from .guest_image import build_guest as _build
+
+    return await _build(variant, log=_log_path(f"guest-{variant}"), progress=progress)
+
+
+async def build_all(progress: Progress | None = None) -> None:
+    await build_qemu(progress)
+    for v in paths.GUEST_VARIANTS:
+        await build_guest(v, progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    what = args[0] if args else "all"
+
+    def say(msg: str) -> None:
+        print(f"icevm build: {msg}", file=sys.stderr, flush=True)
+
+    try:
+        if what == "deps":
+            asyncio.run(ensure_build_deps(say))
+        elif what == "qemu":
+            print(asyncio.run(build_qemu(say)))
+        elif what == "guest":
+            for v in args[1:] or list(paths.GUEST_VARIANTS):
+                print(asyncio.run(build_guest(v, say)))
+        elif what == "all":
+            asyncio.run(build_all(say))
+        else:
+            print(f"icevm build: unknown target {what!r} (deps, qemu, guest, all)", file=sys.stderr)
+            return 2
+    except BuildError as e:
+        print(f"icevm: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

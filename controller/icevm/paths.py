@@ -1,0 +1,96 @@
+"""Where things live: the repository, the cache (``~/.cache/icevm``) and the artefacts in it.
+
+Every artefact directory is written under a temporary name and renamed into place with a
+``.complete`` stamp as the last step, so a half-written build (an interrupted ``make``) is
+never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEVICE_DIR = REPO / "qemu-device"
+GUEST_IMAGE_DIR = REPO / "guest-image"
+QEMU_LOCK = DEVICE_DIR / "qemu-source.lock"
+GUEST_LOCK = GUEST_IMAGE_DIR / "packages.lock"
+STAMP = ".complete"
+GUEST_VARIANTS = ("safe", "full")
+
+
+def cache_dir() -> Path:
+    """The cache root: ``$ICEVM_CACHE`` or ``~/.cache/icevm``."""
+    env = os.environ.get("ICEVM_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "icevm"
+
+
+def qemu_version() -> str:
+    """The pinned Debian source version of QEMU, e.g. ``1:10.0.13+ds-0+deb13u1``."""
+    with QEMU_LOCK.open("rb") as f:
+        return str(tomllib.load(f)["source"]["version"])
+
+
+def qemu_upstream_version() -> str:
+    """``10.0.13`` from ``1:10.0.13+ds-0+deb13u1``."""
+    v = qemu_version()
+    v = v.split(":", 1)[-1]
+    return v.split("+", 1)[0].split("-", 1)[0]
+
+
+def qemu_src_dir() -> Path:
+    """The unpacked, Debian-patched QEMU tree with the e810 overlay (``src/qemu-<version>``);
+    ``dpkg-source -x`` unpacks into a temporary name that is renamed here when complete."""
+    return cache_dir() / "src" / f"qemu-{qemu_upstream_version()}"
+
+
+def qemu_build_dir() -> Path:
+    """The meson/ninja build tree inside the source tree (configured once, then incremental)."""
+    return qemu_src_dir() / "build"
+
+
+def qemu_binary() -> Path:
+    return qemu_build_dir() / "qemu-system-x86_64"
+
+
+def firmware_dir() -> Path:
+    """qboot.rom, linuxboot_dma.bin, kvmvapic.bin from Debian's qemu-system-data (``-L``)."""
+    return cache_dir() / "firmware" / qemu_upstream_version()
+
+
+def debs_dir() -> Path:
+    return cache_dir() / "debs"
+
+
+def apt_dir() -> Path:
+    return cache_dir() / "apt"
+
+
+def tools_venv() -> Path:
+    """A venv for QEMU's build tools (meson), kept in the cache so the build tree stays valid
+    whichever checkout (and so whichever project venv) runs the build."""
+    return cache_dir() / "tools-venv"
+
+
+def guest_key() -> str:
+    """A hash of everything the guest image is made from: rebuilding happens when it changes."""
+    h = hashlib.sha256()
+    for p in sorted(GUEST_IMAGE_DIR.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            h.update(p.relative_to(GUEST_IMAGE_DIR).as_posix().encode())
+            h.update(p.read_bytes())
+    builder = Path(__file__).with_name("guest_image.py")
+    if builder.exists():
+        h.update(builder.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def guest_dir(variant: str) -> Path:
+    """``vmlinuz`` and ``initrd.img`` of one guest variant (``safe`` or ``full``)."""
+    return cache_dir() / "guest" / guest_key() / variant
+
+
+def is_complete(d: Path) -> bool:
+    return (d / STAMP).is_file()

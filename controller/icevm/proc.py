@@ -1,0 +1,51 @@
+"""Running host commands from asyncio with output captured to a log file and clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from .errors import BuildError
+
+
+async def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    what: str | None = None,
+) -> str:
+    """Run ``argv``; return its stdout (when no ``log`` is given).
+
+    With ``log``, stdout and stderr go to that file (appended) and a failure names it.
+    A non-zero exit raises :class:`BuildError` with a one-line message.
+    """
+    args = [os.fspath(a) for a in argv]
+    full_env = None if env is None else {**os.environ, **env}
+    label = what or shlex.join(args[:3])
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as f:
+            f.write(f"$ {shlex.join(args)}\n".encode())
+            f.flush()
+            proc = await asyncio.create_subprocess_exec(
+                *args, cwd=cwd, env=full_env, stdout=f, stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+            rc = await proc.wait()
+        if rc != 0:
+            raise BuildError(f"{label} failed (exit {rc}); see {log}")
+        return ""
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=cwd, env=full_env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, stdin=asyncio.subprocess.DEVNULL,
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise BuildError(f"{label} failed (exit {proc.returncode}): {tail[0]}")
+    return out.decode(errors="replace")
