@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
-from .debian import Apt, deb_filename, sha256_file
+from .debian import Apt, sha256_file
 from .errors import BuildError
 from .proc import run
 
@@ -36,6 +36,7 @@ Progress = Callable[[str], None]
 BUILD_DEPS = (
     "build-essential", "pkg-config", "ninja-build", "flex", "bison", "dpkg-dev", "xz-utils",
     "libglib2.0-dev", "libpixman-1-dev", "libslirp-dev", "libfdt-dev", "debian-archive-keyring",
+    "zstd",  # the guest builder unpacks the kernel's zstd payload into a PVH-bootable vmlinux
 )
 #: Python build tools QEMU's configure needs; Debian's +ds tarball drops the bundled wheels.
 TOOLS_PIP = ("meson==1.8.2", "pycotap==1.3.1")
@@ -136,27 +137,6 @@ async def apt_update_once(progress: Progress | None = None) -> Apt:
         await apt.update(_log_path("apt"))
         _apt_updated = True
     return apt
-
-
-async def fetch_deb(name: str, version: str, arch: str, sha256: str,
-                    progress: Progress | None = None) -> Path:
-    """A pinned .deb in the cache, downloaded if missing, its sha256 checked."""
-    dest = paths.debs_dir()
-    f = dest / deb_filename(name, version, arch)
-    if not f.exists():
-        apt = await apt_update_once(progress)
-        _say(progress, f"downloading {name} {version}")
-        try:
-            await apt.download([f"{name}={version}"], dest, _log_path("apt"))
-        except BuildError as e:
-            raise BuildError(
-                f"{name} {version} could not be downloaded from trixie ({e}); if Debian dropped "
-                f"that version, re-pin with scripts/lock-guest") from e
-    got = sha256_file(f)
-    if got != sha256:
-        f.unlink()
-        raise BuildError(f"{f.name}: sha256 {got} does not match the lock ({sha256})")
-    return f
 
 
 # --------------------------------------------------------------------------- QEMU source
@@ -279,9 +259,12 @@ async def fetch_firmware(progress: Progress | None = None) -> Path:
     fw = paths.firmware_dir()
     if paths.is_complete(fw):
         return fw
+    from .guest_image import LockedDeb, fetch_debs
+
     lock = _lock()["firmware"]
-    deb = await fetch_deb(str(lock["package"]), str(lock["version"]), str(lock["arch"]),
-                          str(lock["sha256"]), progress)
+    pin = LockedDeb(name=str(lock["package"]), version=str(lock["version"]),
+                    arch=str(lock["arch"]), sha256=str(lock["sha256"]))
+    deb = (await fetch_debs([pin], log=_log_path("apt"), progress=progress))[pin.name]
     files = [str(x) for x in lock["files"]]  # type: ignore[attr-defined]
     fw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=fw.parent) as tmp:

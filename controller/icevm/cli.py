@@ -1,0 +1,252 @@
+"""The ``icevm`` command: build, boot, run a command in a fresh guest, show its interrupts.
+
+This is the only place that calls :func:`asyncio.run`. Every :class:`~icevm.errors.IcevmError`
+ends the command with ``icevm: <one line>`` on stderr and its exit code; Ctrl-C tears the VM
+down (QEMU reaped, sockets removed, console log kept) and exits 130, SIGTERM likewise with 143.
+Progress and status go to stderr (rich), results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, paths
+from .accel import ACCEL_CHOICES
+from .cmdline import NicConfig
+from .errors import IcevmError, UsageError, VMError
+from .interrupts import Snapshot
+from .vm import VM
+
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: the main task was cancelled for it."""
+
+
+def _note(msg: str) -> None:
+    err_console.print(f"icevm: {msg}", markup=False)
+
+
+def _add_vm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("guest")
+    g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
+                   help="auto probes KVM with a real boot and falls back to TCG (default)")
+    g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
+                   help="guest image variant (default: safe)")
+    g.add_argument("--cpus", type=int, default=2, help="guest CPUs (default: 2)")
+    g.add_argument("--memory", type=int, default=1024, metavar="MB",
+                   help="guest memory in MB (default: 1024)")
+    g.add_argument("--no-nic", action="store_true", help="boot without the e810")
+    g.add_argument("--mac", default=NicConfig().mac, help="the e810's MAC address")
+    g.add_argument("--iommu", action="store_true",
+                   help="add an emulated VT-d with interrupt remapping")
+    g.add_argument("--append", action="append", default=[], metavar="WORD",
+                   help="extra kernel command-line word (repeatable)")
+    g.add_argument("--boot-timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for the guest agent (default: 300)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="icevm",
+        description="An emulated Intel E810 in QEMU running the real Linux ice driver.")
+    p.add_argument("--version", action="version", version=f"icevm {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="build QEMU (with the e810) and the guest images")
+    what = b.add_mutually_exclusive_group()
+    what.add_argument("--qemu", action="store_true", help="only QEMU and its firmware")
+    what.add_argument("--guest", choices=paths.GUEST_VARIANTS, metavar="{safe,full}",
+                      help="only this guest image")
+    what.add_argument("--all", action="store_true", help="everything (the default)")
+
+    bo = sub.add_parser("boot", help="boot a guest and keep it up until Ctrl-C")
+    _add_vm_options(bo)
+
+    r = sub.add_parser("run", help="boot a fresh guest, run CMD in it, exit with its status",
+                       usage="icevm run [options] -- CMD [ARG...]")
+    _add_vm_options(r)
+    r.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                   help="seconds CMD may run (default: 600)")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD",
+                   help="the command and its arguments, after --")
+
+    i = sub.add_parser("irqs", help="boot a guest and print its /proc/interrupts")
+    _add_vm_options(i)
+    i.add_argument("--json", action="store_true", help="JSON instead of a table")
+    return p
+
+
+def _vm(args: argparse.Namespace, *, wait_agent: bool = True) -> VM:
+    return VM(
+        variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
+        nic=None if args.no_nic else NicConfig(mac=args.mac), iommu=args.iommu,
+        append=args.append, boot_timeout=args.boot_timeout, wait_agent=wait_agent,
+        notify=_note,
+    )
+
+
+# --------------------------------------------------------------------------- commands
+
+async def cmd_build(args: argparse.Namespace) -> int:
+    from . import build
+
+    def progress(msg: str) -> None:
+        err_console.print(f"[bold]icevm build:[/] {msg}")
+
+    with err_console.status("building…"):
+        if args.qemu:
+            await build.build_qemu(progress)
+        elif args.guest:
+            await build.build_guest(args.guest, progress)
+        else:
+            await build.build_all(progress)
+    err_console.print("[bold]icevm build:[/] done")
+    return 0
+
+
+async def _boot(vm: VM) -> None:
+    """Start ``vm`` (the caller closes it) with a status line while it boots."""
+    with err_console.status(f"booting the {vm.variant} guest…"):
+        await vm.start()
+    _note(f"guest up in {vm.ready_seconds:.1f} s (agent after {vm.boot_seconds:.1f} s, "
+          f"{vm.accel}); run dir {vm.run_dir}")
+
+
+async def cmd_boot(args: argparse.Namespace) -> int:
+    vm = _vm(args, wait_agent=False)
+    async with vm:
+        f = vm.files
+        out = Console(highlight=False, soft_wrap=True)
+        out.print(f"run dir      {f.run_dir}", markup=False)
+        out.print(f"console log  {f.console_log}", markup=False)
+        out.print(f"QMP socket   {f.qmp_sock}", markup=False)
+        out.print(f"gdb socket   {f.gdb_sock}  (attaching gdb stops the guest)", markup=False)
+        out.print(f"agent socket {f.qga_sock}", markup=False)
+        out.print(f"accelerator  {vm.accel}", markup=False)
+        with err_console.status("waiting for the guest agent…"):
+            try:
+                await vm.wait_ready()
+                out.print(f"guest agent  ready after {vm.boot_seconds:.1f} s "
+                          f"(guest ready after {vm.ready_seconds:.1f} s)", markup=False)
+            except VMError as e:
+                if not vm.running:
+                    raise
+                out.print(f"guest agent  not ready ({e})", markup=False)
+        out.print("Ctrl-C stops the VM.", markup=False)
+        rc = await vm.wait_exit()
+    if rc != 0:
+        raise VMError(f"QEMU exited with status {rc}; console log: {vm.files.console_log}")
+    return 0
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise UsageError("run: no command given (icevm run [options] -- CMD [ARG...])")
+    vm = _vm(args)
+    try:
+        await _boot(vm)
+        _note(f"running: {' '.join(cmd)}")
+        r = await vm.exec(cmd, timeout=args.timeout)
+    finally:
+        await vm.close()
+    sys.stdout.buffer.write(r.stdout)
+    sys.stdout.buffer.flush()
+    sys.stderr.buffer.write(r.stderr)
+    sys.stderr.buffer.flush()
+    if r.truncated:
+        _note("the guest agent truncated the command's output")
+    return r.shell_status
+
+
+def irq_table(snap: Snapshot) -> Table:
+    t = Table(title="/proc/interrupts", title_justify="left")
+    t.add_column("IRQ", justify="right")
+    for c in snap.cpus:
+        t.add_column(f"CPU{c}", justify="right")
+    t.add_column("chip")
+    t.add_column("hwirq", justify="right")
+    t.add_column("trigger")
+    t.add_column("actions / description")
+    for ln in snap:
+        counts = [str(c) for c in ln.counts] + [""] * (len(snap.cpus) - len(ln.counts))
+        t.add_row(
+            ln.irq, *counts, ln.chip or "", "" if ln.hwirq is None else str(ln.hwirq),
+            ln.trigger or "", ln.name,
+        )
+    return t
+
+
+async def cmd_irqs(args: argparse.Namespace) -> int:
+    vm = _vm(args)
+    try:
+        await _boot(vm)
+        snap = await vm.interrupts()
+    finally:
+        await vm.close()
+    if args.json:
+        print(json.dumps(snap.to_json(), indent=2))
+    else:
+        width = None if sys.stdout.isatty() else 200
+        Console(width=width, highlight=False).print(irq_table(snap))
+    return 0
+
+
+COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs}
+
+
+async def _main(coro: Coroutine[Any, Any, int]) -> int:
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    terminated = False
+
+    def on_term() -> None:
+        nonlocal terminated
+        terminated = True
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_term)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if terminated:
+            raise _Terminated() from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    # qemu.qmp logs connection trouble at ERROR; the one-line VMError says it better.
+    logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
+    logging.getLogger("qemu.qmp").propagate = False
+    try:
+        return asyncio.run(_main(COMMANDS[args.command](args)))
+    except IcevmError as e:
+        print(f"icevm: {e}", file=sys.stderr, flush=True)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("icevm: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except _Terminated:
+        print("icevm: terminated", file=sys.stderr, flush=True)
+        return 143
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""The QEMU command line of one guest, as a pure function of a :class:`VMConfig`.
+
+Nothing here touches the file system or starts anything: :func:`build_argv` only turns a
+configuration into argv, so it is unit-tested exhaustively and the VM code stays about
+processes and sockets.
+
+Shape (every socket and log lives in the run directory)::
+
+    qemu-system-x86_64 -machine q35 -accel tcg -cpu max -m 1024 -smp 2
+      -nodefaults -no-user-config -display none -no-reboot
+      -bios <fw>/qboot.rom -L <fw>                      # qboot: ~1 s; SeaBIOS costs ~34 s under TCG
+      -kernel … -initrd … -append "console=ttyS0 nokaslr panic=-1 …"
+      -chardev file,id=con,path=<run>/console.log -serial chardev:con
+      -chardev socket,id=qmp-ctl,path=<run>/qmp-ctl.sock,server=off
+      -mon chardev=qmp-ctl,mode=control
+      -chardev socket,id=qmp,path=<run>/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control
+      -device virtio-serial-pci,id=vser0
+      -chardev socket,id=qga,path=<run>/qga.sock,server=on,wait=off
+      -device virtserialport,bus=vser0.0,chardev=qga,name=org.qemu.guest_agent.0
+      -chardev socket,id=gdb,path=<run>/gdb.sock,server=on,wait=off -gdb chardev:gdb
+      -device pcie-root-port,id=rp0,chassis=1,slot=1
+      -netdev user,id=net0 -device e810,bus=rp0,netdev=net0,mac=52:54:00:12:34:56
+
+Two QMP monitors: ``qmp-ctl.sock`` is the controller's own, where *Python* listens and QEMU
+connects as a client (no polling for a socket file, no race with QEMU's start-up, and a QEMU that
+dies before connecting is noticed through its exit status); ``qmp.sock`` is a plain server for a
+human or another tool (``qmp-shell``) while ``icevm boot`` runs.
+
+Values inside QEMU's ``key=value,…`` option strings have their commas doubled (QemuOpts'
+escape); ``-kernel``/``-initrd``/``-append``/``-bios``/``-L`` take their argument verbatim.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import UsageError
+
+Accel = Literal["tcg", "kvm"]
+ACCELS: tuple[Accel, ...] = ("tcg", "kvm")
+
+#: Linux limits a unix socket path to 108 bytes including the terminating NUL.
+UNIX_PATH_MAX = 107
+
+DEFAULT_MAC = "52:54:00:12:34:56"
+#: Always on the guest's command line: the serial console, reproducible addresses (so a
+#: gdbstub breakpoint on a kallsyms address holds), and a panic ends QEMU at once (-no-reboot).
+BASE_APPEND: tuple[str, ...] = ("console=ttyS0", "nokaslr", "panic=-1")
+
+
+@dataclass(frozen=True)
+class NicConfig:
+    """The emulated E810 behind its own PCIe root port.
+
+    ``netdev`` is the ``-netdev`` backend without its id (``user`` for slirp, or e.g.
+    ``socket,connect=…`` / ``stream,…`` for the packet tests); ``options`` are extra
+    ``-device e810`` properties (``{"msix-vectors": "64"}``…), passed through in order.
+    """
+
+    mac: str = DEFAULT_MAC
+    netdev: str = "user"
+    options: Mapping[str, str] = field(default_factory=dict)
+    device: str = "e810"
+    id: str = "nic0"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one VM inside its run directory."""
+
+    run_dir: Path
+
+    @property
+    def console_log(self) -> Path:
+        return self.run_dir / "console.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        """QEMU's own stdout/stderr."""
+        return self.run_dir / "qemu.log"
+
+    @property
+    def qmp_ctl_sock(self) -> Path:
+        """The controller's QMP: Python listens, QEMU connects."""
+        return self.run_dir / "qmp-ctl.sock"
+
+    @property
+    def qmp_sock(self) -> Path:
+        """A QMP server socket for humans and other tools."""
+        return self.run_dir / "qmp.sock"
+
+    @property
+    def qga_sock(self) -> Path:
+        return self.run_dir / "qga.sock"
+
+    @property
+    def gdb_sock(self) -> Path:
+        return self.run_dir / "gdb.sock"
+
+    @property
+    def sockets(self) -> tuple[Path, ...]:
+        return (self.qmp_ctl_sock, self.qmp_sock, self.qga_sock, self.gdb_sock)
+
+
+@dataclass(frozen=True)
+class VMConfig:
+    """Everything that decides QEMU's command line."""
+
+    qemu: Path
+    firmware_dir: Path
+    kernel: Path
+    initrd: Path | None
+    run_dir: Path
+    accel: Accel = "tcg"
+    cpus: int = 2
+    memory_mb: int = 1024
+    #: The guest variant the kernel/initrd come from (``safe``/``full``); informational here.
+    variant: str = "safe"
+    #: Extra kernel command-line words, after :data:`BASE_APPEND`.
+    append: Sequence[str] = ()
+    #: The E810; ``None`` boots without it.
+    nic: NicConfig | None = field(default_factory=NicConfig)
+    #: An emulated VT-d with interrupt remapping (``IR-PCI-MSIX-…`` lines in /proc/interrupts).
+    iommu: bool = False
+    #: A gdbstub on ``gdb.sock``.
+    gdbstub: bool = True
+    #: The guest agent's virtio-serial port.
+    agent: bool = True
+    #: Appended verbatim at the end.
+    extra_args: Sequence[str] = ()
+
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles(self.run_dir)
+
+
+def opt_value(value: str | os.PathLike[str]) -> str:
+    """Escape a value for a QemuOpts ``key=value,…`` string: commas are doubled."""
+    return os.fspath(value).replace(",", ",,")
+
+
+def _unix_path(p: Path) -> str:
+    s = os.fspath(p)
+    if len(os.fsencode(s)) > UNIX_PATH_MAX:
+        raise UsageError(
+            f"socket path too long for a unix socket ({len(s)} > {UNIX_PATH_MAX} bytes): {s}; "
+            "set ICEVM_CACHE to a shorter directory"
+        )
+    return opt_value(s)
+
+
+def validate(cfg: VMConfig) -> None:
+    """Reject configurations QEMU would reject less clearly."""
+    if cfg.accel not in ACCELS:
+        raise UsageError(f"unknown accelerator {cfg.accel!r}: choose one of {', '.join(ACCELS)}")
+    if cfg.cpus < 1 or cfg.cpus > 64:
+        raise UsageError(f"cpus must be between 1 and 64, not {cfg.cpus}")
+    if cfg.memory_mb < 128:
+        raise UsageError(f"memory must be at least 128 MB, not {cfg.memory_mb}")
+
+
+def kernel_append(cfg: VMConfig) -> str:
+    words = [*BASE_APPEND]
+    if cfg.iommu:
+        words.append("intel_iommu=on")
+    words.extend(cfg.append)
+    return " ".join(words)
+
+
+def build_argv(cfg: VMConfig) -> list[str]:
+    """QEMU's argv (``argv[0]`` is the binary) for ``cfg``."""
+    validate(cfg)
+    f = cfg.files
+    fw = cfg.firmware_dir
+    machine = "q35"
+    if cfg.iommu:
+        # Interrupt remapping needs the split irqchip under KVM; TCG ignores the property.
+        machine += ",kernel-irqchip=split"
+    argv: list[str] = [
+        os.fspath(cfg.qemu),
+        "-machine", machine,
+        "-accel", cfg.accel,
+        "-cpu", "host" if cfg.accel == "kvm" else "max",
+        "-m", str(cfg.memory_mb),
+        "-smp", str(cfg.cpus),
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-bios", os.fspath(fw / "qboot.rom"),
+        "-L", os.fspath(fw),
+        "-kernel", os.fspath(cfg.kernel),
+    ]
+    if cfg.initrd is not None:
+        argv += ["-initrd", os.fspath(cfg.initrd)]
+    argv += ["-append", kernel_append(cfg)]
+    argv += [
+        "-chardev", f"file,id=con,path={opt_value(f.console_log)}",
+        "-serial", "chardev:con",
+        "-chardev", f"socket,id=qmp-ctl,path={_unix_path(f.qmp_ctl_sock)},server=off",
+        "-mon", "chardev=qmp-ctl,mode=control",
+        "-chardev", f"socket,id=qmp,path={_unix_path(f.qmp_sock)},server=on,wait=off",
+        "-mon", "chardev=qmp,mode=control",
+    ]
+    if cfg.iommu:
+        # Before the other PCI devices, as intel-iommu asks.
+        argv += ["-device", "intel-iommu,intremap=on"]
+    if cfg.agent:
+        argv += [
+            "-device", "virtio-serial-pci,id=vser0",
+            "-chardev", f"socket,id=qga,path={_unix_path(f.qga_sock)},server=on,wait=off",
+            "-device", "virtserialport,bus=vser0.0,chardev=qga,name=org.qemu.guest_agent.0",
+        ]
+    if cfg.gdbstub:
+        argv += [
+            "-chardev", f"socket,id=gdb,path={_unix_path(f.gdb_sock)},server=on,wait=off",
+            "-gdb", "chardev:gdb",
+        ]
+    if cfg.nic is not None:
+        n = cfg.nic
+        props = "".join(f",{k}={opt_value(v)}" for k, v in n.options.items())
+        argv += [
+            "-device", "pcie-root-port,id=rp0,chassis=1,slot=1",
+            "-netdev", f"{n.netdev},id=net0",
+            "-device", f"{n.device},id={n.id},bus=rp0,netdev=net0,mac={n.mac}{props}",
+        ]
+    argv += list(cfg.extra_args)
+    return argv

@@ -1,0 +1,520 @@
+"""One guest under QEMU, as an async context manager.
+
+::
+
+    async with VM(variant="safe", cpus=2) as vm:        # boots; returns when the agent answers
+        r = await vm.exec(["uname", "-r"])
+        irqs = await vm.interrupts()
+        await vm.qmp("query-status")
+
+Lifecycle: a run directory (``~/.cache/icevm/runs/<timestamp>-<pid>``) holds the console log,
+QEMU's own log and the sockets; QEMU runs in its own process group (and dies with this process
+through ``PR_SET_PDEATHSIG``); the controller's QMP connection is made race-free by listening in
+Python *before* QEMU starts and letting QEMU connect as a client (see :mod:`icevm.cmdline`).
+
+QEMU is watched all the time: when it exits, every pending call fails at once with one line
+such as ``QEMU exited with status -9 while waiting for the guest agent; console log: …``. On
+leaving the ``async with`` (normally, on an exception, on cancellation or Ctrl-C) QEMU is asked
+to quit over QMP, killed if it has not within a few seconds, and always reaped; the sockets are
+removed, the console log and ``qemu.log`` are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
+
+from . import accel as accel_mod
+from . import paths
+from .agent import Agent, AgentDisconnected, AgentError, ExecResult
+from .cmdline import NicConfig, RunFiles, VMConfig, build_argv
+from .console import ConsoleLog
+from .errors import IcevmError, VMError
+from .interrupts import Snapshot
+
+T = TypeVar("T")
+
+DEFAULT_NIC = NicConfig()
+#: What the guest's /init writes to the console once its modules are loaded.
+READY_MARKER = "ICEVM-READY"
+#: Generous: a TCG boot on a busy 2-core CI machine, plus the agent starting.
+DEFAULT_BOOT_TIMEOUT = 300.0
+QMP_CONNECT_TIMEOUT = 30.0
+QUIT_TIMEOUT = 5.0
+QMP_READBUF = 16 << 20
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def _load_libc() -> Any:
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+    return _libc
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the forked child
+    """In QEMU's child before exec: die with the parent (no orphan if Python is killed)."""
+    libc = _libc
+    if libc:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+_run_seq = 0
+
+
+class QMPCommandError(VMError):
+    """QEMU answered a QMP command with an error (``error_class``: ``GenericError``, …)."""
+
+    def __init__(self, error_class: str, desc: str) -> None:
+        super().__init__(f"QMP: {desc}")
+        self.error_class = error_class
+        self.desc = desc
+
+
+def new_run_dir(base: Path | None = None) -> Path:
+    """A fresh ``runs/<YYYYmmdd-HHMMSS>-<pid>[-n]`` directory under the cache."""
+    global _run_seq
+    root = base if base is not None else paths.cache_dir() / "runs"
+    root.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    while True:
+        name = stem if _run_seq == 0 else f"{stem}-{_run_seq}"
+        _run_seq += 1
+        d = root / name
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+
+
+class VM:
+    """A QEMU guest: boot with ``async with`` (or :meth:`start` / :meth:`close`)."""
+
+    def __init__(
+        self,
+        *,
+        variant: str = "safe",
+        accel: str = "auto",
+        cpus: int = 2,
+        memory_mb: int = 1024,
+        nic: NicConfig | None = DEFAULT_NIC,
+        iommu: bool = False,
+        append: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
+        run_dir: Path | None = None,
+        boot_timeout: float = DEFAULT_BOOT_TIMEOUT,
+        wait_agent: bool = True,
+        ready_marker: str | None = READY_MARKER,
+        kernel: Path | None = None,
+        initrd: Path | None = None,
+        qemu: Path | None = None,
+        firmware_dir: Path | None = None,
+        notify: accel_mod.Notify | None = accel_mod.stderr_note,
+    ) -> None:
+        self.variant = variant
+        self.requested_accel = accel
+        self.cpus = cpus
+        self.memory_mb = memory_mb
+        self.nic = nic
+        self.iommu = iommu
+        self.append = tuple(append)
+        self.extra_args = tuple(extra_args)
+        self.boot_timeout = boot_timeout
+        self.wait_agent = wait_agent
+        self.ready_marker = ready_marker
+        self._kernel = kernel
+        self._initrd = initrd
+        self._qemu = qemu
+        self._firmware = firmware_dir
+        self._notify = notify
+        self._given_run_dir = run_dir
+
+        self.config: VMConfig | None = None
+        self.argv: list[str] = []
+        #: Seconds from QEMU's start to the guest agent's first answer.
+        self.boot_seconds: float | None = None
+        #: Seconds from QEMU's start to the guest's ready marker (modules loaded).
+        self.ready_seconds: float | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+        self._exit_task: asyncio.Future[int] | None = None
+        self._qmp: QMPClient | None = None
+        self._agent: Agent | None = None
+        self._t0 = 0.0
+        self._closed = False
+
+    # ------------------------------------------------------------------ facts
+
+    @property
+    def files(self) -> RunFiles:
+        if self.config is None:
+            raise VMError("the VM has not been started")
+        return self.config.files
+
+    @property
+    def run_dir(self) -> Path:
+        return self.files.run_dir
+
+    @property
+    def console(self) -> ConsoleLog:
+        return ConsoleLog(self.files.console_log)
+
+    @property
+    def accel(self) -> str:
+        return self.config.accel if self.config is not None else self.requested_accel
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode if self._proc is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
+    @property
+    def agent_ready(self) -> bool:
+        return self.boot_seconds is not None
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_seconds is not None
+
+    # ------------------------------------------------------------------ start
+
+    async def _resolve_config(self) -> VMConfig:
+        kernel, initrd = self._kernel, self._initrd
+        if kernel is None:
+            from .guest_image import guest_artifacts
+
+            g = guest_artifacts(self.variant)
+            # The uncompressed ELF boots through QEMU's PVH entry (pvh.bin): no decompressor
+            # under TCG, ~1.6 s faster than the bzImage here (scripts/bench-boot --kernel).
+            kernel = g.vmlinux
+            if initrd is None:
+                initrd = g.initrd
+        qemu, fw = self._qemu, self._firmware
+        if qemu is None or fw is None:
+            from .build import qemu_artifacts
+
+            q = qemu_artifacts()
+            qemu = qemu if qemu is not None else q.binary
+            fw = fw if fw is not None else q.firmware
+        accel = await accel_mod.resolve(self.requested_accel, qemu, fw, kernel,
+                                        notify=self._notify)
+        run_dir = self._given_run_dir
+        if run_dir is None:
+            run_dir = new_run_dir()
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        return VMConfig(
+            qemu=qemu, firmware_dir=fw, kernel=kernel, initrd=initrd, run_dir=run_dir,
+            accel=accel, cpus=self.cpus, memory_mb=self.memory_mb, variant=self.variant,
+            append=self.append, nic=self.nic, iommu=self.iommu, extra_args=self.extra_args,
+        )
+
+    async def start(self) -> None:
+        """Start QEMU and connect QMP; unless ``wait_agent=False``, also wait for the guest
+        agent and the ready marker (:meth:`wait_ready`). On any failure QEMU is stopped."""
+        if self._proc is not None:
+            raise VMError("the VM was already started")
+        try:
+            self.config = await self._resolve_config()
+            self.argv = build_argv(self.config)
+            await self._spawn()
+            await self._guard(self._connect_qmp(), "connecting QMP", QMP_CONNECT_TIMEOUT)
+            self._agent = Agent(self.files.qga_sock)
+            if self.wait_agent:
+                await self.wait_ready()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _spawn(self) -> None:
+        assert self.config is not None
+        f = self.files
+        for s in f.sockets:
+            with contextlib.suppress(FileNotFoundError):
+                s.unlink()
+        self._qmp = QMPClient("icevm", readbuflen=QMP_READBUF)
+        await self._qmp.start_server(str(f.qmp_ctl_sock))
+        (f.run_dir / "cmdline").write_text("\0".join(self.argv) + "\0")
+        _load_libc()
+        with f.qemu_log.open("ab") as log:
+            self._t0 = time.monotonic()
+            self._proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True, preexec_fn=_child_setup, cwd=f.run_dir,
+            )
+        self._exit_task = asyncio.ensure_future(self._proc.wait())
+
+    async def _connect_qmp(self) -> None:
+        assert self._qmp is not None
+        await self._qmp.accept()
+
+    async def wait_ready(self) -> float:
+        """Wait, within the boot timeout, for the guest agent and then for the guest's ready
+        marker on the console (its /init has loaded the modules); returns
+        :attr:`ready_seconds`."""
+        left = self.boot_timeout - (time.monotonic() - self._t0)
+        await self.wait_for_agent(left)
+        if self.ready_marker is not None and self.ready_seconds is None:
+            left = max(1.0, self.boot_timeout - (time.monotonic() - self._t0))
+            await self._guard(
+                self.console.wait_for(re.escape(self.ready_marker), left),
+                f"waiting for {self.ready_marker} on the console")
+        if self.ready_seconds is None:
+            self.ready_seconds = time.monotonic() - self._t0
+        return self.ready_seconds
+
+    async def wait_for_agent(self, seconds: float | None = None) -> float:
+        """Wait (``seconds``, default the boot timeout) until the guest agent answers; returns
+        (and records) the boot time: from QEMU's start to the agent's first answer."""
+        if self._agent is None:
+            raise VMError("the VM has not been started")
+        t = self.boot_timeout if seconds is None else seconds
+        await self._guard(self._agent.wait_ready(max(t, 1.0)), "waiting for the guest agent")
+        if self.boot_seconds is None:
+            self.boot_seconds = time.monotonic() - self._t0
+        return self.boot_seconds
+
+    # ------------------------------------------------------------------ watching QEMU
+
+    def _qemu_log_tail(self) -> str | None:
+        if self.config is None:
+            return None
+        try:
+            text = self.files.qemu_log.read_text(errors="replace")
+        except OSError:
+            return None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        for ln in reversed(lines):
+            if "warning:" not in ln:
+                return ln[:300]
+        return None
+
+    def _died(self, what: str) -> VMError:
+        rc = self.returncode
+        # QEMU's own last word (an error, an assertion) unless someone else killed it.
+        killed = rc in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
+        detail = self._qemu_log_tail() if rc not in (0, None) and not killed else None
+        where = f"; console log: {self.files.console_log}" if self.config else ""
+        extra = f" ({detail})" if detail else ""
+        return VMError(f"QEMU exited with status {rc} while {what}{extra}{where}")
+
+    def _with_log(self, e: IcevmError) -> IcevmError:
+        """``e``, or a VMError with the same message naming the console log."""
+        msg = str(e)
+        if isinstance(e, AgentError) or "console log:" in msg or self.config is None:
+            return e
+        return VMError(f"{msg}; console log: {self.files.console_log}")
+
+    async def _exited_within(self, seconds: float) -> bool:
+        if self._exit_task is None:
+            return True
+        if self._exit_task.done():
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._exit_task), seconds)
+        return self._exit_task.done()
+
+    async def _guard(self, aw: Awaitable[T], what: str, seconds: float | None = None) -> T:
+        """``await aw``, but fail promptly (one line, naming the console log) if QEMU exits
+        first or ``seconds`` pass."""
+        if self._exit_task is None:
+            raise VMError(f"the VM is not running ({what})")
+        if self._exit_task.done():
+            raise self._died(what)
+        task = asyncio.ensure_future(aw)
+        watched: set[asyncio.Future[Any]] = {task, self._exit_task}
+        try:
+            done, _ = await asyncio.wait(
+                watched, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise
+        if task in done:
+            try:
+                return task.result()
+            except (AgentError, QMPCommandError):
+                raise  # the guest or QEMU answered: nothing wrong with the VM itself
+            except ExecuteError as e:
+                raise QMPCommandError(e.error_class, str(e)) from e
+            except VMError as e:
+                if isinstance(e, AgentDisconnected) and await self._exited_within(1.0):
+                    raise self._died(what) from e
+                with_log = self._with_log(e)
+                if with_log is e:
+                    raise
+                raise with_log from e
+            except (QMPError, OSError, EOFError) as e:
+                # A lost connection is usually QEMU dying: say that rather than the symptom.
+                if await self._exited_within(1.0):
+                    raise self._died(what) from e
+                raise VMError(f"{what}: {type(e).__name__}: {e}; "
+                              f"console log: {self.files.console_log}") from e
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        if self._exit_task in done:
+            raise self._died(what)
+        raise VMError(f"timed out after {seconds:g} s while {what}; "
+                      f"console log: {self.files.console_log}")
+
+    async def wait_exit(self, seconds: float | None = None) -> int:
+        """Wait for QEMU to exit by itself (``None``: for ever); its status."""
+        if self._exit_task is None:
+            raise VMError("the VM has not been started")
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._exit_task), seconds)
+        except TimeoutError:
+            raise VMError(f"QEMU still running after {seconds:g} s; "
+                          f"console log: {self.files.console_log}") from None
+
+    # ------------------------------------------------------------------ guest
+
+    def _agent_or_fail(self) -> Agent:
+        if self._agent is None:
+            raise VMError("the VM has not been started")
+        return self._agent
+
+    async def exec(
+        self, argv: Sequence[str], timeout: float = 60.0, *,  # noqa: ASYNC109
+        input: bytes | None = None, env: Mapping[str, str] | None = None, check: bool = False,
+    ) -> ExecResult:
+        """Run ``argv`` in the guest through the agent (no shell); ``check`` raises
+        :class:`VMError` on a non-zero status."""
+        agent = self._agent_or_fail()
+        what = f"running {' '.join(argv)!r} in the guest"
+        r = await self._guard(agent.exec(argv, timeout, input=input, env=env), what)
+        if check and r.rc != 0:
+            tail = (r.err.strip().splitlines() or r.out.strip().splitlines() or [""])[-1]
+            raise VMError(f"guest command {' '.join(argv)!r} failed with status {r.rc}: {tail}")
+        return r
+
+    async def sh(
+        self, script: str, timeout: float = 60.0, *, check: bool = False,  # noqa: ASYNC109
+    ) -> ExecResult:
+        """``/bin/sh -c script`` in the guest."""
+        return await self.exec(["/bin/sh", "-c", script], timeout, check=check)
+
+    async def read_file(self, path: str, timeout: float = 30.0) -> bytes:  # noqa: ASYNC109
+        agent = self._agent_or_fail()
+        return await self._guard(agent.read_file(path, timeout), f"reading {path} in the guest")
+
+    async def write_file(
+        self, path: str, data: bytes, timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> None:
+        agent = self._agent_or_fail()
+        await self._guard(agent.write_file(path, data, timeout), f"writing {path} in the guest")
+
+    async def interrupts(self) -> Snapshot:
+        """The guest's /proc/interrupts, parsed."""
+        text = await self.read_file("/proc/interrupts")
+        return Snapshot.parse(text.decode(errors="replace"))
+
+    async def qmp(self, cmd: str, **args: Any) -> Any:
+        """One QMP command (``vm.qmp("query-status")``); hyphenated argument names go through
+        ``**{"some-arg": v}``."""
+        if self._qmp is None:
+            raise VMError("the VM has not been started")
+        return await self._guard(self._qmp.execute(cmd, args or None), f"running QMP {cmd}",
+                                 seconds=60.0)
+
+    # ------------------------------------------------------------------ stop
+
+    def _signal(self, sig: int) -> None:
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        try:
+            os.killpg(self._proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(sig)
+
+    async def kill(self) -> int:
+        """SIGKILL QEMU (its whole process group) and reap it."""
+        self._signal(signal.SIGKILL)
+        return await self._reap()
+
+    async def _reap(self) -> int:
+        assert self._proc is not None
+        if self._exit_task is not None:
+            return await asyncio.shield(self._exit_task)
+        return await self._proc.wait()
+
+    async def shutdown(self, grace: float = QUIT_TIMEOUT) -> int | None:
+        """Ask QEMU to quit over QMP; SIGKILL after ``grace`` s. Returns its exit status."""
+        if self._proc is None:
+            return None
+        try:
+            if self._proc.returncode is None and self._qmp is not None:
+                with contextlib.suppress(QMPError, OSError, EOFError, TimeoutError,
+                                         asyncio.InvalidStateError):
+                    if self._qmp.runstate == Runstate.RUNNING:
+                        await asyncio.wait_for(self._qmp.execute("quit"), grace)
+            if self._proc.returncode is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._reap()), grace)
+        finally:
+            # Whatever happened above (including a second cancellation): no QEMU survives us.
+            self._signal(signal.SIGKILL)
+        return await self._reap()
+
+    async def close(self) -> None:
+        """Stop QEMU (gracefully if possible), close connections, remove the sockets.
+        Idempotent; the logs stay."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._proc is not None:
+                await self.shutdown()
+        finally:
+            self._signal(signal.SIGKILL)
+            if self._agent is not None:
+                with contextlib.suppress(Exception):
+                    await self._agent.close()
+            if self._qmp is not None:
+                with contextlib.suppress(Exception):
+                    await self._qmp.disconnect()
+            if self._exit_task is not None and not self._exit_task.done():
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(self._exit_task), 5.0)
+            if self.config is not None:
+                for s in self.files.sockets:
+                    with contextlib.suppress(FileNotFoundError):
+                        s.unlink()
+
+    async def __aenter__(self) -> VM:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

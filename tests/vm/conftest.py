@@ -1,0 +1,82 @@
+"""Fixtures for the tests that boot the real guest under QEMU (TCG).
+
+Missing artefacts (QEMU not built, QEMU built without the e810, guest image not built) make
+these tests *skip* with the make target to run; under ``CI=true`` the suite-wide hook in
+``tests/conftest.py`` turns every such skip into a failure, because CI builds them first.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from icevm.errors import BuildError
+from icevm.vm import VM
+
+
+@dataclass(frozen=True)
+class Built:
+    qemu: Path
+    firmware: Path
+    kernel: Path
+    initrd: Path
+    release: str
+
+
+@functools.cache
+def _qemu_devices(binary: str) -> str:
+    out = subprocess.run([binary, "-device", "help"], capture_output=True, text=True,
+                         timeout=60, check=False)
+    return out.stdout + out.stderr
+
+
+def built(variant: str = "safe", *, e810: bool = True) -> Built:
+    """The artefacts a VM test needs, or ``pytest.skip`` naming the make target."""
+    from icevm.build import qemu_artifacts
+    from icevm.guest_image import guest_artifacts
+
+    try:
+        q = qemu_artifacts()
+        g = guest_artifacts(variant)
+    except BuildError as e:
+        pytest.skip(str(e))
+    if e810 and '"e810"' not in _qemu_devices(os.fspath(q.binary)):
+        pytest.skip(f"{q.binary} has no e810 device: run `make qemu`")
+    return Built(q.binary, q.firmware, g.kernel, g.initrd, g.release)
+
+
+def locked_kernel_release() -> str:
+    """``6.12.117+deb13-amd64`` from the kernel package pinned in guest-image/packages.lock."""
+    from icevm.guest_image import read_lock
+
+    for deb in read_lock():
+        if deb.name.startswith("linux-image-"):
+            return deb.name.removeprefix("linux-image-").removesuffix("-unsigned")
+    raise AssertionError("no linux-image package in guest-image/packages.lock")
+
+
+@pytest.fixture
+def safe_guest() -> Built:
+    """QEMU with the e810 and the safe guest image (or a skip)."""
+    return built("safe")
+
+
+@pytest.fixture(scope="session")
+def kernel_release() -> str:
+    return locked_kernel_release()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def smoke_vm() -> AsyncIterator[VM]:
+    """One safe-mode guest with the e810 under TCG, shared by a module's tests."""
+    b = built("safe")
+    async with VM(variant="safe", accel="tcg", cpus=2, kernel=b.kernel, initrd=b.initrd,
+                  qemu=b.qemu, firmware_dir=b.firmware) as vm:
+        yield vm
