@@ -49,7 +49,7 @@ def built(variant: str = "safe", *, e810: bool = True) -> Built:
         pytest.skip(str(e))
     if e810 and '"e810"' not in _qemu_devices(os.fspath(q.binary)):
         pytest.skip(f"{q.binary} has no e810 device: run `make qemu`")
-    return Built(q.binary, q.firmware, g.kernel, g.initrd, g.release)
+    return Built(q.binary, q.firmware, g.vmlinux, g.initrd, g.release)
 
 
 def locked_kernel_release() -> str:
