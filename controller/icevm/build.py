@@ -14,6 +14,8 @@ Run as ``python -m icevm.build {deps,qemu,guest,all}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import filecmp
 import hashlib
 import os
@@ -21,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -239,18 +241,36 @@ async def configure(src: Path, py: Path, progress: Progress | None = None) -> Pa
     return build
 
 
+@contextlib.asynccontextmanager
+async def _build_lock(name: str, progress: Progress | None) -> AsyncIterator[None]:
+    """One build of a kind at a time per cache (two ``make qemu`` would fight over one tree)."""
+    d = paths.cache_dir() / "locks"
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _say(progress, f"waiting for another {name} build to finish")
+            await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 async def build_qemu(progress: Progress | None = None, jobs: int | None = None) -> Path:
     """Everything ``make qemu`` does; returns the ``qemu-system-x86_64`` path."""
     await ensure_build_deps(progress)
     py = await ensure_tools_venv(progress)
-    src = await fetch_qemu_source(progress)
-    overlay(src)
-    build = await configure(src, py, progress)
-    _say(progress, "compiling QEMU (ninja)")
-    n = jobs or os.cpu_count() or 2
-    await run(["ninja", "-C", build, f"-j{n}", "qemu-system-x86_64"],
-              log=_log_path("qemu-build"), what="QEMU build (ninja)")
-    await fetch_firmware(progress)
+    async with _build_lock("qemu", progress):
+        src = await fetch_qemu_source(progress)
+        overlay(src)
+        build = await configure(src, py, progress)
+        _say(progress, "compiling QEMU (ninja)")
+        n = jobs or os.cpu_count() or 2
+        await run(["ninja", "-C", build, f"-j{n}", "qemu-system-x86_64"],
+                  log=_log_path("qemu-build"), what="QEMU build (ninja)")
+        await fetch_firmware(progress)
     return paths.qemu_binary()
 
 
