@@ -1,0 +1,474 @@
+/*
+ * QEMU Intel Ethernet Controller E810 ("ice") -- PCI front-end
+ *
+ * This file only holds what makes the device a PCI Express function:
+ * BARs, MSI-X, PCIe/AER/DSN capabilities, properties, the network
+ * backend hook-up, reset and migration state.  Everything behind BAR0
+ * lives in the E810 core (e810_core.h).
+ *
+ * Device identity: 8086:159B, "E810-XXV for SFP".  The ice driver maps
+ * 159B to ICE_MAC_E810 (ice_set_mac_type(), ice_common.c), which
+ *  - has no sideband control queue (ice_is_sbq_supported() is false for
+ *    E810, ice_controlq.c), unlike E822/E823/E825 whose PHY is reached
+ *    over that queue;
+ *  - expects firmware API 1.5 (EXP_FW_API_VER_*_E810, ice_controlq.h),
+ *    where E830 wants 1.7 and a different register set;
+ *  - is not an E810-T: ice_is_e810t() only matches 0x1592/0x1593 with
+ *    the ICE_SUBDEV_ID_E810T* subsystem ids, so there are no GNSS, CGU
+ *    or SMA paths;
+ *  - makes ice_is_pf_c827() return true without an admin command (only
+ *    0x1592 asks the netlist), so the only extra probe step is polling
+ *    GL_MNG_FWSM.FW_LOADING, which reads 0 here.
+ * The subsystem id is 0x0003, not one of the E810-T ids (0x000E..0x0012,
+ * 0x02E9, 0x02EA in ice_devids.h).
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/units.h"
+#include "qemu/module.h"
+#include "qapi/error.h"
+#include "net/net.h"
+#include "hw/pci/pci.h"
+#include "hw/pci/pci_device.h"
+#include "hw/pci/pcie.h"
+#include "hw/pci/pcie_aer.h"
+#include "hw/pci/msix.h"
+#include "hw/qdev-properties.h"
+#include "system/system.h"
+#include "migration/vmstate.h"
+#include "qom/object.h"
+
+#include "e810_core.h"
+#include "trace.h"
+
+#define TYPE_E810 "e810"
+OBJECT_DECLARE_SIMPLE_TYPE(E810State, E810)
+
+#define E810_VENDOR_ID          PCI_VENDOR_ID_INTEL
+#define E810_DEVICE_ID          0x159B  /* ICE_DEV_ID_E810_XXV_SFP */
+#define E810_SUBSYS_VENDOR_ID   PCI_VENDOR_ID_INTEL
+#define E810_SUBSYS_ID          0x0003  /* not an ICE_SUBDEV_ID_E810T* */
+#define E810_REVISION           0x02
+
+/* BAR layout of a real E810 */
+#define E810_MMIO_BAR           0
+#define E810_MMIO_SIZE          (32 * MiB)
+#define E810_MSIX_BAR           3
+#define E810_MSIX_BAR_SIZE      (64 * KiB)
+#define E810_MSIX_TABLE_OFFSET  0x0000
+#define E810_MSIX_PBA_OFFSET    0x8000
+
+/* config-space capability offsets */
+#define E810_CAP_PM_OFFSET      0x40
+#define E810_CAP_MSIX_OFFSET    0x70
+#define E810_CAP_PCIE_OFFSET    0xA0
+#define E810_EXTCAP_AER_OFFSET  0x100
+#define E810_EXTCAP_DSN_OFFSET  0x150
+
+struct E810State {
+    PCIDevice parent_obj;
+
+    NICState *nic;
+    NICConf conf;
+
+    MemoryRegion mmio;
+    MemoryRegion msix;
+
+    uint32_t msix_vectors;
+    uint64_t dsn;
+    bool aer;
+
+    E810Core core;
+};
+
+/* ------------------------------------------------------------------ */
+/* network backend                                                     */
+
+static ssize_t e810_nc_receive(NetClientState *nc, const uint8_t *buf,
+                               size_t size)
+{
+    /* Rx data path: not modelled yet, frames are consumed and dropped */
+    trace_e810_rx_drop(size);
+    return size;
+}
+
+static void e810_nc_link_status_changed(NetClientState *nc)
+{
+    E810State *s = qemu_get_nic_opaque(nc);
+
+    trace_e810_link_status_changed(!nc->link_down);
+    e810_link_status_changed(&s->core);
+}
+
+static NetClientInfo e810_net_info = {
+    .type = NET_CLIENT_DRIVER_NIC,
+    .size = sizeof(NICState),
+    .receive = e810_nc_receive,
+    .link_status_changed = e810_nc_link_status_changed,
+};
+
+/* ------------------------------------------------------------------ */
+/* realize / exit                                                      */
+
+static uint64_t e810_default_dsn(const uint8_t *mac)
+{
+    /* EUI-64 from the MAC, the way Intel NICs derive their DSN */
+    return ((uint64_t)mac[0] << 56) | ((uint64_t)mac[1] << 48) |
+           ((uint64_t)mac[2] << 40) | (0xFFULL << 32) | (0xFFULL << 24) |
+           ((uint64_t)mac[3] << 16) | ((uint64_t)mac[4] << 8) | mac[5];
+}
+
+static void e810_pci_realize(PCIDevice *pci_dev, Error **errp)
+{
+    E810State *s = E810(pci_dev);
+    DeviceState *dev = DEVICE(pci_dev);
+    int ret;
+
+    if (s->msix_vectors < E810_MIN_VECTORS ||
+        s->msix_vectors > E810_MAX_VECTORS) {
+        error_setg(errp, "msix-vectors must be in %u..%u, got %u",
+                   E810_MIN_VECTORS, E810_MAX_VECTORS, s->msix_vectors);
+        return;
+    }
+
+    pci_dev->config[PCI_CACHE_LINE_SIZE] = 0x10;
+    pci_dev->config[PCI_INTERRUPT_PIN] = 1;
+
+    qemu_macaddr_default_if_unset(&s->conf.macaddr);
+
+    /* BAR0: the register file, 64-bit prefetchable like real E810 */
+    memory_region_init_io(&s->mmio, OBJECT(s), &e810_mmio_ops, &s->core,
+                          "e810-mmio", E810_MMIO_SIZE);
+    pci_register_bar(pci_dev, E810_MMIO_BAR,
+                     PCI_BASE_ADDRESS_SPACE_MEMORY |
+                     PCI_BASE_ADDRESS_MEM_TYPE_64 |
+                     PCI_BASE_ADDRESS_MEM_PREFETCH, &s->mmio);
+
+    /* BAR3: MSI-X table at 0 and PBA at 0x8000 */
+    memory_region_init(&s->msix, OBJECT(s), "e810-msix", E810_MSIX_BAR_SIZE);
+    pci_register_bar(pci_dev, E810_MSIX_BAR,
+                     PCI_BASE_ADDRESS_SPACE_MEMORY |
+                     PCI_BASE_ADDRESS_MEM_TYPE_64 |
+                     PCI_BASE_ADDRESS_MEM_PREFETCH, &s->msix);
+
+    if (pci_pm_init(pci_dev, E810_CAP_PM_OFFSET, errp) < 0) {
+        return;
+    }
+
+    ret = msix_init(pci_dev, s->msix_vectors,
+                    &s->msix, E810_MSIX_BAR, E810_MSIX_TABLE_OFFSET,
+                    &s->msix, E810_MSIX_BAR, E810_MSIX_PBA_OFFSET,
+                    E810_CAP_MSIX_OFFSET, errp);
+    if (ret) {
+        return;
+    }
+    for (uint32_t v = 0; v < s->msix_vectors; v++) {
+        msix_vector_use(pci_dev, v);
+    }
+
+    if (pcie_endpoint_cap_init(pci_dev, E810_CAP_PCIE_OFFSET) < 0) {
+        error_setg(errp, "failed to add the PCIe capability");
+        goto err_msix;
+    }
+    pcie_cap_deverr_init(pci_dev);
+    pcie_cap_flr_init(pci_dev);
+
+    if (s->aer) {
+        if (pcie_aer_init(pci_dev, PCI_ERR_VER, E810_EXTCAP_AER_OFFSET,
+                          PCI_ERR_SIZEOF, errp) < 0) {
+            goto err_pcie;
+        }
+    }
+    pcie_dev_ser_num_init(pci_dev, s->aer ? E810_EXTCAP_DSN_OFFSET
+                                          : E810_EXTCAP_AER_OFFSET,
+                          s->dsn ? s->dsn
+                                 : e810_default_dsn(s->conf.macaddr.a));
+
+    s->nic = qemu_new_nic(&e810_net_info, &s->conf,
+                          object_get_typename(OBJECT(s)), dev->id,
+                          &dev->mem_reentrancy_guard, s);
+    qemu_format_nic_info_str(qemu_get_queue(s->nic), s->conf.macaddr.a);
+
+    s->core.owner = pci_dev;
+    s->core.nic = s->nic;
+    s->core.conf = &s->conf;
+    s->core.msix_vectors = s->msix_vectors;
+    e810_core_realize(&s->core);
+    return;
+
+err_pcie:
+    pcie_cap_exit(pci_dev);
+err_msix:
+    msix_unuse_all_vectors(pci_dev);
+    msix_uninit(pci_dev, &s->msix, &s->msix);
+}
+
+static void e810_pci_exit(PCIDevice *pci_dev)
+{
+    E810State *s = E810(pci_dev);
+
+    e810_core_unrealize(&s->core);
+    qemu_del_nic(s->nic);
+    if (s->aer) {
+        pcie_aer_exit(pci_dev);
+    }
+    pcie_cap_exit(pci_dev);
+    msix_unuse_all_vectors(pci_dev);
+    msix_uninit(pci_dev, &s->msix, &s->msix);
+}
+
+static void e810_reset_hold(Object *obj, ResetType type)
+{
+    E810State *s = E810(obj);
+
+    e810_core_reset(&s->core);
+}
+
+static void e810_write_config(PCIDevice *pci_dev, uint32_t addr,
+                              uint32_t val, int len)
+{
+    pci_default_write_config(pci_dev, addr, val, len);
+    if (range_covers_byte(addr, len, PCI_COMMAND) &&
+        !(pci_dev->config[PCI_COMMAND] & PCI_COMMAND_MASTER)) {
+        trace_e810_bus_master_off();
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* migration                                                           */
+
+static const VMStateDescription e810_vmstate_ctlq = {
+    .name = "e810/ctlq",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(bal, E810CtlQ),
+        VMSTATE_UINT32(bah, E810CtlQ),
+        VMSTATE_UINT32(len, E810CtlQ),
+        VMSTATE_UINT32(head, E810CtlQ),
+        VMSTATE_UINT32(tail, E810CtlQ),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+static const VMStateDescription e810_vmstate_sched_node = {
+    .name = "e810/sched-node",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(teid, E810SchedNode),
+        VMSTATE_UINT32(parent_teid, E810SchedNode),
+        VMSTATE_UINT8(in_use, E810SchedNode),
+        VMSTATE_UINT8(elem_type, E810SchedNode),
+        VMSTATE_UINT8(layer, E810SchedNode),
+        VMSTATE_UINT8_ARRAY(data, E810SchedNode, E810_SCHED_ELEM_DATA),
+        VMSTATE_UINT16(txq_id, E810SchedNode),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+static const VMStateDescription e810_vmstate_vsi = {
+    .name = "e810/vsi",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8(in_use, E810Vsi),
+        VMSTATE_UINT16(vsi_num, E810Vsi),
+        VMSTATE_UINT8_ARRAY(props, E810Vsi, E810_VSI_PROPS_SIZE),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+static const VMStateDescription e810_vmstate_sw_rule = {
+    .name = "e810/sw-rule",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8(in_use, E810SwRule),
+        VMSTATE_UINT16(index, E810SwRule),
+        VMSTATE_UINT16(type, E810SwRule),
+        VMSTATE_UINT32(act, E810SwRule),
+        VMSTATE_UINT8_ARRAY(hdr, E810SwRule, 16),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+static const VMStateDescription e810_vmstate_res_alloc = {
+    .name = "e810/res-alloc",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8(in_use, E810ResAlloc),
+        VMSTATE_UINT16(res_type, E810ResAlloc),
+        VMSTATE_UINT16(id, E810ResAlloc),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+static const VMStateDescription e810_vmstate_link = {
+    .name = "e810/link",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(lse_enabled, E810Link),
+        VMSTATE_UINT16(event_mask, E810Link),
+        VMSTATE_UINT64(phy_type_low, E810Link),
+        VMSTATE_UINT64(phy_type_high, E810Link),
+        VMSTATE_UINT8(phy_caps, E810Link),
+        VMSTATE_UINT8(low_power_ctrl_an, E810Link),
+        VMSTATE_UINT16(eee_cap, E810Link),
+        VMSTATE_UINT16(eeer, E810Link),
+        VMSTATE_UINT8(link_fec_opt, E810Link),
+        VMSTATE_UINT8(module_compliance_enforcement, E810Link),
+        VMSTATE_BOOL(phy_cfg_set, E810Link),
+        VMSTATE_UINT16(max_frame_size, E810Link),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+static const VMStateDescription e810_vmstate = {
+    .name = "e810",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_PCI_DEVICE(parent_obj, E810State),
+        VMSTATE_MSIX(parent_obj, E810State),
+
+        /* firmware-visible state */
+        VMSTATE_UINT32(core.glgen_rstat, E810State),
+        VMSTATE_UINT32(core.glnvm_uld, E810State),
+        VMSTATE_UINT32(core.gl_mdck_tx_tdpu, E810State),
+        VMSTATE_UINT32(core.pfqf_fd_ena, E810State),
+        VMSTATE_UINT32(core.pfpm_wus, E810State),
+        VMSTATE_UINT32(core.pfpm_wufc, E810State),
+        VMSTATE_UINT32(core.pfpm_apm, E810State),
+        VMSTATE_UINT32_ARRAY(core.gl_preext_l2_pmask, E810State, 2),
+        VMSTATE_UINT32_ARRAY(core.glqf_hmask, E810State,
+                             GLQF_HMASK_MAX_INDEX + 1),
+        VMSTATE_UINT32_ARRAY(core.glqf_hmask_sel, E810State,
+                             GLQF_HMASK_SEL_MAX_INDEX + 1),
+        VMSTATE_UINT32_ARRAY(core.glqf_fdmask, E810State,
+                             GLQF_FDMASK_MAX_INDEX + 1),
+        VMSTATE_UINT32_ARRAY(core.glqf_fdmask_sel, E810State,
+                             GLQF_HMASK_SEL_MAX_INDEX + 1),
+        VMSTATE_STRUCT_ARRAY(core.cq, E810State, E810_CQ_NUM, 1,
+                             e810_vmstate_ctlq, E810CtlQ),
+
+        /* interrupts */
+        VMSTATE_UINT32(core.glint_ctl, E810State),
+        VMSTATE_UINT32(core.pfint_oicr, E810State),
+        VMSTATE_UINT32(core.pfint_oicr_ena, E810State),
+        VMSTATE_UINT32(core.pfint_oicr_ctl, E810State),
+        VMSTATE_UINT32(core.pfint_fw_ctl, E810State),
+        VMSTATE_UINT32(core.pfint_mbx_ctl, E810State),
+        VMSTATE_UINT32(core.pfint_sb_ctl, E810State),
+        VMSTATE_UINT32(core.pfint_tsyn_msk, E810State),
+        VMSTATE_UINT32_ARRAY(core.glint_dyn_ctl, E810State, E810_MAX_VECTORS),
+        VMSTATE_UINT32_2DARRAY(core.glint_itr, E810State, 3,
+                               E810_MAX_VECTORS),
+        VMSTATE_UINT32_ARRAY(core.glint_rate, E810State, E810_MAX_VECTORS),
+        VMSTATE_UINT32_ARRAY(core.glint_vect2func, E810State,
+                             E810_MAX_VECTORS),
+        VMSTATE_UINT8_ARRAY(core.intr_pending, E810State, E810_MAX_VECTORS),
+
+        /* LAN queues */
+        VMSTATE_UINT32_ARRAY(core.qint_rqctl, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qint_tqctl, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qrx_ctrl, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_2DARRAY(core.qrx_context, E810State,
+                               E810_QRX_CONTEXT_DWORDS, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qrx_tail, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qrx_itr, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qrxflxp_cntxt, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qtx_comm_dbell, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.qtx_comm_head, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT8_ARRAY(core.txq_enabled, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(core.txq_teid, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT8_2DARRAY(core.txq_ctx, E810State, E810_NUM_QUEUES, 22),
+
+        /* resources, scheduler, switch, link */
+        VMSTATE_UINT8_ARRAY(core.res_owned, E810State, E810_NUM_RES),
+        VMSTATE_UINT8_ARRAY(core.res_access, E810State, E810_NUM_RES),
+        VMSTATE_STRUCT_ARRAY(core.sched, E810State, E810_SCHED_MAX_NODES, 1,
+                             e810_vmstate_sched_node, E810SchedNode),
+        VMSTATE_UINT32(core.sched_next_teid, E810State),
+        VMSTATE_STRUCT_ARRAY(core.vsi, E810State, E810_NUM_VSI_TRACKED, 1,
+                             e810_vmstate_vsi, E810Vsi),
+        VMSTATE_STRUCT_ARRAY(core.rules, E810State, E810_MAX_SW_RULES, 1,
+                             e810_vmstate_sw_rule, E810SwRule),
+        VMSTATE_UINT16(core.next_rule_index, E810State),
+        VMSTATE_STRUCT_ARRAY(core.res_alloc, E810State, E810_MAX_RES_ALLOC, 1,
+                             e810_vmstate_res_alloc, E810ResAlloc),
+        VMSTATE_UINT16(core.next_res_id, E810State),
+        VMSTATE_UINT16(core.next_vsi_num, E810State),
+        VMSTATE_BOOL(core.port_params_set, E810State),
+        VMSTATE_STRUCT(core.link, E810State, 1, e810_vmstate_link, E810Link),
+
+        VMSTATE_UINT8_ARRAY(core.drv_ver, E810State, 4),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/* ------------------------------------------------------------------ */
+/* QOM                                                                 */
+
+static const Property e810_properties[] = {
+    DEFINE_NIC_PROPERTIES(E810State, conf),
+    DEFINE_PROP_UINT32("msix-vectors", E810State, msix_vectors,
+                       E810_DEFAULT_VECTORS),
+    DEFINE_PROP_UINT64("dsn", E810State, dsn, 0),
+    DEFINE_PROP_BOOL("aer", E810State, aer, true),
+};
+
+static void e810_class_init(ObjectClass *klass, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(klass);
+    ResettableClass *rc = RESETTABLE_CLASS(klass);
+    PCIDeviceClass *k = PCI_DEVICE_CLASS(klass);
+
+    k->realize = e810_pci_realize;
+    k->exit = e810_pci_exit;
+    k->config_write = e810_write_config;
+    k->vendor_id = E810_VENDOR_ID;
+    k->device_id = E810_DEVICE_ID;
+    k->revision = E810_REVISION;
+    k->class_id = PCI_CLASS_NETWORK_ETHERNET;
+    k->subsystem_vendor_id = E810_SUBSYS_VENDOR_ID;
+    k->subsystem_id = E810_SUBSYS_ID;
+
+    rc->phases.hold = e810_reset_hold;
+
+    dc->desc = "Intel Ethernet Controller E810-XXV (ice)";
+    dc->vmsd = &e810_vmstate;
+    device_class_set_props(dc, e810_properties);
+    set_bit(DEVICE_CATEGORY_NETWORK, dc->categories);
+}
+
+static void e810_instance_init(Object *obj)
+{
+    E810State *s = E810(obj);
+
+    device_add_bootindex_property(obj, &s->conf.bootindex, "bootindex",
+                                  "/ethernet-phy@0", DEVICE(obj));
+}
+
+static const TypeInfo e810_info = {
+    .name = TYPE_E810,
+    .parent = TYPE_PCI_DEVICE,
+    .instance_size = sizeof(E810State),
+    .class_init = e810_class_init,
+    .instance_init = e810_instance_init,
+    .interfaces = (InterfaceInfo[]) {
+        { INTERFACE_PCIE_DEVICE },
+        { }
+    },
+};
+
+static void e810_register_types(void)
+{
+    type_register_static(&e810_info);
+}
+
+type_init(e810_register_types)

@@ -1,0 +1,85 @@
+/*
+ * QEMU Intel E810 ("ice") Ethernet controller: capabilities
+ *
+ * 0x000A list_func_caps and 0x000B list_dev_caps answer a list of 32-byte
+ * struct ice_aqc_list_caps_elem.  Only capabilities whose feature the
+ * model implements are listed (no SR-IOV, DCB, flow director, 1588, RDMA,
+ * sensors or Tx topology switching).  In Safe Mode the driver overwrites
+ * most of them (ice_set_safe_mode_caps()); full mode uses them as-is.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/log.h"
+#include "e810_core.h"
+#include "e810_adminq.h"
+#include "trace.h"
+
+/* ICE_AQC_CAPS_* (ice_adminq_cmd.h) */
+#define ICE_AQC_CAPS_VALID_FUNCTIONS    0x0005
+#define ICE_AQC_CAPS_VSI                0x0017
+#define ICE_AQC_CAPS_RSS                0x0040
+#define ICE_AQC_CAPS_RXQS               0x0041
+#define ICE_AQC_CAPS_TXQS               0x0042
+#define ICE_AQC_CAPS_MSIX               0x0043
+#define ICE_AQC_CAPS_MAX_MTU            0x0047
+
+#define E810_CAP_ELEM_SIZE              32
+#define E810_RSS_TABLE_SIZE             2048    /* ICE_LUT_PF_SIZE */
+#define E810_RSS_ENTRY_WIDTH            6
+#define E810_MAX_MTU                    9728
+
+typedef struct E810Cap {
+    uint16_t cap;
+    uint32_t number;
+    uint32_t logical_id;
+    uint32_t phys_id;
+} E810Cap;
+
+static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
+{
+    size_t n = 0;
+    uint8_t pf = PCI_FUNC(core->owner->devfn);
+
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_VALID_FUNCTIONS, 1u << pf, 0, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_VSI, E810_MAX_VSI, 0, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_RSS, E810_RSS_TABLE_SIZE,
+                            E810_RSS_ENTRY_WIDTH, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_RXQS, E810_NUM_QUEUES, 0, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_TXQS, E810_NUM_QUEUES, 0, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_MSIX, core->msix_vectors, 0, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_MAX_MTU, E810_MAX_MTU, 0, 0 };
+    return n;
+}
+
+uint16_t e810_aq_list_caps(E810Core *core, E810AqCmd *cmd)
+{
+    E810Cap caps[16];
+    bool dev = cmd->opcode == 0x000B;
+    size_t n = e810_caps_fill(core, caps);
+
+    /* count is returned even when the buffer is too small */
+    e810_st32(cmd->params + 4, n);
+    if (!cmd->buf || cmd->buf_len < n * E810_CAP_ELEM_SIZE) {
+        qemu_log_mask(LOG_GUEST_ERROR,
+                      "e810: capability list needs %zu bytes, buffer %u\n",
+                      n * E810_CAP_ELEM_SIZE, cmd->buf ? cmd->buf_len : 0);
+        cmd->resp_len = 0;
+        return ICE_AQ_RC_ENOMEM;
+    }
+    memset(cmd->buf, 0, n * E810_CAP_ELEM_SIZE);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *e = cmd->buf + i * E810_CAP_ELEM_SIZE;
+
+        e810_st16(e + 0, caps[i].cap);
+        e[2] = 1;                       /* major_ver */
+        e[3] = 0;                       /* minor_ver */
+        e810_st32(e + 4, caps[i].number);
+        e810_st32(e + 8, caps[i].logical_id);
+        e810_st32(e + 12, caps[i].phys_id);
+    }
+    cmd->resp_len = n * E810_CAP_ELEM_SIZE;
+    trace_e810_caps(dev ? "device" : "function", n);
+    return ICE_AQ_RC_OK;
+}
