@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -73,10 +74,15 @@ def kernel_release() -> str:
     return locked_kernel_release()
 
 
+def guest_vm(variant: str = "safe", *, cpus: int = 2, **kw: Any) -> VM:
+    """A VM (not yet started) of the built artefacts under TCG, or ``pytest.skip``."""
+    b = built(variant)
+    return VM(variant=variant, accel="tcg", cpus=cpus, kernel=b.kernel, initrd=b.initrd,
+              qemu=b.qemu, firmware_dir=b.firmware, **kw)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def smoke_vm() -> AsyncIterator[VM]:
     """One safe-mode guest with the e810 under TCG, shared by a module's tests."""
-    b = built("safe")
-    async with VM(variant="safe", accel="tcg", cpus=2, kernel=b.kernel, initrd=b.initrd,
-                  qemu=b.qemu, firmware_dir=b.firmware) as vm:
+    async with guest_vm("safe") as vm:
         yield vm

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from conftest import built
+from conftest import guest_vm
 from icevm.interrupts import Snapshot
 from icevm.vm import VM
 
@@ -21,9 +21,7 @@ BAD_CONSOLE = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Trying to free already-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def vm() -> AsyncIterator[VM]:
-    b = built("safe")
-    async with VM(variant="safe", accel="tcg", cpus=2, kernel=b.kernel, initrd=b.initrd,
-                  qemu=b.qemu, firmware_dir=b.firmware) as v:
+    async with guest_vm("safe") as v:
         yield v
 
 
