@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest_asyncio
-from e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
 
 from icevm.qtest import PciDevice, QTest
+
+from .e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
 
 
 @pytest_asyncio.fixture

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 import pytest_asyncio
-from e810_qtest import (
+
+from icevm.qtest import DmaArena, PciDevice, QTest
+
+from .e810_qtest import (
     GLGEN_RSTAT,
     GLNVM_ULD,
     ICE_AQ_FLAG_CMP,
@@ -19,8 +22,6 @@ from e810_qtest import (
     AdminQ,
     AqDesc,
 )
-
-from icevm.qtest import DmaArena, PciDevice, QTest
 
 pytestmark = [pytest.mark.qtest, pytest.mark.asyncio]
 

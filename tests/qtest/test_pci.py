@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
 
 from icevm.qtest import PciDevice, QTest, QTestError
+
+from .e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
 
 pytestmark = [pytest.mark.qtest, pytest.mark.asyncio]
 

@@ -253,3 +253,10 @@ def test_built_images_differ_only_by_the_ddp_package() -> None:
         assert need in s, need
     assert safe.modules[-1].endswith("/ice.ko")
     assert s[safe.modules[-1].lstrip("/")] == safe.ice_ko.stat().st_size
+
+
+def test_dependency_named_with_dashes_resolves_to_the_underscore_module() -> None:
+    """igb's modinfo says ``depends=dca,i2c-algo-bit``; the module file is i2c-algo-bit.ko but
+    module names (and our graph) use underscores."""
+    g = {"igb": ["dca", "i2c-algo-bit"], "dca": [], "i2c_algo_bit": []}
+    assert gi.load_order(["igb"], graph(g)) == ["dca", "i2c_algo_bit", "igb"]

@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from conftest import guest_vm
 from icevm.interrupts import Snapshot
 from icevm.vm import VM
+
+from .conftest import guest_vm
 
 pytestmark = [pytest.mark.safe_mode, pytest.mark.asyncio(loop_scope="module")]
 
