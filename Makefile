@@ -8,7 +8,8 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 REPORTS := reports
 
-.PHONY: all venv deps qemu guest build vm-test unit qtest test lint bench-boot clean-build
+.PHONY: all venv deps qemu guest patched-module build vm-test unit qtest test lint bench-boot \
+        bench-rx clean-build
 
 all: build
 
@@ -28,7 +29,12 @@ qemu: venv
 guest: venv
 	$(VPY) -m icevm.build guest safe full
 
-build: qemu guest
+# Debian's ice.ko with guest-image/patches/ice-free-irq-dev-id.patch, built out of tree by the
+# kernel's own gcc-14 (icevm.module_build), and the guest images carrying it.
+patched-module: deps
+	$(VPY) -m icevm.module_build
+
+build: qemu guest patched-module
 
 lint: venv
 	$(VPY) -m ruff check controller tests scripts
@@ -51,5 +57,9 @@ test: lint build
 bench-boot: build
 	$(VPY) scripts/bench-boot
 
+bench-rx: build
+	$(VPY) scripts/bench-rx
+
 clean-build:
-	rm -rf "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/src" "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/guest"
+	rm -rf "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/src" "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/guest" \
+	       "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/module-build" "$${ICEVM_CACHE:-$$HOME/.cache/icevm}/modules"

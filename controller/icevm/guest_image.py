@@ -81,6 +81,8 @@ KERNEL_FEATURES = {
     "CONFIG_VIRTIO_PCI": "virtio_pci",
     "CONFIG_VIRTIO_CONSOLE": "virtio_console",
     "CONFIG_ICE": "ice",
+    # QEMU's own igb model, the yardstick of scripts/bench-rx (dca, i2c-algo-bit come along).
+    "CONFIG_IGB": "igb",
 }
 DDP_PATH = "usr/lib/firmware/intel/ice/ddp/ice.pkg"
 INIT_SCRIPT = paths.GUEST_IMAGE_DIR / "init"
@@ -113,8 +115,12 @@ class LockedDeb:
         return f"{self.name}={self.version}"
 
 
-def parse_lock(text: str, *, source: str = "packages.lock") -> list[LockedDeb]:
-    """The ``[[package]]`` entries of a lock file; any malformation is a one-line BuildError."""
+def parse_lock(text: str, *, source: str = "packages.lock",
+               required: Iterable[str] = ROOT_PACKAGES, relock: str = RELOCK) -> list[LockedDeb]:
+    """The ``[[package]]`` entries of a lock file; any malformation is a one-line BuildError.
+
+    ``required`` names the packages the lock must hold (the guest's :data:`ROOT_PACKAGES`; other
+    lock files, such as ``module-build.lock``, pass their own), ``relock`` says how to re-pin."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -153,9 +159,9 @@ def parse_lock(text: str, *, source: str = "packages.lock") -> list[LockedDeb]:
             raise BuildError(f"{label}: listed twice")
         seen.add(entry["name"])
         debs.append(LockedDeb(entry["name"], entry["version"], entry["arch"], entry["sha256"]))
-    missing = [n for n in ROOT_PACKAGES if n not in seen]
+    missing = [n for n in required if n not in seen]
     if missing:
-        raise BuildError(f"{source}: lacks {', '.join(missing)}; {RELOCK}")
+        raise BuildError(f"{source}: lacks {', '.join(missing)}; {relock}")
     return debs
 
 
@@ -413,6 +419,7 @@ def load_order(roots: Sequence[str], depends: Callable[[str], Sequence[str] | No
     state: dict[str, str] = {}  # "active" while on the stack, "done" after
 
     def visit(name: str, needed_by: str | None, chain: tuple[str, ...]) -> None:
+        name = name.replace("-", "_")  # modinfo says i2c-algo-bit; the module is i2c_algo_bit
         if state.get(name) == "done":
             return
         if state.get(name) == "active":
