@@ -28,7 +28,10 @@
 #include "qemu/osdep.h"
 #include "qemu/units.h"
 #include "qemu/module.h"
+#include "qemu/base64.h"
 #include "qapi/error.h"
+#include "qapi/qapi-commands-e810.h"
+#include "hw/qdev-core.h"
 #include "net/net.h"
 #include "hw/pci/pci.h"
 #include "hw/pci/pci_device.h"
@@ -37,10 +40,13 @@
 #include "hw/pci/msix.h"
 #include "hw/qdev-properties.h"
 #include "system/system.h"
+#include "hw/sysbus.h"
 #include "migration/vmstate.h"
 #include "qom/object.h"
 
 #include "e810_core.h"
+#include "e810_ddp.h"
+#include "e810_rss.h"
 #include "trace.h"
 
 #define TYPE_E810 "e810"
@@ -77,6 +83,7 @@ struct E810State {
     MemoryRegion msix;
 
     uint32_t msix_vectors;
+    uint32_t num_queues;
     uint64_t dsn;
     bool aer;
 
@@ -86,12 +93,27 @@ struct E810State {
 /* ------------------------------------------------------------------ */
 /* network backend                                                     */
 
+static bool e810_nc_can_receive(NetClientState *nc)
+{
+    E810State *s = qemu_get_nic_opaque(nc);
+
+    return e810_rx_can_receive(&s->core);
+}
+
+static ssize_t e810_nc_receive_iov(NetClientState *nc,
+                                   const struct iovec *iov, int iovcnt)
+{
+    E810State *s = qemu_get_nic_opaque(nc);
+
+    return e810_rx_receive(&s->core, iov, iovcnt);
+}
+
 static ssize_t e810_nc_receive(NetClientState *nc, const uint8_t *buf,
                                size_t size)
 {
-    /* Rx data path: not modelled yet, frames are consumed and dropped */
-    trace_e810_rx_drop(size);
-    return size;
+    const struct iovec iov = { .iov_base = (uint8_t *)buf, .iov_len = size };
+
+    return e810_nc_receive_iov(nc, &iov, 1);
 }
 
 static void e810_nc_link_status_changed(NetClientState *nc)
@@ -105,9 +127,81 @@ static void e810_nc_link_status_changed(NetClientState *nc)
 static NetClientInfo e810_net_info = {
     .type = NET_CLIENT_DRIVER_NIC,
     .size = sizeof(NICState),
+    .can_receive = e810_nc_can_receive,
     .receive = e810_nc_receive,
+    .receive_iov = e810_nc_receive_iov,
     .link_status_changed = e810_nc_link_status_changed,
 };
+
+/*
+ * QMP e810-inject (qapi/e810.json): a frame straight into one Rx queue,
+ * as if RSS had picked that queue, so a test can hit queue q -- and the
+ * vector QINT_RQCTL(q) names -- on purpose.
+ */
+void qmp_e810_inject(const char *id, uint16_t queue, const char *data,
+                     Error **errp)
+{
+    g_autofree uint8_t *frame = NULL;
+    Object *obj;
+    size_t len;
+
+    if (id) {
+        DeviceState *dev = qdev_find_recursive(sysbus_get_default(), id);
+
+        obj = dev ? object_dynamic_cast(OBJECT(dev), TYPE_E810) : NULL;
+        if (!obj) {
+            error_setg(errp, "no e810 device with id '%s'", id);
+            return;
+        }
+    } else {
+        bool ambiguous = false;
+
+        obj = object_resolve_path_type("", TYPE_E810, &ambiguous);
+        if (!obj) {
+            error_setg(errp, ambiguous ? "more than one e810 device: "
+                       "say which with 'id'" : "no e810 device");
+            return;
+        }
+    }
+    frame = qbase64_decode(data, -1, &len, errp);
+    if (!frame) {
+        return;
+    }
+    e810_rxq_inject(&E810(obj)->core, queue, frame, len, errp);
+}
+
+/* the e810 named by 'id', or the only one (QMP e810-query-rss) */
+static E810State *e810_find(const char *id, Error **errp)
+{
+    Object *obj;
+
+    if (id) {
+        DeviceState *dev = qdev_find_recursive(sysbus_get_default(), id);
+
+        obj = dev ? object_dynamic_cast(OBJECT(dev), TYPE_E810) : NULL;
+        if (!obj) {
+            error_setg(errp, "no e810 device with id '%s'", id);
+        }
+    } else {
+        bool ambiguous = false;
+
+        obj = object_resolve_path_type("", TYPE_E810, &ambiguous);
+        if (!obj) {
+            error_setg(errp, ambiguous ? "more than one e810 device: "
+                       "say which with 'id'" : "no e810 device");
+        }
+    }
+    return obj ? E810(obj) : NULL;
+}
+
+/* QMP e810-query-rss (qapi/e810.json): RSS key, LUT, profiles, package */
+E810RssInfo *qmp_e810_query_rss(const char *id, bool has_vsi, uint16_t vsi,
+                                Error **errp)
+{
+    E810State *s = e810_find(id, errp);
+
+    return s ? e810_rss_query(&s->core, has_vsi, vsi, errp) : NULL;
+}
 
 /* ------------------------------------------------------------------ */
 /* realize / exit                                                      */
@@ -130,6 +224,11 @@ static void e810_pci_realize(PCIDevice *pci_dev, Error **errp)
         s->msix_vectors > E810_MAX_VECTORS) {
         error_setg(errp, "msix-vectors must be in %u..%u, got %u",
                    E810_MIN_VECTORS, E810_MAX_VECTORS, s->msix_vectors);
+        return;
+    }
+    if (s->num_queues < 1 || s->num_queues > E810_NUM_QUEUES) {
+        error_setg(errp, "queues must be in 1..%u, got %u",
+                   E810_NUM_QUEUES, s->num_queues);
         return;
     }
 
@@ -195,6 +294,7 @@ static void e810_pci_realize(PCIDevice *pci_dev, Error **errp)
     s->core.nic = s->nic;
     s->core.conf = &s->conf;
     s->core.msix_vectors = s->msix_vectors;
+    s->core.num_queues = s->num_queues;
     e810_core_realize(&s->core);
     return;
 
@@ -328,6 +428,61 @@ static const VMStateDescription e810_vmstate_link = {
     }
 };
 
+/*
+ * Data path state: the device's Rx heads, the Tx "drop up to EOP" flags
+ * and the interrupt moderation state (pending ITR indices and hold-off
+ * deadlines on QEMU_CLOCK_VIRTUAL; the timers are re-armed from them in
+ * post_load).  Tx heads are QTX_COMM_HEAD above; no partial Tx frame
+ * exists between doorbell writes.
+ */
+static int e810_datapath_post_load(void *opaque, int version_id)
+{
+    E810State *s = opaque;
+
+    for (uint32_t q = 0; q < E810_NUM_QUEUES; q++) {
+        s->core.rxq_head[q] &= QRX_TAIL_TAIL_M;
+        s->core.qtx_comm_head[q] &= QTX_COMM_HEAD_HEAD_M;
+    }
+    e810_intr_post_load(&s->core);
+    return 0;
+}
+
+static const VMStateDescription e810_vmstate_datapath = {
+    .name = "e810/datapath",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = e810_datapath_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32_ARRAY(core.rxq_head, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT8_ARRAY(core.txq_skip, E810State, E810_NUM_QUEUES),
+        VMSTATE_UINT32(core.rx_drops, E810State),
+        VMSTATE_UINT64(core.rx_packets, E810State),
+        VMSTATE_UINT64(core.tx_packets, E810State),
+        VMSTATE_UINT64(core.tx_drops, E810State),
+        VMSTATE_UINT8_ARRAY(core.intr_itr_mask, E810State, E810_MAX_VECTORS),
+        VMSTATE_INT64_ARRAY(core.intr_holdoff, E810State, E810_MAX_VECTORS),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/*
+ * DDP package, flexible-pipeline tables (current and the package's
+ * defaults, restored by a PF reset), profile/TCAM id pools and RSS
+ * keys/LUTs (e810_ddp.c, e810_rss.c).
+ */
+static const VMStateDescription e810_vmstate_ddp = {
+    .name = "e810/ddp-rss",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_STRUCT(core.ddp, E810State, 1, e810_vmstate_ddp_state,
+                       E810Ddp),
+        VMSTATE_STRUCT(core.flex, E810State, 1, e810_vmstate_flex, E810Flex),
+        VMSTATE_STRUCT(core.rss, E810State, 1, e810_vmstate_rss, E810Rss),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
 static const VMStateDescription e810_vmstate = {
     .name = "e810",
     .version_id = 1,
@@ -408,6 +563,11 @@ static const VMStateDescription e810_vmstate = {
 
         VMSTATE_UINT8_ARRAY(core.drv_ver, E810State, 4),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &e810_vmstate_datapath,
+        &e810_vmstate_ddp,
+        NULL
     }
 };
 
@@ -418,6 +578,7 @@ static const Property e810_properties[] = {
     DEFINE_NIC_PROPERTIES(E810State, conf),
     DEFINE_PROP_UINT32("msix-vectors", E810State, msix_vectors,
                        E810_DEFAULT_VECTORS),
+    DEFINE_PROP_UINT32("queues", E810State, num_queues, E810_NUM_QUEUES),
     DEFINE_PROP_UINT64("dsn", E810State, dsn, 0),
     DEFINE_PROP_BOOL("aer", E810State, aer, true),
 };

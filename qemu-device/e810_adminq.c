@@ -23,6 +23,7 @@
 #include "e810_core.h"
 #include "e810_adminq.h"
 #include "e810_regs.h"
+#include "e810_ddp.h"
 #include "trace.h"
 
 /* Firmware version answered to 0x0001 (ice_aqc_get_ver) */
@@ -140,7 +141,8 @@ static const E810AqOp e810_aq_handlers[] = {
     { 0x0203, "set_port_params", e810_aq_set_port_params },
     { 0x0208, "alloc_res", e810_aq_alloc_free_res },
     { 0x0209, "free_res", e810_aq_alloc_free_res },
-    { 0x020D, "get_vlan_mode_parameters", e810_aq_enosys },
+    { 0x020C, "set_vlan_mode_parameters", e810_aq_set_vlan_mode },
+    { 0x020D, "get_vlan_mode_parameters", e810_aq_get_vlan_mode },
     { 0x0210, "add_vsi", e810_aq_add_vsi },
     { 0x0211, "update_vsi", e810_aq_update_vsi },
     { 0x0213, "free_vsi", e810_aq_free_vsi },
@@ -169,8 +171,16 @@ static const E810AqOp e810_aq_handlers[] = {
     { 0x06EA, "get_port_options", e810_aq_get_port_options },
     { 0x0701, "nvm_read", e810_aq_nvm_read },
     { 0x0A08, "lldp_set_local_mib", e810_aq_enosys },
+    { 0x0B02, "set_rss_key", e810_aq_set_rss_key },
+    { 0x0B03, "set_rss_lut", e810_aq_set_rss_lut },
+    { 0x0B04, "get_rss_key", e810_aq_get_rss_key },
+    { 0x0B05, "get_rss_lut", e810_aq_get_rss_lut },
     { 0x0C30, "add_txqs", e810_aq_add_txqs },
     { 0x0C31, "dis_txqs", e810_aq_dis_txqs },
+    { 0x0C40, "download_pkg", e810_aq_download_pkg },
+    { 0x0C41, "upload_section", e810_aq_upload_section },
+    { 0x0C42, "update_pkg", e810_aq_update_pkg },
+    { 0x0C43, "get_pkg_info_list", e810_aq_get_pkg_info_list },
     { 0xFF30, "fw_logs_config", e810_aq_enosys },
     { 0xFF31, "fw_logs_register", e810_aq_enosys },
     { 0xFF32, "fw_logs_query", e810_aq_enosys },

@@ -3,7 +3,7 @@
  *
  * 0x000A list_func_caps and 0x000B list_dev_caps answer a list of 32-byte
  * struct ice_aqc_list_caps_elem.  Only capabilities whose feature the
- * model implements are listed (no SR-IOV, DCB, flow director, 1588, RDMA,
+ * model implements are listed (no SR-IOV, DCB, 1588, RDMA,
  * sensors or Tx topology switching).  In Safe Mode the driver overwrites
  * most of them (ice_set_safe_mode_caps()); full mode uses them as-is.
  *
@@ -23,6 +23,7 @@
 #define ICE_AQC_CAPS_RXQS               0x0041
 #define ICE_AQC_CAPS_TXQS               0x0042
 #define ICE_AQC_CAPS_MSIX               0x0043
+#define ICE_AQC_CAPS_FD                 0x0045
 #define ICE_AQC_CAPS_MAX_MTU            0x0047
 
 #define E810_CAP_ELEM_SIZE              32
@@ -46,9 +47,18 @@ static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_VSI, E810_MAX_VSI, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_RSS, E810_RSS_TABLE_SIZE,
                             E810_RSS_ENTRY_WIDTH, 0 };
-    caps[n++] = (E810Cap) { ICE_AQC_CAPS_RXQS, E810_NUM_QUEUES, 0, 0 };
-    caps[n++] = (E810Cap) { ICE_AQC_CAPS_TXQS, E810_NUM_QUEUES, 0, 0 };
+    /* the 'queues' property: LAN queue pairs of this PF, first id 0 */
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_RXQS, core->num_queues, 0, 0 };
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_TXQS, core->num_queues, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_MSIX, core->msix_vectors, 0, 0 };
+    /*
+     * Flow director: the driver sizes its pools from GLQF_FD_SIZE.  Real
+     * E810s have it, and ice needs it: without it ice_init_fdir() still
+     * creates the control VSI, but pf->ctrl_vsi_idx was never set to
+     * ICE_NO_VSI (ice_set_pf_caps()) and ice_vsi_cfg() WARNs.  Filters
+     * (FLTR_PROG descriptors) are not applied to received frames.
+     */
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_FD, E810_FD_FILTERS, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_MAX_MTU, E810_MAX_MTU, 0, 0 };
     return n;
 }

@@ -11,17 +11,26 @@
 #include "e810_core.h"
 #include "e810_adminq.h"
 #include "e810_regs.h"
+#include "e810_ddp.h"
+#include "e810_rss.h"
 #include "trace.h"
 
 void e810_core_realize(E810Core *core)
 {
     e810_regs_init(core);
     e810_nvm_realize(core);
+    e810_intr_realize(core);
+    e810_rxq_realize(core);
+    e810_txq_realize(core);
+    e810_rss_realize(core);
     e810_core_reset(core);
 }
 
 void e810_core_unrealize(E810Core *core)
 {
+    e810_txq_unrealize(core);
+    e810_rxq_unrealize(core);
+    e810_intr_unrealize(core);
     e810_nvm_unrealize(core);
     e810_regs_cleanup(core);
 }
@@ -62,6 +71,7 @@ void e810_core_global_reset(E810Core *core, uint32_t type)
     e810_switch_reset(core);
     e810_res_reset(core);
     e810_link_reset(core);
+    e810_ddp_reset(core);           /* the DDP package is gone */
     core->glgen_rstat = (core->glgen_rstat & ~GLGEN_RSTAT_RESET_TYPE_M) |
                         (type << GLGEN_RSTAT_RESET_TYPE_S);
     e810_intr_oicr_set(core, PFINT_OICR_GRST_M);
@@ -74,5 +84,6 @@ void e810_core_reset(E810Core *core)
     e810_regs_reset(core);
     e810_core_pf_reset(core);
     e810_switch_reset_all(core);
+    e810_ddp_reset(core);
     memset(core->drv_ver, 0, sizeof(core->drv_ver));
 }

@@ -15,7 +15,12 @@
 
 #include "hw/pci/pci_device.h"
 #include "net/net.h"
+#include "qemu/timer.h"
 #include "e810_regs.h"
+#include "e810_flex.h"
+
+struct NetRxPkt;
+struct NetTxPkt;
 
 /* GLINT_* vectors the PF can own (bound of the msix-vectors property) */
 #define E810_MAX_VECTORS        1024
@@ -25,6 +30,27 @@
 /* LAN queue pairs owned by the PF (reported as the TXQS/RXQS caps) */
 #define E810_NUM_QUEUES         256
 #define E810_QRX_CONTEXT_DWORDS 8
+
+/* Data path limits (e810_rxq.c / e810_txq.c) */
+#define E810_RX_MAX_FRAME       16384   /* > any rxmax (14 bits) */
+#define E810_TX_MAX_DESCS       128     /* descriptors of one Tx frame */
+#define E810_TX_MAX_FRAME       16384   /* bytes of a non-TSO Tx frame */
+#define E810_TX_MAX_TSO         (256 * 1024)
+#define E810_ITR_NONE           3       /* ITR_INDX "no ITR" */
+
+/* The RLAN context of an Rx queue, unpacked (e810_rxq_ctx) */
+typedef struct E810RxCtx {
+    uint64_t base;                      /* bytes */
+    uint32_t head;
+    uint32_t qlen;                      /* descriptors */
+    uint32_t dbuf;                      /* bytes per data buffer */
+    uint32_t hbuf;
+    uint32_t rxmax;
+    uint8_t dtype;
+    uint8_t dsize;                      /* 1: 32-byte descriptors */
+    uint8_t crcstrip;
+    uint8_t l2tsel;
+} E810RxCtx;
 
 /* Control queues: AQ (PF <-> FW) and mailbox, each a send and a receive ring */
 enum {
@@ -124,7 +150,25 @@ typedef struct E810Link {
     uint16_t max_frame_size;                /* 0x0603 */
 } E810Link;
 
-typedef struct E810Core {
+typedef struct E810Core E810Core;
+
+/*
+ * Rx queue selection by RSS (full mode; e810_rss.c sets core->rx_rss).
+ * Called for every frame from the netdev with the parsed packet; returns
+ * true with *queue (PF Rx queue) and *hash filled when RSS is on.  NULL or
+ * false: the frame goes to Rx queue 0 without a hash.  For QMP
+ * e810-inject only *hash is used (the caller picked the queue).
+ */
+typedef bool (*E810RxRssFn)(E810Core *core, struct NetRxPkt *pkt,
+                            uint16_t *queue, uint32_t *hash);
+
+/* per-vector ITR timer context (e810_intr.c) */
+typedef struct E810IntrTimer {
+    E810Core *core;
+    uint32_t vector;
+} E810IntrTimer;
+
+struct E810Core {
     /* wiring, set up by the front-end before e810_core_realize() */
     PCIDevice *owner;
     NICState *nic;
@@ -209,7 +253,32 @@ typedef struct E810Core {
 
     /* log-once bookkeeping for unimplemented registers */
     GHashTable *unimp_logged;
-} E810Core;
+
+    /* DDP package, flexible pipeline, RSS (e810_ddp.c, e810_rss.c) */
+    uint32_t num_queues;                    /* 'queues' property */
+    E810Ddp ddp;
+    E810Flex flex;
+    E810Rss rss;
+
+    /* data path (e810_rxq.c, e810_txq.c, e810_intr.c) */
+    uint32_t rxq_head[E810_NUM_QUEUES];     /* device's Rx head */
+    uint8_t rxq_ctx_warned[E810_NUM_QUEUES];
+    uint8_t txq_skip[E810_NUM_QUEUES];      /* dropping up to an EOP */
+    uint32_t rx_drops;                      /* PRTRPB_RDPC */
+    uint64_t rx_packets;
+    uint64_t tx_packets;
+    uint64_t tx_drops;
+    uint64_t intr_count;
+    uint8_t intr_itr_mask[E810_MAX_VECTORS];    /* ITR idx of pending */
+    int64_t intr_holdoff[E810_MAX_VECTORS];     /* QEMU_CLOCK_VIRTUAL ns */
+    QEMUTimer *itr_timer[E810_MAX_VECTORS];
+    E810IntrTimer *itr_timer_ctx;
+    E810RxRssFn rx_rss;
+    struct NetRxPkt *rx_pkt;
+    uint8_t *rx_frame;                      /* E810_RX_MAX_FRAME + 4 */
+    struct NetTxPkt *tx_pkt;
+    struct E810TxFrame *tx_frame_p;
+};
 
 /* e810_regs.c */
 extern const MemoryRegionOps e810_mmio_ops;
@@ -231,6 +300,10 @@ void e810_intr_oicr_set(E810Core *core, uint32_t cause);
 void e810_intr_fw_event(E810Core *core);
 void e810_intr_dyn_ctl_write(E810Core *core, uint32_t vector, uint32_t val);
 uint32_t e810_intr_oicr_read(E810Core *core);
+void e810_intr_queue_cause(E810Core *core, uint32_t ctl, bool tx, uint32_t q);
+void e810_intr_post_load(E810Core *core);
+void e810_intr_realize(E810Core *core);
+void e810_intr_unrealize(E810Core *core);
 
 /* e810_adminq.c */
 void e810_adminq_reset(E810Core *core);
@@ -242,10 +315,22 @@ bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
 /* e810_rxq.c */
 void e810_rxq_reset(E810Core *core);
 void e810_rxq_ctrl_write(E810Core *core, uint32_t q, uint32_t val);
+void e810_rxq_tail_write(E810Core *core, uint32_t q, uint32_t val);
+void e810_rxq_ctx(E810Core *core, uint32_t q, E810RxCtx *c);
+bool e810_rx_can_receive(E810Core *core);
+ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt);
+uint16_t e810_rx_select_queue(E810Core *core, struct NetRxPkt *pkt,
+                              uint32_t *hash, bool *hash_valid);
+bool e810_rxq_inject(E810Core *core, uint32_t q, const uint8_t *buf,
+                     size_t size, Error **errp);
+void e810_rxq_realize(E810Core *core);
+void e810_rxq_unrealize(E810Core *core);
 
 /* e810_txq.c */
 void e810_txq_reset(E810Core *core);
 void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val);
+void e810_txq_realize(E810Core *core);
+void e810_txq_unrealize(E810Core *core);
 
 /* e810_link.c */
 bool e810_link_is_up(E810Core *core);

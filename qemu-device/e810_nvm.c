@@ -25,6 +25,7 @@
 #include "qemu/log.h"
 #include "e810_core.h"
 #include "e810_adminq.h"
+#include "e810_ddp.h"
 #include "trace.h"
 
 /* shadow RAM words (ice_type.h) */
@@ -230,7 +231,15 @@ uint16_t e810_aq_req_res(E810Core *core, E810AqCmd *cmd)
     core->res_access[res] = access;
     e810_st32(cmd->params + 4, timeout ? timeout : 3000);
     if (res == ICE_AQC_RES_ID_GLBL_LOCK) {
-        e810_st16(cmd->params + 12, 0);     /* ICE_AQ_RES_GLBL_SUCCESS */
+        /* SUCCESS (0), or DONE (2): a package is loaded, no work to do */
+        uint16_t st = e810_ddp_global_lock_status(core);
+
+        e810_st16(cmd->params + 12, st);
+        if (st) {
+            /* not granted: the driver skips the download and release */
+            core->res_owned[res] = 0;
+            core->res_access[res] = 0;
+        }
     }
     return ICE_AQ_RC_OK;
 }

@@ -258,6 +258,12 @@ static void wr_qrx_ctrl(E810Core *c, const E810RegRange *r, uint32_t idx,
     e810_rxq_ctrl_write(c, idx, val);
 }
 
+static void wr_qrx_tail(E810Core *c, const E810RegRange *r, uint32_t idx,
+                        uint32_t val)
+{
+    e810_rxq_tail_write(c, idx, val);
+}
+
 static void wr_qtx_dbell(E810Core *c, const E810RegRange *r, uint32_t idx,
                          uint32_t val)
 {
@@ -317,7 +323,8 @@ static const E810RegRange e810_reg_ranges[] = {
       ST1(pfpm_wufc), .read = rd_store, .write = wr_store },
     { .name = "PF_FUNC_RID", .base = PF_FUNC_RID, .stride = 4, .count = 1,
       .read = rd_pf_func_rid, .write = wr_readonly },
-    REG_CONST("PRTRPB_RDPC", PRTRPB_RDPC, 0),
+    { .name = "PRTRPB_RDPC", .base = PRTRPB_RDPC, .stride = 4, .count = 1,
+      ST1(rx_drops), .read = rd_store, .write = wr_readonly },
     { .name = "GLNVM_ULD", .base = GLNVM_ULD, .stride = 4, .count = 1,
       ST1(glnvm_uld), .read = rd_store, .write = wr_readonly },
     REG_CONST("GLNVM_GENS", GLNVM_GENS, 6 << GLNVM_GENS_SR_SIZE_S),
@@ -391,7 +398,7 @@ static const E810RegRange e810_reg_ranges[] = {
       .count = E810_QRX_CONTEXT_DWORDS * 2048, .read = rd_qrx_context,
       .write = wr_qrx_context },
     { .name = "QRX_TAIL", .base = QRX_TAIL(0), .stride = 4, .count = 2048,
-      ST(qrx_tail), .read = rd_store, .write = wr_store },
+      ST(qrx_tail), .read = rd_store, .write = wr_qrx_tail },
     { .name = "QRX_ITR", .base = QRX_ITR(0), .stride = 4, .count = 2048,
       ST(qrx_itr), .read = rd_store, .write = wr_store },
     REG_CNT("GLV_RDPC", GLV_RDPC(0), 4, E810_MAX_VSI),
@@ -410,6 +417,10 @@ static const E810RegRange e810_reg_ranges[] = {
     REG_CNT_VSI("GLV_UPRCL", GLV_UPRCL(0)),
     REG_CNT_VSI("GLV_MPRCL", GLV_MPRCL(0)),
     REG_CNT_VSI("GLV_BPRCL", GLV_BPRCL(0)),
+    /* flexible-pipeline profile registers (e810_ddp.c, e810_rss.c) */
+    { .name = "GLQF_HSYMM", .base = GLQF_HSYMM(0, 0), .stride = 4,
+      .count = E810_FLEX_PROF_REGS, ST(flex.glqf_hsymm), .read = rd_store,
+      .write = wr_store },
     { .name = "GLQF_HMASK", .base = GLQF_HMASK(0), .stride = 4,
       .count = GLQF_HMASK_MAX_INDEX + 1, ST(glqf_hmask), .read = rd_store,
       .write = wr_store },
@@ -422,8 +433,21 @@ static const E810RegRange e810_reg_ranges[] = {
     { .name = "GLQF_FDMASK", .base = GLQF_FDMASK(0), .stride = 4,
       .count = GLQF_FDMASK_MAX_INDEX + 1, ST(glqf_fdmask), .read = rd_store,
       .write = wr_store },
+    { .name = "GLQF_FDINSET", .base = GLQF_FDINSET(0, 0), .stride = 4,
+      .count = E810_FLEX_PROF_REGS, ST(flex.glqf_fdinset), .read = rd_store,
+      .write = wr_store },
+    { .name = "GLQF_FDSWAP", .base = GLQF_FDSWAP(0, 0), .stride = 4,
+      .count = E810_FLEX_PROF_REGS, ST(flex.glqf_fdswap), .read = rd_store,
+      .write = wr_store },
     { .name = "PFQF_FD_ENA", .base = PFQF_FD_ENA, .stride = 4, .count = 1,
       ST1(pfqf_fd_ena), .read = rd_store, .write = wr_store },
+    /* flow director: table sizes, what the PF holds, no filters counted */
+    REG_CONST("GLQF_FD_SIZE", GLQF_FD_SIZE,
+              E810_FD_GSIZE | (E810_FD_BSIZE << 16)),
+    REG_CONST("GLQF_FD_CNT", GLQF_FD_CNT, 0),
+    { .name = "PFQF_FD_SIZE", .base = PFQF_FD_SIZE, .stride = 4, .count = 1,
+      ST1(flex.pfqf_fd_size), .read = rd_store, .write = wr_readonly },
+    REG_CNT("VSIQF_FD_CNT", VSIQF_FD_CNT(0), 4, E810_MAX_VSI),
     { .name = "QRXFLXP_CNTXT", .base = QRXFLXP_CNTXT(0), .stride = 4,
       .count = 2048, ST(qrxflxp_cntxt), .read = rd_store, .write = wr_store },
 };

@@ -75,6 +75,10 @@
 #define PRTDCB_TUP2TC                   0x001D26C0
 #define GL_MDCK_TX_TDPU                 0x00049348
 #define PFQF_FD_ENA                     0x0043A000
+#define GLQF_FD_SIZE                    0x00460010
+#define GLQF_FD_CNT                     0x00460018
+#define PFQF_FD_SIZE                    0x00460100
+#define VSIQF_FD_CNT(_VSI)              (0x00464000 + ((_VSI) * 4))
 
 /* NVM */
 #define GLNVM_ULD                       0x000B6008
@@ -162,6 +166,8 @@
 #define GLQF_FDMASK_SEL(_i)             (0x00410400 + ((_i) * 4))
 #define GLQF_FDMASK(_i)                 (0x00410800 + ((_i) * 4))
 #define GLQF_FDMASK_MAX_INDEX           31
+#define GLQF_FDINSET(_i, _j)            (0x00412000 + ((_i) * 4 + (_j) * 512))
+#define GLQF_FDSWAP(_i, _j)             (0x00413000 + ((_i) * 4 + (_j) * 512))
 
 /* Statistics (counters; the model keeps them at zero for now) */
 #define GLPRT_GORCL(_i)                 (0x00380000 + ((_i) * 8))

@@ -15,6 +15,8 @@
 #include "qemu/log.h"
 #include "e810_core.h"
 #include "e810_adminq.h"
+#include "e810_ddp.h"
+#include "e810_rss.h"
 #include "trace.h"
 
 #define ICE_AQ_VSI_NUM_M                0x03FF
@@ -32,6 +34,9 @@
 
 #define ICE_AQC_RES_TYPE_M                  0x7F
 #define ICE_AQC_RES_TYPE_FDIR_COUNTER_BLOCK 0x21
+#define ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES 0x22
+#define ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES 0x23
+#define ICE_AQC_RES_TYPE_FLAG_SCAN_BOTTOM   0x1000
 
 /* 0x0200 get_sw_cfg: one element, the physical port of this PF */
 uint16_t e810_aq_get_sw_cfg(E810Core *core, E810AqCmd *cmd)
@@ -119,8 +124,44 @@ uint16_t e810_aq_add_vsi(E810Core *core, E810AqCmd *cmd)
     }
     v->in_use = 1;
     memcpy(v->props, cmd->buf, E810_VSI_PROPS_SIZE);
+    e810_rss_vsi_added(core, v - core->vsi);
     trace_e810_vsi_add(v->vsi_num, e810_le16(cmd->params + 6) & 3);
     return e810_vsi_resp(core, cmd, v->vsi_num);
+}
+
+/*
+ * struct ice_aqc_vsi_props sections: ICE_AQ_VSI_PROP_*_VALID bit and the
+ * bytes it covers
+ */
+static const struct {
+    uint16_t bit;
+    uint8_t start, len;
+} e810_vsi_sections[] = {
+    { 1u << 0, 2, 4 },          /* switch */
+    { 1u << 1, 6, 2 },          /* security */
+    { 1u << 2, 8, 8 },          /* VLAN */
+    { 1u << 3, 24, 4 },         /* outer tag */
+    { 1u << 4, 16, 4 },         /* ingress UP */
+    { 1u << 5, 20, 4 },         /* egress UP */
+    { 1u << 6, 28, 50 },        /* Rx queue map */
+    { 1u << 7, 78, 6 },         /* queueing options (RSS LUT, hash) */
+    { 1u << 8, 84, 4 },         /* outer UP */
+    { 1u << 11, 90, 10 },       /* flow director */
+    { 1u << 12, 100, 4 },       /* PASID */
+};
+
+static void e810_vsi_merge(uint8_t *props, const uint8_t *upd)
+{
+    uint16_t valid = e810_le16(upd);
+
+    for (size_t i = 0; i < ARRAY_SIZE(e810_vsi_sections); i++) {
+        if (valid & e810_vsi_sections[i].bit) {
+            memcpy(props + e810_vsi_sections[i].start,
+                   upd + e810_vsi_sections[i].start,
+                   e810_vsi_sections[i].len);
+        }
+    }
+    e810_st16(props, e810_le16(props) | valid);
 }
 
 /* 0x0211 update_vsi: the valid_sections of the buffer replace ours */
@@ -137,7 +178,7 @@ uint16_t e810_aq_update_vsi(E810Core *core, E810AqCmd *cmd)
                       num);
         return ICE_AQ_RC_ENOENT;
     }
-    memcpy(v->props, cmd->buf, E810_VSI_PROPS_SIZE);
+    e810_vsi_merge(v->props, cmd->buf);
     trace_e810_vsi_update(num, e810_le16(cmd->buf));
     return e810_vsi_resp(core, cmd, num);
 }
@@ -163,17 +204,61 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
 {
     bool alloc = cmd->opcode == 0x0208;
     uint16_t type, num;
+    int pool;
 
     if (!e810_aq_need_buf(cmd, 4)) {
         return ICE_AQ_RC_EINVAL;
     }
     type = e810_le16(cmd->buf) & ICE_AQC_RES_TYPE_M;
     num = e810_le16(cmd->buf + 2);
-    if (4 + (uint32_t)num * 2 > cmd->buf_len) {
+    if (type != ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES &&
+        type != ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES &&
+        4 + (uint32_t)num * 2 > cmd->buf_len) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: 0x%04x of %u resources overruns the buffer\n",
                       cmd->opcode, num);
         return ICE_AQ_RC_EINVAL;
+    }
+    if (type == ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES ||
+        type == ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES) {
+        /* a count of entries, one element answered (ice_alloc_res_cntr) */
+        if (cmd->buf_len < 6 || !num) {
+            return ICE_AQ_RC_EINVAL;
+        }
+        if (e810_flex_fd_entries(core, type, alloc, num)) {
+            return ICE_AQ_RC_ENOSPC;
+        }
+        if (alloc) {
+            e810_st16(cmd->buf + 4, 0);
+            trace_e810_res_alloc(type, num);
+        } else {
+            trace_e810_res_free(type, num);
+        }
+        cmd->buf_wb = alloc;
+        return ICE_AQ_RC_OK;
+    }
+    if (e810_flex_res_type(type, &pool)) {
+        /* profile IDs / TCAM entries: per-type pools (e810_ddp.c) */
+        bool bottom = e810_le16(cmd->buf) & ICE_AQC_RES_TYPE_FLAG_SCAN_BOTTOM;
+
+        for (uint16_t i = 0; i < num; i++) {
+            uint8_t *e = cmd->buf + 4 + 2 * i;
+            uint16_t id = e810_le16(e), rc;
+
+            rc = alloc ? e810_flex_res_alloc(core, pool, bottom, &id)
+                       : e810_flex_res_free(core, pool, id);
+            if (rc) {
+                return rc;
+            }
+            if (alloc) {
+                e810_st16(e, id);
+                trace_e810_res_alloc(type, id);
+            } else {
+                trace_e810_res_free(type, id);
+            }
+        }
+        cmd->buf_wb = alloc;
+        return ICE_AQ_RC_OK;
     }
     for (uint16_t i = 0; i < num; i++) {
         uint8_t *e = cmd->buf + 4 + 2 * i;
@@ -392,6 +477,9 @@ void e810_switch_reset(E810Core *core)
     core->next_rule_index = 1;
     core->next_vsi_num = 1;
     core->port_params_set = false;
+    /* profile IDs/TCAM entries freed, tables back to the package's */
+    e810_ddp_pf_reset(core);
+    e810_rss_reset(core);
 }
 
 /* device reset: every allocation goes */

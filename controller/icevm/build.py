@@ -182,8 +182,11 @@ def overlay(src: Path) -> bool:
     changed = False
     dest = src / OVERLAY_DIR
     dest.mkdir(parents=True, exist_ok=True)
+    # QAPI schema modules (e810.json: QMP e810-inject) go to qapi/, not hw/net/e810
+    schemas = sorted(p.name for p in paths.DEVICE_DIR.iterdir()
+                     if p.is_file() and p.suffix == ".json")
     wanted = {p.name for p in paths.DEVICE_DIR.iterdir()
-              if p.is_file() and p.name not in OVERLAY_SKIP}
+              if p.is_file() and p.name not in OVERLAY_SKIP and p.name not in schemas}
     for name in sorted(wanted):
         s, d = paths.DEVICE_DIR / name, dest / name
         if not d.exists() or not filecmp.cmp(s, d, shallow=False):
@@ -204,6 +207,28 @@ def overlay(src: Path) -> bool:
             raise BuildError("meson.build has no 'hw/net' trace subdir line to hook e810 into")
         top.write_text(text.replace("    'hw/net',\n", "    'hw/net',\n    'hw/net/e810',\n", 1))
         changed = True
+    for name in schemas:
+        # qapi/<name>, included by qapi-schema.json, a module of qapi/meson.build
+        s, d = paths.DEVICE_DIR / name, src / "qapi" / name
+        if not d.exists() or not filecmp.cmp(s, d, shallow=False):
+            shutil.copyfile(s, d)
+            changed = True
+        schema = src / "qapi/qapi-schema.json"
+        include = f"{{ 'include': '{name}' }}\n"
+        text = schema.read_text()
+        if include not in text:
+            schema.write_text(text.rstrip("\n") + "\n" + include)
+            changed = True
+        qmeson = src / "qapi/meson.build"
+        module = f"qapi_all_modules += [ '{Path(name).stem}' ]  # icevm overlay\n"
+        text = qmeson.read_text()
+        if module not in text:
+            anchor = "\nqapi_nonmodule_outputs = ["
+            if anchor not in text:
+                raise BuildError("qapi/meson.build has no qapi_nonmodule_outputs to hook "
+                                 f"{name} in front of")
+            qmeson.write_text(text.replace(anchor, "\n" + module.rstrip("\n") + anchor, 1))
+            changed = True
     return changed
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
 from icevm import paths
 from icevm.qtest import DmaArena, PciDevice, QTest
+from icevm.rss import toeplitz  # noqa: F401  (re-exported for the qtests)
 
 E810_VENDOR = 0x8086
 E810_DEVICE = 0x159B
@@ -121,3 +126,298 @@ class AdminQ:
         if addr and out.datalen and out.datalen <= ICE_AQ_MAX_BUF_LEN:
             data = await self.qt.memread(addr, out.datalen)
         return out, data
+
+
+# --------------------------------------------------------------------------- data path
+# Register offsets and fields as ice_hw_autogen.h / ice_lan_tx_rx.h name them.
+QRX_CONTEXT = 0x00280000  # + i * 0x2000 + 4 q, i = 0..7
+QRX_CTRL = 0x00120000
+QRX_CTRL_QENA_REQ_M = 1 << 0
+QRX_CTRL_QENA_STAT_M = 1 << 2
+QRX_TAIL = 0x00290000
+QRXFLXP_CNTXT = 0x00480000
+QINT_RQCTL = 0x00150000
+QINT_TQCTL = 0x00140000
+QINT_CAUSE_ENA_M = 1 << 30
+GLINT_DYN_CTL = 0x00160000
+GLINT_ITR = 0x00154000  # + idx * 0x2000 + 4 v
+QTX_COMM_DBELL = 0x002C0000
+QTX_COMM_HEAD = 0x000E0000
+PRTRPB_RDPC = 0x000AC260
+OPC_ADD_TXQS = 0x0C30
+SCHED_TC_TEID = 0x11  # the default tree: root 0x10 -> TC0 0x11 -> entry point 0x12
+MSIX_PBA_OFFSET = 0x8000  # in BAR3, after the table at 0
+
+
+def set_bits(buf: bytearray, lsb: int, width: int, value: int) -> None:
+    """Store ``value`` in ``width`` bits at bit ``lsb`` of a little-endian context
+    (ice_set_ctx's packing)."""
+    for i in range(width):
+        byte, bit = divmod(lsb + i, 8)
+        if (value >> i) & 1:
+            buf[byte] |= 1 << bit
+        else:
+            buf[byte] &= ~(1 << bit) & 0xFF
+
+
+def rlan_ctx(base: int, qlen: int, dbuf: int, rxmax: int, *, dsize: int = 1,
+             crcstrip: int = 1, head: int = 0) -> list[int]:
+    """The eight QRX_CONTEXT dwords (ice_rlan_ctx_info[]); ``dbuf`` in bytes."""
+    ctx = bytearray(32)
+    set_bits(ctx, 0, 13, head)
+    set_bits(ctx, 32, 57, base >> 7)
+    set_bits(ctx, 89, 13, qlen)
+    set_bits(ctx, 102, 7, dbuf >> 7)
+    set_bits(ctx, 116, 1, dsize)
+    set_bits(ctx, 117, 1, crcstrip)
+    set_bits(ctx, 119, 1, 1)  # l2tsel
+    set_bits(ctx, 174, 14, rxmax)
+    set_bits(ctx, 198, 3, 1)  # lrxqthresh
+    set_bits(ctx, 201, 1, 1)  # prefena
+    return list(struct.unpack("<8I", bytes(ctx)))
+
+
+def tlan_ctx(base: int, qlen: int, pf_q: int) -> bytes:
+    """The 22-byte Tx queue context of 0x0C30 (ice_tlan_ctx_info[])."""
+    ctx = bytearray(22)
+    set_bits(ctx, 0, 57, base >> 7)
+    set_bits(ctx, 78, 2, 2)  # vmvf_type PF
+    set_bits(ctx, 135, 13, qlen)
+    set_bits(ctx, 152, 1, 1)  # tso_ena
+    set_bits(ctx, 153, 11, pf_q)
+    set_bits(ctx, 164, 1, 1)  # legacy_int
+    return bytes(ctx)
+
+
+class Qmp:
+    """A minimal QMP client on a unix socket (greeting, capabilities, commands)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, path: str, wait: float = 20.0) -> Qmp:
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                r, w = await asyncio.open_unix_connection(path, limit=1 << 22)
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+        q = cls(r, w)
+        await q._read()  # greeting
+        await q.cmd("qmp_capabilities")
+        return q
+
+    async def _read(self) -> dict[str, Any]:
+        line = await asyncio.wait_for(self.reader.readline(), 20)
+        if not line:
+            raise ConnectionError("QMP connection closed")
+        msg: dict[str, Any] = json.loads(line)
+        return msg
+
+    async def call(self, name: str, **args: Any) -> dict[str, Any]:
+        """The answer as QEMU sent it: ``{"return": …}`` or ``{"error": …}``."""
+        msg: dict[str, Any] = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.writer.write(json.dumps(msg).encode() + b"\n")
+        await self.writer.drain()
+        while True:
+            ans = await self._read()
+            if "return" in ans or "error" in ans:
+                return ans
+
+    async def cmd(self, name: str, **args: Any) -> Any:
+        ans = await self.call(name, **args)
+        if "error" in ans:
+            raise AssertionError(f"QMP {name}: {ans['error']}")
+        return ans["return"]
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await self.writer.wait_closed()
+
+
+async def msix_enable_masked(qt: QTest, dev: PciDevice, vectors: int) -> None:
+    """MSI-X on with every table entry masked: a fired vector shows as its PBA bit."""
+    base = dev.bar(3)
+    for v in range(vectors):
+        await qt.writel(base + 16 * v + 12, 1)
+    cap = (await dev.capabilities())[0x11]
+    word = await qt.cfg_read32(dev.bdf, cap)
+    await qt.cfg_write32(dev.bdf, cap, word | (1 << 31))  # Message Control: MSI-X Enable
+
+
+async def msix_pending(qt: QTest, dev: PciDevice, vector: int) -> bool:
+    pba = await qt.readl(dev.bar(3) + MSIX_PBA_OFFSET + 4 * (vector // 32))
+    return bool(pba >> (vector % 32) & 1)
+
+
+# --------------------------------------------------------------------------- DDP package, RSS
+# ice_adminq_cmd.h / ice_ddp.h: what full mode sends after request_firmware("ice.pkg").
+OPC_REQ_RES = 0x0008
+OPC_RELEASE_RES = 0x0009
+OPC_ADD_VSI = 0x0210
+OPC_SET_RSS_KEY = 0x0B02
+OPC_SET_RSS_LUT = 0x0B03
+OPC_GET_RSS_KEY = 0x0B04
+OPC_GET_RSS_LUT = 0x0B05
+OPC_DOWNLOAD_PKG = 0x0C40
+OPC_UPLOAD_SECTION = 0x0C41
+OPC_UPDATE_PKG = 0x0C42
+OPC_GET_PKG_INFO = 0x0C43
+RES_CHANGE_LOCK = 3
+RES_GLOBAL_LOCK = 4
+RES_WRITE = 2
+GLBL_SUCCESS, GLBL_IN_PROG, GLBL_DONE = 0, 1, 2
+DOWNLOAD_LAST_BUF = 0x01
+ICE_AQ_RC_EPERM = 1
+ICE_AQ_RC_EBADBUF = 28
+ICE_PKG_BUF_SIZE = 4096
+SID_METADATA = 1
+SID_XLT1_RSS, SID_XLT2_RSS, SID_PROFID_TCAM_RSS, SID_FLD_VEC_RSS = 42, 43, 44, 46
+SID_RXPARSER_METADATA_INIT = 58
+SEGMENT_TYPE_ICE_E810 = 0x10
+SEGMENT_TYPE_SIGNING = 0x1001
+SEGMENT_SIGN_TYPE_RSA2K = 1
+RSS_VSI_VALID = 0x8000
+LUT_PF_2K_FLAGS = 0x1 | 0x8  # ICE_LUT_PF | ICE_AQC_LUT_SIZE_2K
+
+
+def pkg_buf(*sections: tuple[int, bytes], size: int = ICE_PKG_BUF_SIZE) -> bytes:
+    """A ``struct ice_buf_hdr`` package buffer holding ``sections`` (type, data)."""
+    off = 4 + 8 * len(sections)
+    table, body = b"", b""
+    for typ, data in sections:
+        table += struct.pack("<IHH", typ, off + len(body), len(data))
+        body += data
+    end = off + len(body)
+    assert end <= size
+    return (struct.pack("<HH", len(sections), end) + table + body).ljust(size, b"\0")
+
+
+def meta_section(ver: tuple[int, int, int, int], name: str, track_id: int) -> bytes:
+    """``struct ice_meta_sect``: version, 28-byte name, track id (36 bytes)."""
+    return bytes(ver) + name.encode().ljust(28, b"\0") + struct.pack("<I", track_id)
+
+
+async def request_res(aq: AdminQ, res: int, access: int = RES_WRITE) -> tuple[int, int]:
+    """0x0008: (retval, global-lock status at params 12..13)."""
+    params = struct.pack("<HHI", res, access, 0).ljust(16, b"\0")
+    out, _ = await aq.send(AqDesc(OPC_REQ_RES, params=params))
+    return out.retval, struct.unpack_from("<H", out.params, 12)[0]
+
+
+async def release_res(aq: AdminQ, res: int) -> int:
+    out, _ = await aq.send(AqDesc(OPC_RELEASE_RES, params=struct.pack("<H", res).ljust(16, b"\0")))
+    return out.retval
+
+
+async def download_buf(aq: AdminQ, buf: bytes, *, last: bool) -> tuple[AqDesc, bytes]:
+    """0x0C40 with one 4 KiB RD buffer (``buf`` is written back on error)."""
+    d = AqDesc(OPC_DOWNLOAD_PKG, flags=ICE_AQ_FLAG_SI | ICE_AQ_FLAG_RD | (1 << 9),
+               datalen=len(buf), params=bytes([DOWNLOAD_LAST_BUF if last else 0]).ljust(16, b"\0"))
+    addr = aq.arena.alloc(len(buf))
+    await aq.qt.memwrite(addr, buf)
+    out, _ = await aq.send(d, buf_addr=addr)
+    return out, await aq.qt.memread(addr, len(buf))
+
+
+async def update_pkg(aq: AdminQ, buf: bytes) -> int:
+    """0x0C42 with one buffer of ``data_end`` bytes, the way ice_update_pkg_no_lock sends it."""
+    data_end = struct.unpack_from("<H", buf, 2)[0]
+    d = AqDesc(OPC_UPDATE_PKG, flags=ICE_AQ_FLAG_SI | ICE_AQ_FLAG_RD, datalen=data_end,
+               params=bytes([DOWNLOAD_LAST_BUF]).ljust(16, b"\0"))
+    out, _ = await aq.send(d, buf[:data_end])
+    return out.retval
+
+
+@dataclass
+class PkgInfo:
+    """One ``struct ice_aqc_get_pkg_info``."""
+
+    ver: tuple[int, ...]
+    name: str
+    track_id: int
+    in_nvm: bool
+    active: bool
+    active_at_boot: bool
+    modified: bool
+
+
+async def pkg_info_list(aq: AdminQ) -> tuple[int, list[PkgInfo]]:
+    """0x0C43 with the driver's 4-entry buffer: (retval, entries)."""
+    size = 4 + 4 * 40
+    out, data = await aq.send(AqDesc(OPC_GET_PKG_INFO, datalen=size), b"\0" * size)
+    if out.retval:
+        return out.retval, []
+    (count,) = struct.unpack_from("<I", data)
+    infos = []
+    for i in range(count):
+        e = data[4 + 40 * i: 44 + 40 * i]
+        infos.append(PkgInfo(tuple(e[:4]), e[4:32].rstrip(b"\0").decode(),
+                             struct.unpack_from("<I", e, 32)[0], *map(bool, e[36:40])))
+    return out.retval, infos
+
+
+def ddp_download_order(pkg: bytes) -> list[tuple[bytes, bool]]:
+    """The 0x0C40 buffers ice_download_pkg_with_sig_seg() sends for an E810, in order, with
+    their LAST flag: the RSA-2K signing segment's buffers, then the signed buffers of the
+    configuration segment (up to the first metadata buffer)."""
+    nseg = struct.unpack_from("<I", pkg, 4)[0]
+    offs = struct.unpack_from(f"<{nseg}I", pkg, 8)
+
+    def buf_table(tbl: int) -> list[bytes]:
+        n = struct.unpack_from("<I", pkg, tbl)[0]
+        return [pkg[tbl + 4 + ICE_PKG_BUF_SIZE * i: tbl + 4 + ICE_PKG_BUF_SIZE * (i + 1)]
+                for i in range(n)]
+
+    order: list[tuple[bytes, bool]] = []
+    for o in offs:
+        if struct.unpack_from("<I", pkg, o)[0] != SEGMENT_TYPE_SIGNING:
+            continue
+        seg_id, sign_type, idx, start, count = struct.unpack_from("<5I", pkg, o + 44)
+        if seg_id != SEGMENT_TYPE_ICE_E810 or sign_type != SEGMENT_SIGN_TYPE_RSA2K:
+            continue
+        order += [(b, False) for b in buf_table(o + 44 + 20 + 44)]
+        cfg = offs[idx]
+        ndev = struct.unpack_from("<I", pkg, cfg + 44)[0]
+        nvm = cfg + 48 + 8 * ndev
+        bufs = buf_table(nvm + 4 + 4 * struct.unpack_from("<I", pkg, nvm)[0])[start:start + count]
+        for i, b in enumerate(bufs):
+            nxt_meta = i + 1 < len(bufs) and struct.unpack_from("<I", bufs[i + 1], 4)[0] >> 31
+            last = i + 1 == len(bufs) or bool(nxt_meta)
+            order.append((b, last))
+            if last:
+                break
+    return order
+
+
+def real_ddp_package() -> bytes | None:
+    """``ice.pkg`` from the cached firmware-intel-misc .deb (the one the full guest carries),
+    or None when the cache has no such .deb."""
+    import io
+    import lzma
+    import tarfile
+
+    for deb in sorted(paths.debs_dir().glob("firmware-intel-misc_*.deb")):
+        data = deb.read_bytes()
+        pos = 8  # "!<arch>\n", then 60-byte member headers
+        while pos + 60 <= len(data):
+            name = data[pos:pos + 16].decode().strip().rstrip("/")
+            size = int(data[pos + 48:pos + 58].decode().strip())
+            body = data[pos + 60: pos + 60 + size]
+            pos += 60 + size + (size & 1)
+            if not name.startswith("data.tar"):
+                continue
+            raw = lzma.decompress(body) if name.endswith(".xz") else body
+            with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+                for m in tar.getmembers():
+                    if m.isfile() and "/intel/ice/ddp/ice-" in m.name and m.name.endswith(".pkg"):
+                        f = tar.extractfile(m)
+                        return f.read() if f else None
+    return None
