@@ -21,6 +21,12 @@ Shape (every socket and log lives in the run directory)::
       -device pcie-root-port,id=rp0,chassis=1,slot=1
       -netdev user,id=net0 -device e810,bus=rp0,netdev=net0,mac=52:54:00:12:34:56
 
+With ``NicConfig(backend="socket")`` the netdev is a pair of unix datagram sockets in the run
+directory instead of slirp, the controller holding the other end (:mod:`icevm.netdev`)::
+
+      -netdev dgram,local.type=unix,local.path=<run>/net-qemu.sock,
+              remote.type=unix,remote.path=<run>/net-ctl.sock,id=net0
+
 Two QMP monitors: ``qmp-ctl.sock`` is the controller's own, where *Python* listens and QEMU
 connects as a client (no polling for a socket file, no race with QEMU's start-up, and a QEMU that
 dies before connecting is noticed through its exit status); ``qmp.sock`` is a plain server for a
@@ -36,7 +42,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from .errors import UsageError
 
@@ -47,6 +53,10 @@ ACCELS: tuple[Accel, ...] = ("tcg", "kvm")
 UNIX_PATH_MAX = 107
 
 DEFAULT_MAC = "52:54:00:12:34:56"
+#: ``netdev``: the :attr:`NicConfig.netdev` string as given (slirp by default); ``socket``: a
+#: unix datagram socket pair whose other end the controller owns (inject and capture frames).
+NetBackend = Literal["netdev", "socket"]
+NET_BACKENDS: tuple[NetBackend, ...] = get_args(NetBackend)
 #: Always on the guest's command line: the serial console, reproducible addresses (so a
 #: gdbstub breakpoint on a kallsyms address holds), and a panic ends QEMU at once (-no-reboot).
 BASE_APPEND: tuple[str, ...] = ("console=ttyS0", "nokaslr", "panic=-1")
@@ -54,15 +64,19 @@ BASE_APPEND: tuple[str, ...] = ("console=ttyS0", "nokaslr", "panic=-1")
 
 @dataclass(frozen=True)
 class NicConfig:
-    """The emulated E810 behind its own PCIe root port.
+    """The emulated E810 (or ``device``, e.g. ``igb`` for comparisons) behind its own PCIe
+    root port, on netdev ``net0``.
 
-    ``netdev`` is the ``-netdev`` backend without its id (``user`` for slirp, or e.g.
-    ``socket,connect=…`` / ``stream,…`` for the packet tests); ``options`` are extra
-    ``-device e810`` properties (``{"msix-vectors": "64"}``…), passed through in order.
+    ``backend="netdev"`` (the default) uses ``netdev``, the ``-netdev`` backend without its id
+    (``user`` for slirp, or any other QEMU backend string); ``backend="socket"`` makes the
+    netdev a ``dgram`` pair of unix sockets in the run directory whose other end the VM's
+    controller holds (``vm.inject``/``vm.captured``), and ``netdev`` must be left alone.
+    ``options`` are extra ``-device`` properties (``{"msix-vectors": "64"}``…), in order.
     """
 
     mac: str = DEFAULT_MAC
     netdev: str = "user"
+    backend: NetBackend = "netdev"
     options: Mapping[str, str] = field(default_factory=dict)
     device: str = "e810"
     id: str = "nic0"
@@ -102,8 +116,19 @@ class RunFiles:
         return self.run_dir / "gdb.sock"
 
     @property
+    def net_qemu_sock(self) -> Path:
+        """QEMU's end of the ``socket`` netdev backend (QEMU binds it)."""
+        return self.run_dir / "net-qemu.sock"
+
+    @property
+    def net_ctl_sock(self) -> Path:
+        """The controller's end of the ``socket`` netdev backend (bound before QEMU starts)."""
+        return self.run_dir / "net-ctl.sock"
+
+    @property
     def sockets(self) -> tuple[Path, ...]:
-        return (self.qmp_ctl_sock, self.qmp_sock, self.qga_sock, self.gdb_sock)
+        return (self.qmp_ctl_sock, self.qmp_sock, self.qga_sock, self.gdb_sock,
+                self.net_qemu_sock, self.net_ctl_sock)
 
 
 @dataclass(frozen=True)
@@ -161,6 +186,25 @@ def validate(cfg: VMConfig) -> None:
         raise UsageError(f"cpus must be between 1 and 64, not {cfg.cpus}")
     if cfg.memory_mb < 128:
         raise UsageError(f"memory must be at least 128 MB, not {cfg.memory_mb}")
+    if cfg.nic is not None:
+        if cfg.nic.backend not in NET_BACKENDS:
+            raise UsageError(f"unknown network backend {cfg.nic.backend!r}: choose one of "
+                             f"{', '.join(NET_BACKENDS)}")
+        if cfg.nic.backend == "socket" and cfg.nic.netdev != NicConfig.netdev:
+            raise UsageError(f"backend='socket' makes its own netdev; netdev={cfg.nic.netdev!r} "
+                             "cannot be given with it")
+
+
+def netdev_arg(cfg: VMConfig) -> str:
+    """The ``-netdev`` argument (``id=net0`` last) of ``cfg.nic``."""
+    assert cfg.nic is not None
+    if cfg.nic.backend == "socket":
+        f = cfg.files
+        backend = (f"dgram,local.type=unix,local.path={_unix_path(f.net_qemu_sock)},"
+                   f"remote.type=unix,remote.path={_unix_path(f.net_ctl_sock)}")
+    else:
+        backend = cfg.nic.netdev
+    return f"{backend},id=net0"
 
 
 def kernel_append(cfg: VMConfig) -> str:
@@ -222,7 +266,7 @@ def build_argv(cfg: VMConfig) -> list[str]:
         props = "".join(f",{k}={opt_value(v)}" for k, v in n.options.items())
         argv += [
             "-device", "pcie-root-port,id=rp0,chassis=1,slot=1",
-            "-netdev", f"{n.netdev},id=net0",
+            "-netdev", netdev_arg(cfg),
             "-device", f"{n.device},id={n.id},bus=rp0,netdev=net0,mac={n.mac}{props}",
         ]
     argv += list(cfg.extra_args)

@@ -7,6 +7,15 @@
         irqs = await vm.interrupts()
         await vm.qmp("query-status")
 
+    async with VM(nic=NicConfig(backend="socket")) as vm:  # the controller owns the wire
+        await vm.inject(flow.frames(1000))                # back-pressured, in order
+        mark = vm.capture_mark()                          # capture runs from QEMU's start
+        await vm.exec(["ping", "-c", "5", "192.0.2.1"])
+        got = await vm.captured(5, timeout=30, since=mark, match=lambda f: f.icmp is not None)
+        pcap = await vm.start_pcap()                      # QEMU's filter-dump, both directions
+        ...
+        frames = (await vm.stop_pcap(pcap)).frames
+
 Lifecycle: a run directory (``~/.cache/icevm/runs/<timestamp>-<pid>``) holds the console log,
 QEMU's own log and the sockets; QEMU runs in its own process group (and dies with this process
 through ``PR_SET_PDEATHSIG``); the controller's QMP connection is made race-free by listening in
@@ -22,13 +31,14 @@ removed, the console log and ``qemu.log`` are kept.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import os
 import re
 import signal
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -42,12 +52,16 @@ from .cmdline import NicConfig, RunFiles, VMConfig, build_argv
 from .console import ConsoleLog
 from .errors import IcevmError, VMError
 from .interrupts import Snapshot
+from .netdev import Captured, FrameMatch, Responder, SocketNetdev
+from .pcap import Pcap, read_pcap
 
 T = TypeVar("T")
 
 DEFAULT_NIC = NicConfig()
 #: What the guest's /init writes to the console once its modules are loaded.
 READY_MARKER = "ICEVM-READY"
+#: The queue-targeted injection command the e810 registers (QAPI schema in qemu-device/).
+INJECT_COMMAND = "e810-inject"
 #: Generous: a TCG boot on a busy 2-core CI machine, plus the agent starting.
 DEFAULT_BOOT_TIMEOUT = 300.0
 QMP_CONNECT_TIMEOUT = 30.0
@@ -158,6 +172,10 @@ class VM:
         self._agent: Agent | None = None
         self._t0 = 0.0
         self._closed = False
+        self._net: SocketNetdev | None = None
+        self._pcaps: dict[Path, str] = {}
+        self._pcap_seq = 0
+        self._qmp_commands: frozenset[str] | None = None
 
     # ------------------------------------------------------------------ facts
 
@@ -242,6 +260,10 @@ class VM:
             self.argv = build_argv(self.config)
             await self._spawn()
             await self._guard(self._connect_qmp(), "connecting QMP", QMP_CONNECT_TIMEOUT)
+            if self._net is not None:
+                # QMP is served from QEMU's main loop, so the netdevs exist by now.
+                await self._guard(self._net.connect(), "connecting to QEMU's netdev socket",
+                                  QMP_CONNECT_TIMEOUT)
             self._agent = Agent(self.files.qga_sock)
             if self.wait_agent:
                 await self.wait_ready()
@@ -257,6 +279,11 @@ class VM:
                 s.unlink()
         self._qmp = QMPClient("icevm", readbuflen=QMP_READBUF)
         await self._qmp.start_server(str(f.qmp_ctl_sock))
+        nic = self.config.nic
+        if nic is not None and nic.backend == "socket":
+            # Bound before QEMU starts: the guest's first frame already has somewhere to go.
+            self._net = SocketNetdev(f.net_ctl_sock, f.net_qemu_sock)
+            self._net.open()
         (f.run_dir / "cmdline").write_text("\0".join(self.argv) + "\0")
         _load_libc()
         with f.qemu_log.open("ab") as log:
@@ -442,6 +469,120 @@ class VM:
         return await self._guard(self._qmp.execute(cmd, args or None), f"running QMP {cmd}",
                                  seconds=60.0)
 
+    async def qmp_commands(self) -> frozenset[str]:
+        """The names of the QMP commands this QEMU has (``query-commands``, asked once)."""
+        if self._qmp_commands is None:
+            r = await self.qmp("query-commands")
+            self._qmp_commands = frozenset(str(c["name"]) for c in r)
+        return self._qmp_commands
+
+    # ------------------------------------------------------------------ network
+
+    @property
+    def net(self) -> SocketNetdev:
+        """The controller's end of the NIC's wire (``NicConfig(backend="socket")`` only)."""
+        if self._net is None:
+            raise VMError('this VM\'s NIC has no socket backend: start it with '
+                          'nic=NicConfig(backend="socket")')
+        return self._net
+
+    async def inject(
+        self, frames: bytes | Iterable[bytes], stall: float = 30.0, *, flush: bool = False,
+    ) -> int:
+        """Send frames to the guest's NIC through the socket backend, in order, waiting while
+        QEMU is not taking them; :class:`VMError` after ``stall`` s without progress. With
+        ``flush``, returns only once QEMU has read them all (so a pcap holds them). Returns
+        the number sent (see :meth:`SocketNetdev.inject`)."""
+        return await self._guard(self.net.inject(frames, stall, flush=flush),
+                                 "injecting frames into the guest's NIC")
+
+    def capture_mark(self) -> int:
+        """A ``since=`` position: the frames the guest sends from now on."""
+        return self.net.mark()
+
+    def captured_frames(self, since: int = 0, match: FrameMatch | None = None,
+                        ) -> list[Captured]:
+        """What the guest has sent so far (from ``since``, accepted by ``match``)."""
+        return self.net.frames(since, match)
+
+    async def captured(
+        self, n: int, timeout: float = 60.0, *, since: int = 0,  # noqa: ASYNC109
+        match: FrameMatch | None = None,
+    ) -> list[Captured]:
+        """Wait until the guest has sent at least ``n`` frames ``match`` accepts (from
+        ``since``); returns every matching frame so far. Capture runs from QEMU's start."""
+        return await self._guard(self.net.wait(n, timeout, since=since, match=match),
+                                 f"waiting for {n} frames from the guest")
+
+    async def capture(
+        self, since: int = 0, match: FrameMatch | None = None,
+    ) -> AsyncGenerator[Captured, None]:
+        """Each frame the guest sends (from ``since``, accepted by ``match``) as it comes; fails
+        with the usual one line if QEMU exits, ends when the VM closes."""
+        frames = self.net.follow(since, match)
+        try:
+            while True:
+                try:
+                    c = await self._guard(anext(frames), "capturing the guest's frames")
+                except StopAsyncIteration:
+                    return
+                yield c
+        finally:
+            await frames.aclose()
+
+    def answer(self, ip: str, mac: str) -> Responder:
+        """Answer ARP and ICMP echo for a host ``ip``/``mac`` that lives in the controller."""
+        return self.net.answer(ip, mac)
+
+    async def set_link(self, up: bool, name: str = "net0") -> None:
+        """QMP ``set_link``: carrier on or off for netdev ``name`` and its NIC."""
+        await self.qmp("set_link", name=name, up=up)
+
+    async def start_pcap(
+        self, path: Path | str | None = None, *, netdev: str = "net0", queue: str = "all",
+        maxlen: int | None = None,
+    ) -> Path:
+        """Start recording the frames through ``netdev`` into a pcap with QEMU's own
+        ``filter-dump`` (added over QMP). ``queue``: ``all`` (both directions), ``rx`` (what
+        the guest sends) or ``tx`` (what the backend delivers to the guest). Default path:
+        ``<run dir>/<netdev>-<n>.pcap``. Returns the absolute path."""
+        self._pcap_seq += 1
+        if path is None:
+            path = self.run_dir / f"{netdev}-{self._pcap_seq}.pcap"
+        p = Path(path).absolute()
+        if p in self._pcaps:
+            raise VMError(f"a pcap is already being written to {p}")
+        obj_id = f"icevm-dump-{self._pcap_seq}"
+        args: dict[str, Any] = {"qom-type": "filter-dump", "id": obj_id, "netdev": netdev,
+                                "file": str(p), "queue": queue}
+        if maxlen is not None:
+            args["maxlen"] = maxlen
+        await self.qmp("object-add", **args)
+        self._pcaps[p] = obj_id
+        return p
+
+    async def stop_pcap(self, path: Path | str) -> Pcap:
+        """Stop the recording :meth:`start_pcap` started (QEMU closes the file) and read it."""
+        p = Path(path).absolute()
+        obj_id = self._pcaps.pop(p, None)
+        if obj_id is None:
+            raise VMError(f"no pcap is being written to {p}")
+        await self.qmp("object-del", id=obj_id)
+        return read_pcap(p)
+
+    async def inject_queue(self, queue: int, frame: bytes, *, device_id: str | None = None,
+                           ) -> Any:
+        """Put ``frame`` straight onto the e810's Rx ``queue`` with the device's own QMP
+        command (:data:`INJECT_COMMAND`: ``queue``, ``data`` = the frame in base64, ``id`` =
+        the device's qdev id, needed only with several e810s), bypassing the netdev and RSS.
+        :class:`QMPCommandError` when the device drops it (queue disabled, no descriptor)."""
+        if INJECT_COMMAND not in await self.qmp_commands():
+            raise VMError(f"this QEMU has no QMP command {INJECT_COMMAND}")
+        args: dict[str, Any] = {"queue": queue, "data": base64.b64encode(frame).decode()}
+        if device_id is not None:
+            args["id"] = device_id
+        return await self.qmp(INJECT_COMMAND, **args)
+
     # ------------------------------------------------------------------ stop
 
     def _signal(self, sig: int) -> None:
@@ -504,6 +645,8 @@ class VM:
             if self._exit_task is not None and not self._exit_task.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(self._exit_task), 5.0)
+            if self._net is not None:
+                self._net.close()
             if self.config is not None:
                 for s in self.files.sockets:
                     with contextlib.suppress(FileNotFoundError):

@@ -113,6 +113,26 @@ def test_nic_default_and_options() -> None:
             in pairs(argv, "-device"))
 
 
+def test_socket_backend_is_a_dgram_pair_in_the_run_dir(tmp_path: Path) -> None:
+    run = tmp_path / "r,1"
+    cfg = config(run, nic=NicConfig(backend="socket"))
+    argv = build_argv(cfg)
+    q, c = opt_value(run / "net-qemu.sock"), opt_value(run / "net-ctl.sock")
+    assert pairs(argv, "-netdev") == [
+        f"dgram,local.type=unix,local.path={q},remote.type=unix,remote.path={c},id=net0"]
+    assert {cfg.files.net_qemu_sock, cfg.files.net_ctl_sock} <= set(cfg.files.sockets)
+    igb = build_argv(config(nic=NicConfig(backend="socket", device="igb")))
+    assert "igb,id=nic0,bus=rp0,netdev=net0,mac=52:54:00:12:34:56" in pairs(igb, "-device")
+    assert pairs(igb, "-netdev")[0].startswith("dgram,local.type=unix,")
+
+
+def test_socket_backend_rejects_a_netdev_string() -> None:
+    with pytest.raises(UsageError, match="backend='socket' makes its own netdev"):
+        build_argv(config(nic=NicConfig(backend="socket", netdev="user,restrict=on")))
+    with pytest.raises(UsageError, match="unknown network backend 'tap'"):
+        build_argv(config(nic=NicConfig(backend="tap")))  # type: ignore[arg-type]
+
+
 def test_no_nic() -> None:
     argv = build_argv(config(nic=None))
     assert "-netdev" not in argv
