@@ -1,9 +1,16 @@
-"""The ``icevm`` command: build, boot, run a command in a fresh guest, show its interrupts.
+"""The ``icevm`` command: build, boot, run a command in a fresh guest, show its interrupts,
+inject faults into the driver's IRQ request path and judge what it did.
 
 This is the only place that calls :func:`asyncio.run`. Every :class:`~icevm.errors.IcevmError`
 ends the command with ``icevm: <one line>`` on stderr and its exit code; Ctrl-C tears the VM
 down (QEMU reaped, sockets removed, console log kept) and exits 130, SIGTERM likewise with 143.
 Progress and status go to stderr (rich), results to stdout.
+
+``icevm fault …`` and ``icevm matrix`` exit with the verdict: 0 ``PASS``, 1 ``DRIVER-BUG`` (the
+driver mishandled the failure; the evidence is printed), 3 ``HARNESS-ERROR`` (the experiment
+did not happen as planned: the fault did not fire, the VM died, the agent hung, an artefact is
+missing), 2 for a bad fault spec (before any VM boots). ``matrix`` exits 3 if any scenario is a
+harness error, else 1 if any is a driver bug, else 0.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ from . import __version__, paths
 from .accel import ACCEL_CHOICES
 from .cmdline import NicConfig
 from .errors import IcevmError, UsageError, VMError
+from .faults import MATRIX_ERRNOS, MODULES, SITES, FaultSpec, errno_name, make_spec, parse_errno
 from .interrupts import Snapshot
+from .scenarios import Scenario
+from .verdicts import EXIT_CODES, Outcome
 from .vm import VM
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -85,7 +95,59 @@ def parser() -> argparse.ArgumentParser:
     i = sub.add_parser("irqs", help="boot a guest and print its /proc/interrupts")
     _add_vm_options(i)
     i.add_argument("--json", action="store_true", help="JSON instead of a table")
+
+    f = sub.add_parser(
+        "fault", help="make a call in the IRQ request path fail on a fresh guest, judge it",
+        description="Boot a fresh guest, arm a fault through the gdbstub, trigger it, and judge "
+                    "what the real ice driver did. " + VERDICT_EXIT_HELP)
+    fsub = f.add_subparsers(dest="site", required=True, metavar="SITE")
+    for name, site in SITES.items():
+        fp = fsub.add_parser(name, help=site.summary, description=site.summary + ". "
+                             + VERDICT_EXIT_HELP)
+        if site.vectored:
+            req = name == "request-irq"
+            fp.add_argument("--vector", type=int, required=req, default=None, metavar="K",
+                            help="which queue vector's call fails (0-based)"
+                                 + ("" if req else "; default 0"))
+        dflt = site.default_errno
+        fp.add_argument("--errno", required=dflt is None, default=None, metavar="E",
+                        help="errno name from Python's errno module (EBUSY, ENOMEM, EINVAL…)"
+                             + (f"; default {errno_name(dflt)}" if dflt is not None else ""))
+        fp.add_argument("--times", type=int, default=1, metavar="N",
+                        help="fail N attempts of the trigger in a row (default 1)")
+        _add_fault_vm_options(fp)
+
+    m = sub.add_parser("matrix", help="every vector x {EBUSY,ENOMEM,EINVAL}, rmap and misc",
+                       description="Run request-irq at every vector with each errno, rmap, "
+                                   "and misc with each errno, each on a fresh guest, one after "
+                                   "the other; print a summary table. " + VERDICT_EXIT_HELP)
+    m.add_argument("--errnos", default=",".join(errno_name(e) for e in MATRIX_ERRNOS),
+                   metavar="E,E,…", help="errnos to try (default: %(default)s)")
+    _add_fault_vm_options(m)
     return p
+
+
+VERDICT_EXIT_HELP = ("Exit status: 0 PASS, 1 DRIVER-BUG, 3 HARNESS-ERROR, 2 bad spec "
+                     "(before any VM boots).")
+
+
+def _add_fault_vm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("guest")
+    g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
+                   help="safe: Safe Mode, 1 queue vector; full: the DDP package, one queue "
+                        "vector per CPU (default: safe)")
+    g.add_argument("--cpus", type=int, default=2, help="guest CPUs (default: 2)")
+    g.add_argument("--module", choices=MODULES, default="stock",
+                   help="the stock Debian ice.ko or the patched one (default: stock)")
+    g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
+                   help="auto probes KVM with a real boot and falls back to TCG (default)")
+    g.add_argument("--memory", type=int, default=1024, metavar="MB",
+                   help="guest memory in MB (default: 1024)")
+    g.add_argument("--iommu", action="store_true",
+                   help="add an emulated VT-d with interrupt remapping")
+    g.add_argument("--boot-timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for the guest (default: 300)")
+    p.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
 
 
 def _vm(args: argparse.Namespace, *, wait_agent: bool = True) -> VM:
@@ -206,7 +268,72 @@ async def cmd_irqs(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs}
+def _scenario_template(args: argparse.Namespace, spec: FaultSpec) -> Scenario:
+    sc = Scenario(spec, guest=args.variant, cpus=args.cpus, module=args.module,
+                  accel=args.accel, memory_mb=args.memory, iommu=args.iommu,
+                  boot_timeout=args.boot_timeout)
+    sc.validate()
+    return sc
+
+
+def _out() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False,
+                   soft_wrap=False)
+
+
+async def cmd_fault(args: argparse.Namespace) -> int:
+    from . import scenarios, verdicts
+
+    spec = make_spec(args.site, errno=args.errno, vector=getattr(args, "vector", None),
+                     times=args.times, guest=args.variant, cpus=args.cpus)
+    sc = _scenario_template(args, spec)
+    with err_console.status(f"{sc.label}…"):
+        v = await scenarios.run(sc, notify=_note)
+    if args.json:
+        print(json.dumps(v.to_json(), indent=2))
+    else:
+        _out().print(verdicts.detail(v))
+    _say_outcome(v.outcome, v.summary)
+    return v.exit_code
+
+
+def _say_outcome(outcome: Outcome, summary: str) -> None:
+    if outcome is Outcome.DRIVER_BUG:
+        _note(f"DRIVER-BUG: {summary}")
+    elif outcome is Outcome.HARNESS_ERROR:
+        _note(f"HARNESS-ERROR: {summary}")
+
+
+async def cmd_matrix(args: argparse.Namespace) -> int:
+    from . import scenarios, verdicts
+
+    errnos = [parse_errno(e) for e in args.errnos.split(",") if e.strip()]
+    if not errnos:
+        raise UsageError("matrix: --errnos is empty")
+    template = _scenario_template(args, FaultSpec("misc", errnos[0]))
+    todo = scenarios.matrix(template, errnos)
+    _note(f"matrix: {len(todo)} scenarios, each on a fresh {args.variant} guest")
+
+    def done(v: verdicts.Verdict) -> None:
+        _note(f"{v.observation.spec.label}: {v.outcome}: {v.summary}")
+
+    results = await scenarios.run_matrix(todo, notify=_note, on_verdict=done)
+    if args.json:
+        print(json.dumps([v.to_json() for v in results], indent=2))
+    else:
+        _out().print(verdicts.summary_table(
+            results, title=f"icevm matrix: {args.variant} guest, {args.cpus} CPUs, "
+                           f"{args.module} ice.ko"))
+    outcomes = {v.outcome for v in results}
+    worst = (Outcome.HARNESS_ERROR if Outcome.HARNESS_ERROR in outcomes else
+             Outcome.DRIVER_BUG if Outcome.DRIVER_BUG in outcomes else Outcome.PASS)
+    counts = ", ".join(f"{sum(v.outcome is o for v in results)} {o}" for o in Outcome)
+    _note(f"matrix: {counts}")
+    return EXIT_CODES[worst]
+
+
+COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs,
+            "fault": cmd_fault, "matrix": cmd_matrix}
 
 
 async def _main(coro: Coroutine[Any, Any, int]) -> int:

@@ -1,0 +1,440 @@
+"""Fault scenarios: boot a fresh guest → arm a fault → trigger → observe → verdict.
+
+::
+
+    from icevm import faults, scenarios
+
+    spec = faults.make_spec("request-irq", vector=0, errno="EBUSY", guest="safe", cpus=2)
+    verdict = await scenarios.run(scenarios.Scenario(spec, guest="safe", cpus=2))
+    verdict.outcome        # Outcome.PASS / DRIVER_BUG / HARNESS_ERROR
+    verdict.to_json()
+
+One :class:`Scenario` is one fresh VM (its run directory keeps the console log). What happens in
+it, for a fault at ``ip link set up`` (``request-irq``, ``rmap``):
+
+1. boot; find the e810 (vendor 0x8086, class 0x0200xx), its netdev, its queues, and from the
+   probe's log whether the driver is in Safe Mode or full mode;
+2. read ``/proc/interrupts`` + ``/sys/kernel/irq/*/actions`` + ``/proc/irq/*/smp_affinity_list``;
+3. arm the fault (:func:`icevm.faults.arm`: kallsyms through the agent, ``ice.ko`` call sites,
+   the gdbstub);
+4. ``ip link set <if> up`` once per ``times``, each expected to fail at the vector;
+5. disarm; read the interrupts again and the kernel log (``dmesg``) since arming;
+6. follow-up without the fault: ``ip link set <if> up`` must succeed with every vector back;
+   then the data-path hook, if one is given (traffic checks come with the data path);
+7. :func:`icevm.verdicts.judge`.
+
+For ``misc`` the guest boots with ``icevm.load=0``; the fault is armed on
+``devm_request_threaded_irq``'s entry (ice is not loaded yet); the trigger is loading the
+modules of the image's ``modules.json`` in order (``insmod``: ice's probe runs inside it); once
+ice is loaded the failed call's caller is checked against its kallsyms; the follow-up binds the
+device again (``/sys/bus/pci/drivers/ice/bind``), then brings the interface up.
+
+``module="patched"`` uses :func:`icevm.module_build.patched_ice_ko` and a guest image built with
+it (built on first use).
+
+Every run leaves its record in ``<run dir>/fault/`` next to the console log: what was observed
+(:func:`icevm.verdicts.save_observation`: the interrupt readings and kernel log as read from the
+guest) and ``verdict.json``; :func:`icevm.verdicts.load_observation` + ``judge`` re-judge it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from . import faults, paths
+from .errors import BuildError, IcevmError, UsageError
+from .faults import MODULES, FaultSpec
+from .guest_image import GuestArtifacts, guest_artifacts
+from .verdicts import (
+    Check,
+    CommandResult,
+    IrqState,
+    Observation,
+    Verdict,
+    judge,
+    save_observation,
+)
+from .vm import DEFAULT_BOOT_TIMEOUT, VM
+
+Notify = Callable[[str], None]
+#: A data-path check run after a successful follow-up: it may use the VM and returns checks.
+DatapathHook = Callable[[VM, Observation], Awaitable[Sequence[Check]]]
+
+#: One line per e810 PCI function: ``bdf``, ``bound``, ``if <name>``, ``queue <rx-N|tx-N>``
+#: (shell builtins only: each fork+exec costs tens of ms under TCG).
+IDENTIFY = r"""
+for d in /sys/bus/pci/devices/*; do
+  read v < "$d/vendor"; read c < "$d/class"
+  case "$v:$c" in
+  0x8086:0x0200*)
+    echo "bdf ${d##*/}"
+    [ -e "$d/driver" ] && echo bound
+    for n in "$d"/net/*; do
+      [ -e "$n" ] || continue
+      echo "if ${n##*/}"
+      for q in "$n"/queues/*; do [ -e "$q" ] && echo "queue ${q##*/}"; done
+    done ;;
+  esac
+done
+true
+"""
+SYSFS_MARK = "@@icevm-sysfs@@"
+SNAPSHOT = (f"cat /proc/interrupts; echo {SYSFS_MARK}; "
+            "grep -H '' /sys/kernel/irq/*/actions /proc/irq/*/smp_affinity_list; true")
+FULL_MODE = re.compile(r"The DDP package was successfully loaded|DDP package already present")
+ICE_PROBED = re.compile(r"\bice [0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.\d: ")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One fault scenario on a fresh VM."""
+
+    fault: FaultSpec
+    guest: str = "safe"
+    cpus: int = 2
+    module: str = "stock"
+    accel: str = "auto"
+    memory_mb: int = 1024
+    iommu: bool = False
+    boot_timeout: float = DEFAULT_BOOT_TIMEOUT
+    #: Seconds any one guest command (a trigger, a follow-up) may take.
+    command_timeout: float = 180.0
+
+    def validate(self) -> None:
+        """:class:`UsageError` for what is wrong before any VM boots."""
+        faults.check_guest(self.guest, self.cpus)
+        if self.module not in MODULES:
+            raise UsageError(f"unknown module {self.module!r} (one of {', '.join(MODULES)})")
+        faults.validate_vector(self.fault, self.guest, self.cpus)
+
+    @property
+    def label(self) -> str:
+        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {self.module}]"
+
+
+# ------------------------------------------------------------------------------ artefacts
+
+def _patched_ko() -> Path:
+    try:
+        mod = importlib.import_module(f"{__package__}.module_build")
+    except ImportError as e:
+        raise BuildError("--module patched: icevm.module_build is not in this checkout "
+                         f"({e})") from e
+    ko = mod.patched_ice_ko()
+    if not isinstance(ko, Path) or not ko.is_file():
+        raise BuildError(f"--module patched: patched_ice_ko() gave {ko!r}, not a file")
+    return ko
+
+
+async def guest_for(scenario: Scenario, notify: Notify | None = None) -> GuestArtifacts:
+    """The guest image of ``scenario``: stock, or built with the patched ``ice.ko`` (built
+    here on first use; a :class:`BuildError` when the patched module itself is not built)."""
+    if scenario.module == "stock":
+        return guest_artifacts(scenario.guest)
+    ko = _patched_ko()
+    try:
+        return guest_artifacts(scenario.guest, module=ko)
+    except BuildError:
+        from .guest_image import build_guest
+
+        if notify is not None:
+            notify(f"building the {scenario.guest} guest image with {ko}")
+        log = paths.cache_dir() / "logs" / f"guest-{scenario.guest}-patched.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        await build_guest(scenario.guest, log=log, module=ko, progress=notify)
+        return guest_artifacts(scenario.guest, module=ko)
+
+
+# ------------------------------------------------------------------------------ guest reads
+
+@dataclass(frozen=True)
+class Device:
+    bdf: str | None
+    bound: bool
+    ifname: str | None
+    rx_queues: int
+    tx_queues: int
+
+    @property
+    def queue_vectors(self) -> int:
+        """``num_q_vectors`` of the PF VSI: max(Rx, Tx) queues (``ice_vsi_set_num_qs``)."""
+        return max(self.rx_queues, self.tx_queues)
+
+
+def parse_identify(text: str) -> Device:
+    bdf: str | None = None
+    bound = False
+    ifname: str | None = None
+    rx = tx = 0
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if key == "bdf" and bdf is None:
+            bdf = value
+        elif key == "bound":
+            bound = True
+        elif key == "if" and ifname is None:
+            ifname = value
+        elif key == "queue":
+            rx += value.startswith("rx-")
+            tx += value.startswith("tx-")
+    return Device(bdf, bound, ifname, rx, tx)
+
+
+def driver_mode(log: Sequence[str]) -> str | None:
+    """``full`` when the probe loaded the DDP package; ``safe`` when ice probed without it (not
+    every way into Safe Mode says so: a package the device fails to load only logs "The device
+    will be reset"); ``None`` when the log shows no probe."""
+    if any(FULL_MODE.search(ln) for ln in log):
+        return "full"
+    if any(ICE_PROBED.search(ln) for ln in log):
+        return "safe"
+    return None
+
+
+class _Guest:
+    """The few guest reads a scenario makes, with the scenario's timeout."""
+
+    def __init__(self, vm: VM, timeout: float) -> None:
+        self.vm = vm
+        self.timeout = timeout
+
+    async def device(self) -> Device:
+        r = await self.vm.sh(IDENTIFY, self.timeout, check=True)
+        return parse_identify(r.out)
+
+    async def irqs(self) -> IrqState:
+        r = await self.vm.sh(SNAPSHOT, self.timeout, check=True)
+        procs, _, sysfs = r.out.partition(SYSFS_MARK + "\n")
+        return IrqState.parse(procs, sysfs)
+
+    async def dmesg(self) -> list[str]:
+        r = await self.vm.exec(["dmesg"], self.timeout, check=True)
+        return r.out.splitlines()
+
+    async def run(self, argv: Sequence[str], shown: str | None = None) -> CommandResult:
+        r = await self.vm.exec(list(argv), self.timeout)
+        return CommandResult(shown or " ".join(argv), r.rc, r.out, r.err)
+
+    async def bind(self, bdf: str) -> CommandResult:
+        return await self.run(["/bin/sh", "-c", f"echo {bdf} > /sys/bus/pci/drivers/ice/bind"],
+                              f"echo {bdf} > /sys/bus/pci/drivers/ice/bind")
+
+    async def link_up(self, ifname: str) -> CommandResult:
+        return await self.run(["ip", "link", "set", ifname, "up"])
+
+    async def load_modules(self, modules: Sequence[str]) -> CommandResult:
+        """insmod each module in order, stopping at the first that fails."""
+        script = "; ".join(f"insmod {m} || exit $?" for m in modules)
+        return await self.run(["/bin/sh", "-c", script],
+                              " && ".join(f"insmod {m.rsplit('/', 1)[-1]}" for m in modules))
+
+
+# ------------------------------------------------------------------------------ running
+
+async def run(scenario: Scenario, *, notify: Notify | None = None,
+              datapath: DatapathHook | None = None) -> Verdict:
+    """Run ``scenario`` on a fresh VM and judge it. Never raises for what goes wrong in the
+    VM or the harness (that is a ``HARNESS-ERROR`` verdict); :class:`UsageError` for a bad
+    scenario."""
+    scenario.validate()
+    t0 = time.monotonic()
+    obs = Observation(scenario.fault, scenario.guest, scenario.cpus, scenario.module)
+
+    def say(msg: str) -> None:
+        if notify is not None:
+            notify(msg)
+
+    try:
+        art = await guest_for(scenario, notify)
+    except IcevmError as e:
+        obs.error = f"guest image: {e}"
+        obs.seconds = time.monotonic() - t0
+        return judge(obs)
+
+    load = scenario.fault.site_def.trigger == "load"
+    vm = VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
+            memory_mb=scenario.memory_mb, iommu=scenario.iommu,
+            append=[faults.NO_LOAD] if load else [], kernel=art.vmlinux, initrd=art.initrd,
+            boot_timeout=scenario.boot_timeout, notify=notify)
+    r = _Run(vm, scenario, art, obs, say, datapath)
+    try:
+        say(f"{scenario.label}: booting")
+        async with vm:
+            obs.accel = vm.accel
+            try:
+                await (r.load() if load else r.open())
+            except BaseException:
+                obs.vm_alive = vm.running  # before leaving the VM stops it
+                raise
+    except IcevmError as e:
+        obs.error = str(e)
+    except TimeoutError as e:
+        obs.error = f"timed out: {e}"
+    except OSError as e:  # QEMU could not start (being rebuilt, …), a socket vanished
+        obs.error = f"{type(e).__name__}: {e}"
+    finally:
+        if vm.config is not None:
+            obs.run_dir = str(vm.run_dir)
+            obs.console = vm.console.lines()[r.console_mark:]
+            if not vm.agent_ready:
+                obs.vm_alive = False
+    obs.seconds = time.monotonic() - t0
+    v = judge(obs)
+    if obs.run_dir is not None:
+        d = Path(obs.run_dir) / "fault"
+        save_observation(obs, d)
+        (d / "verdict.json").write_text(json.dumps(v.to_json(), indent=2) + "\n")
+    say(f"{scenario.label}: {v.outcome} ({obs.seconds:.0f} s); record in "
+        f"{obs.run_dir or '(no run directory)'}")
+    return v
+
+
+class _Run:
+    """One scenario inside its booted VM."""
+
+    def __init__(self, vm: VM, scenario: Scenario, art: GuestArtifacts, obs: Observation,
+                 say: Notify, datapath: DatapathHook | None) -> None:
+        self.g = _Guest(vm, scenario.command_timeout)
+        self.scenario = scenario
+        self.spec = scenario.fault
+        self.art = art
+        self.obs = obs
+        self.say = say
+        self.datapath = datapath
+        self.dmesg_mark = 0
+        self.console_mark = 0  # console lines before arming (0: the whole console)
+
+    async def _arm_and_trigger(
+            self, trigger: Callable[[int], Awaitable[CommandResult]]) -> faults.ArmedFault:
+        """Mark the logs, read the state, arm, run the faulted attempts (``trigger(i)``, i from
+        1), disarm, read again."""
+        g, obs, spec = self.g, self.obs, self.spec
+        self.dmesg_mark = len(await g.dmesg())
+        self.console_mark = g.vm.console.line_count()
+        obs.before = await g.irqs()
+        self.say(f"{self.scenario.label}: arming {spec}")
+        armed = await faults.arm(g.vm, spec, self.art.ice_ko, ifname=obs.ifname, bdf=obs.bdf)
+        obs.target = armed.target.to_json()
+        try:
+            for i in range(1, spec.times + 1):
+                armed.next_attempt()
+                fired = armed.fired
+                obs.attempts.append(await trigger(i))
+                obs.fired.append(armed.fired > fired)
+                armed.check_alive()
+                if armed.fired == fired:
+                    break
+        finally:
+            await armed.disarm()
+            obs.calls = list(armed.calls)
+            obs.injections = armed.fired
+            obs.injection_error = armed.error
+        if armed.fired:
+            obs.caller_ok, obs.caller_detail = armed.verify(
+                self.art.ice_ko, await faults.read_kallsyms(g.vm))
+            obs.target = armed.target.to_json()
+        obs.after = await g.irqs()
+        obs.kernel_log = await self._log()
+        obs.follow_up_at = len(obs.kernel_log)
+        return armed
+
+    async def _log(self) -> list[str]:
+        return (await self.g.dmesg())[self.dmesg_mark:]
+
+    async def _datapath(self) -> None:
+        if self.datapath is not None and self.obs.follow_up and self.obs.follow_up[-1].ok:
+            self.obs.extra_checks.extend(await self.datapath(self.g.vm, self.obs))
+
+    async def open(self) -> None:
+        """A fault at ``ip link set up``."""
+        g, obs = self.g, self.obs
+        dev = await g.device()
+        obs.bdf, obs.ifname = dev.bdf, dev.ifname
+        obs.queue_vectors = dev.queue_vectors or None
+        obs.driver_mode = driver_mode(await g.dmesg())
+        if dev.bdf is None:
+            raise IcevmError("no e810 (8086, class 0200) in the guest")
+        if dev.ifname is None:
+            raise IcevmError(f"ice created no netdev for {dev.bdf} (did the probe fail? see "
+                             f"the console log)")
+        ifname = dev.ifname
+        if self.spec.vector >= dev.queue_vectors:
+            return  # judged: "vector exists" fails (and "driver in full mode" if that is why)
+        await self._arm_and_trigger(lambda _: g.link_up(ifname))
+        if obs.fired and obs.fired[0]:
+            self.say(f"{self.scenario.label}: follow-up: ip link set {ifname} up")
+            obs.follow_up.append(await g.link_up(ifname))
+            obs.recovered = await g.irqs()
+            await self._datapath()
+        obs.kernel_log = await self._log()
+
+    async def load(self) -> None:
+        """A fault at probe (``misc``): armed before ice exists, triggered by loading it."""
+        g, obs = self.g, self.obs
+        dev = await g.device()
+        obs.bdf = dev.bdf
+        if dev.bdf is None:
+            raise IcevmError("no e810 (8086, class 0200) in the guest")
+        if dev.bound:
+            raise IcevmError(f"{dev.bdf} is already bound although the guest booted with "
+                             f"{faults.NO_LOAD}")
+        bdf = dev.bdf
+
+        async def trigger(i: int) -> CommandResult:
+            if i == 1:
+                self.say(f"{self.scenario.label}: loading {len(self.art.modules)} modules")
+                return await g.load_modules(self.art.modules)
+            return await g.bind(bdf)  # ice is loaded: probe again
+
+        await self._arm_and_trigger(trigger)
+        after = await g.device()
+        obs.bound_after, obs.netdev_after = after.bound, after.ifname is not None
+        if obs.fired and obs.fired[0]:
+            self.say(f"{self.scenario.label}: follow-up: bind {bdf}, ip link set up")
+            obs.follow_up.append(await g.bind(bdf))
+            dev = await g.device()
+            obs.ifname = dev.ifname
+            obs.queue_vectors = dev.queue_vectors or None
+            if obs.follow_up[-1].ok and dev.ifname is not None:
+                obs.follow_up.append(await g.link_up(dev.ifname))
+                obs.recovered = await g.irqs()
+                await self._datapath()
+            elif obs.follow_up[-1].ok:
+                obs.follow_up.append(CommandResult(
+                    f"ls /sys/bus/pci/devices/{bdf}/net", 1, "",
+                    f"no netdev under {bdf} after binding"))
+        obs.kernel_log = await self._log()
+        obs.driver_mode = driver_mode(obs.kernel_log)
+
+
+# ------------------------------------------------------------------------------ the matrix
+
+def matrix(template: Scenario, errnos: Sequence[int] = faults.MATRIX_ERRNOS) -> list[Scenario]:
+    """Every vector x ``errnos`` at ``request-irq``, then ``rmap`` (ENOMEM), then ``misc`` x
+    ``errnos``, each a copy of ``template`` (guest, CPUs, module, accel, ...) with its fault."""
+    out = [replace(template, fault=s)
+           for s in faults.matrix_specs(template.guest, template.cpus, errnos)]
+    for s in out:
+        s.validate()
+    return out
+
+
+async def run_matrix(scenarios: Sequence[Scenario], *, notify: Notify | None = None,
+                     on_verdict: Callable[[Verdict], None] | None = None,
+                     datapath: DatapathHook | None = None) -> list[Verdict]:
+    """Run ``scenarios`` one after the other (each on its own VM)."""
+    out: list[Verdict] = []
+    for i, sc in enumerate(scenarios, 1):
+        if notify is not None:
+            notify(f"[{i}/{len(scenarios)}] {sc.label}")
+        v = await run(sc, notify=notify, datapath=datapath)
+        out.append(v)
+        if on_verdict is not None:
+            on_verdict(v)
+    return out
