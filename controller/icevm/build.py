@@ -23,16 +23,14 @@ import shutil
 import sys
 import tempfile
 import tomllib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
 from .debian import Apt, sha256_file
 from .errors import BuildError
-from .proc import run
-
-Progress = Callable[[str], None]
+from .proc import Progress, log_path, run, say
 
 #: Debian packages QEMU's minimal build needs on the host (bookworm or trixie).
 BUILD_DEPS = (
@@ -62,15 +60,6 @@ CONFIG_STAMP = ".icevm-configured"
 _apt_updated = False
 
 
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
-
-
-def _log_path(name: str) -> Path:
-    d = paths.cache_dir() / "logs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{name}.log"
 
 
 def _lock() -> dict[str, dict[str, object]]:
@@ -106,8 +95,8 @@ async def ensure_build_deps(progress: Progress | None = None) -> None:
     cmd = "apt-get install -y " + " ".join(missing)
     if os.geteuid() != 0:
         raise BuildError(f"missing build dependencies; run as root: {cmd}")
-    _say(progress, f"installing build dependencies: {' '.join(missing)}")
-    log = _log_path("apt-deps")
+    say(progress, f"installing build dependencies: {' '.join(missing)}")
+    log = log_path("apt-deps")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     await run(["apt-get", "-q", "update"], log=log, env=env, what="apt-get update")
     await run(["apt-get", "-q", "install", "-y", "--no-install-recommends", *missing], log=log,
@@ -122,8 +111,8 @@ async def ensure_tools_venv(progress: Progress | None = None) -> Path:
     want = "\n".join(TOOLS_PIP)
     if stamp.is_file() and stamp.read_text() == want and py.exists():
         return py
-    _say(progress, "creating the build-tools venv (meson)")
-    log = _log_path("tools-venv")
+    say(progress, "creating the build-tools venv (meson)")
+    log = log_path("tools-venv")
     shutil.rmtree(venv, ignore_errors=True)
     await run([sys.executable, "-m", "venv", venv], log=log, what="python -m venv")
     await run([py, "-m", "pip", "install", "-q", *TOOLS_PIP], log=log, what="pip install meson")
@@ -135,8 +124,8 @@ async def apt_update_once(progress: Progress | None = None) -> Apt:
     global _apt_updated
     apt = Apt.default()
     if not _apt_updated:
-        _say(progress, "refreshing the private trixie package lists")
-        await apt.update(_log_path("apt"))
+        say(progress, "refreshing the private trixie package lists")
+        await apt.update(log_path("apt"))
         _apt_updated = True
     return apt
 
@@ -157,16 +146,16 @@ async def fetch_qemu_source(progress: Progress | None = None) -> Path:
     dsc = dl / f"qemu_{noepoch}.dsc"
     if not dsc.exists():
         apt = await apt_update_once(progress)
-        _say(progress, f"downloading the qemu {version} source package")
-        await apt.source(f"qemu={version}", dl, _log_path("apt"))
+        say(progress, f"downloading the qemu {version} source package")
+        await apt.source(f"qemu={version}", dl, log_path("apt"))
     if sha256_file(dsc) != lock["dsc_sha256"]:
         raise BuildError(f"{dsc} does not match the sha256 pinned in {paths.QEMU_LOCK}")
-    _say(progress, "unpacking the source with dpkg-source -x (Debian's patches apply)")
+    say(progress, "unpacking the source with dpkg-source -x (Debian's patches apply)")
     if src.exists():
         shutil.rmtree(src)  # half-written: no stamp
     tmp = dl / f".qemu-{upstream}.partial"
     shutil.rmtree(tmp, ignore_errors=True)
-    await run(["dpkg-source", "-x", dsc, tmp], log=_log_path("qemu-source"),
+    await run(["dpkg-source", "-x", dsc, tmp], log=log_path("qemu-source"),
               what="dpkg-source -x")
     tmp.rename(src)
     (src / paths.STAMP).write_text(version + "\n")
@@ -257,11 +246,11 @@ async def configure(src: Path, py: Path, progress: Progress | None = None) -> Pa
     key = _configure_key(py)
     if stamp.is_file() and stamp.read_text() == key and (build / "build.ninja").exists():
         return build
-    _say(progress, "configuring QEMU (x86_64-softmmu, TCG+KVM, slirp)")
+    say(progress, "configuring QEMU (x86_64-softmmu, TCG+KVM, slirp)")
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir()
     await run([src / "configure", f"--python={py}", *CONFIGURE_ARGS], cwd=build,
-              log=_log_path("qemu-configure"), what="QEMU configure")
+              log=log_path("qemu-configure"), what="QEMU configure")
     stamp.write_text(key)
     return build
 
@@ -276,7 +265,7 @@ async def _build_lock(name: str, progress: Progress | None) -> AsyncIterator[Non
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _say(progress, f"waiting for another {name} build to finish")
+            say(progress, f"waiting for another {name} build to finish")
             await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -291,10 +280,10 @@ async def build_qemu(progress: Progress | None = None, jobs: int | None = None) 
         src = await fetch_qemu_source(progress)
         overlay(src)
         build = await configure(src, py, progress)
-        _say(progress, "compiling QEMU (ninja)")
+        say(progress, "compiling QEMU (ninja)")
         n = jobs or os.cpu_count() or 2
         await run(["ninja", "-C", build, f"-j{n}", "qemu-system-x86_64"],
-                  log=_log_path("qemu-build"), what="QEMU build (ninja)")
+                  log=log_path("qemu-build"), what="QEMU build (ninja)")
         await fetch_firmware(progress)
     return paths.qemu_binary()
 
@@ -309,12 +298,12 @@ async def fetch_firmware(progress: Progress | None = None) -> Path:
     lock = _lock()["firmware"]
     pin = LockedDeb(name=str(lock["package"]), version=str(lock["version"]),
                     arch=str(lock["arch"]), sha256=str(lock["sha256"]))
-    deb = (await fetch_debs([pin], log=_log_path("apt"), progress=progress))[pin.name]
+    deb = (await fetch_debs([pin], log=log_path("apt"), progress=progress))[pin.name]
     files = [str(x) for x in lock["files"]]  # type: ignore[attr-defined]
     fw.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=fw.parent) as tmp:
         t = Path(tmp)
-        await run(["dpkg-deb", "-x", deb, t / "x"], log=_log_path("firmware"), what="dpkg-deb -x")
+        await run(["dpkg-deb", "-x", deb, t / "x"], log=log_path("firmware"), what="dpkg-deb -x")
         out = t / "fw"
         out.mkdir()
         for name in files:
@@ -347,7 +336,7 @@ def qemu_artifacts() -> QemuArtifacts:
 async def build_guest(variant: str, progress: Progress | None = None) -> Path:
     from .guest_image import build_guest as _build
 
-    return await _build(variant, log=_log_path(f"guest-{variant}"), progress=progress)
+    return await _build(variant, log=log_path(f"guest-{variant}"), progress=progress)
 
 
 async def build_all(progress: Progress | None = None) -> None:

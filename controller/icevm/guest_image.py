@@ -58,9 +58,7 @@ from . import paths
 from .debian import Apt, deb_filename, sha256_file
 from .errors import BuildError
 from .newc import NewcWriter
-from .proc import run
-
-Progress = Callable[[str], None]
+from .proc import Progress, run, say
 
 #: The guest kernel: Debian trixie's 6.12 (the ``-unsigned`` flavour has the same modules).
 KERNEL_PACKAGE = "linux-image-6.12.117+deb13-amd64-unsigned"
@@ -91,10 +89,6 @@ LOCK_FIELDS = ("name", "version", "arch", "sha256")
 LOCK_ARCHES = ("amd64", "all")
 RELOCK = "run scripts/lock-guest to re-pin guest-image/packages.lock"
 
-
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
 
 
 # =========================================================================== the lock file
@@ -205,12 +199,12 @@ async def fetch_debs(debs: Sequence[LockedDeb], *, log: Path, progress: Progress
     if missing:
         if apt is None:
             apt = Apt.default()
-            _say(progress, "refreshing the private trixie package lists")
+            say(progress, "refreshing the private trixie package lists")
             await apt.update(log)
         for d in missing:
             if not await apt_has(apt, d.name, d.version):
                 raise BuildError(f"{d.name} {d.version} is no longer in Debian trixie; {RELOCK}")
-        _say(progress, f"downloading {len(missing)} package(s)")
+        say(progress, f"downloading {len(missing)} package(s)")
         await apt.download([d.spec for d in missing], dest, log)
     out: dict[str, Path] = {}
     for d in debs:
@@ -746,9 +740,9 @@ async def build_guest(variant: str, *, log: Path, force: bool = False,
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="icevm-guest-") as tmp:
         root = Path(tmp) / "root"
-        _say(progress, f"guest {variant}: extracting {len(files)} packages")
+        say(progress, f"guest {variant}: extracting {len(files)} packages")
         await extract_debs(files, root, log=log)
-        _say(progress, f"guest {variant}: making the initramfs")
+        say(progress, f"guest {variant}: making the initramfs")
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             staged.chmod(0o755)
@@ -761,7 +755,7 @@ async def build_guest(variant: str, *, log: Path, force: bool = False,
             shutil.rmtree(staged, ignore_errors=True)
             raise
     (out / paths.STAMP).write_text(f"{variant}\n")
-    _say(progress, f"guest {variant}: {out}")
+    say(progress, f"guest {variant}: {out}")
     return out
 
 

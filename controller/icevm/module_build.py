@@ -108,7 +108,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,9 +116,7 @@ from . import guest_image as gi
 from . import paths
 from .debian import Apt
 from .errors import BuildError
-from .proc import run
-
-Progress = Callable[[str], None]
+from .proc import Progress, log_path, run, say
 
 MODULE_LOCK = paths.GUEST_IMAGE_DIR / "module-build.lock"
 PATCH = paths.GUEST_IMAGE_DIR / "patches" / "ice-free-irq-dev-id.patch"
@@ -169,15 +167,6 @@ SCRUBBED_ENV = (
 )
 
 
-def _say(progress: Progress | None, msg: str) -> None:
-    if progress is not None:
-        progress(msg)
-
-
-def _log_path(name: str) -> Path:
-    d = paths.cache_dir() / "logs"
-    d.mkdir(parents=True, exist_ok=True)
-    return d / f"{name}.log"
 
 
 # =========================================================================== names and the lock
@@ -484,7 +473,7 @@ async def ensure_toolchain(lock: ModuleLock, debs: dict[str, Path], *, log: Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         wanted = {n: f for n, f in debs.items() if n != lock.source.name}
-        _say(progress, f"module: extracting {len(wanted)} packages into {final}")
+        say(progress, f"module: extracting {len(wanted)} packages into {final}")
         await gi.extract_debs(wanted, tmp, log=log)
         try:
             await asyncio.to_thread(gi.library_closure, tmp, toolchain_programs(lock))
@@ -532,7 +521,7 @@ async def ensure_source(lock: ModuleLock, deb: Path, *, log: Path,
     top = pin.name  # the tarball's top directory: linux-source-6.12
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        _say(progress, f"module: extracting {ICE_DIR} from {pin.name} {pin.version}")
+        say(progress, f"module: extracting {ICE_DIR} from {pin.name} {pin.version}")
         await run(["dpkg-deb", "-x", deb, tmp / "deb"], log=log, what=f"dpkg-deb -x {deb.name}")
         tarball = tmp / "deb" / SOURCE_TARBALL_DIR / f"{top}.tar.xz"
         if not tarball.is_file():
@@ -609,7 +598,7 @@ async def kbuild(tc: Toolchain, tree: Path, *, log: Path, progress: Progress | N
     unset = [x for k in SCRUBBED_ENV if k in os.environ for x in ("-u", k)]
     log.parent.mkdir(parents=True, exist_ok=True)
     start = log.stat().st_size if log.exists() else 0
-    _say(progress, f"module: make M=.../{ICE_DIR} modules (-j{n}; log: {log})")
+    say(progress, f"module: make M=.../{ICE_DIR} modules (-j{n}; log: {log})")
     await run(["env", *unset, *_make_argv(tc, tree, n)], log=log, env=tc.env(),
               what="kbuild (make modules)")
     with log.open("rb") as f:
@@ -618,11 +607,11 @@ async def kbuild(tc: Toolchain, tree: Path, *, log: Path, progress: Progress | N
     warning = compiler_warning(output)
     cc = await tc.cc_version()
     for line in warning:
-        _say(progress, f"kbuild: {line}")
+        say(progress, f"kbuild: {line}")
     if not warning and cc == tc.config_cc:
-        _say(progress, f"kbuild: no compiler warning: {cc} is the kernel's CONFIG_CC_VERSION_TEXT")
+        say(progress, f"kbuild: no compiler warning: {cc} is the kernel's CONFIG_CC_VERSION_TEXT")
     elif not warning:
-        _say(progress, f"kbuild printed no compiler warning, but {cc!r} is not the kernel's "
+        say(progress, f"kbuild printed no compiler warning, but {cc!r} is not the kernel's "
                        f"{tc.config_cc!r}")
     return warning
 
@@ -661,7 +650,7 @@ async def fetch(lock: ModuleLock, *, log: Path,
     apt: Apt | None = None
     if missing:
         apt = Apt.default()
-        _say(progress, "refreshing the private trixie package lists")
+        say(progress, "refreshing the private trixie package lists")
         await apt.update(log)
         for d in missing:
             if not await gi.apt_has(apt, d.name, d.version):
@@ -677,7 +666,7 @@ async def _exclusive(progress: Progress | None) -> AsyncIterator[None]:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _say(progress, "module: waiting for another module build to finish")
+            say(progress, "module: waiting for another module build to finish")
             await asyncio.to_thread(fcntl.flock, f, fcntl.LOCK_EX)
         try:
             yield
@@ -702,7 +691,7 @@ async def _build(key: str, out: Path, *, log: Path, progress: Progress | None) -
         tree = work / "src"
         await asyncio.to_thread(shutil.copytree, src / ICE_DIR, tree / ICE_DIR)
         (tree / "include/trace").mkdir(parents=True)
-        _say(progress, f"module: applying {PATCH.name}")
+        say(progress, f"module: applying {PATCH.name}")
         await apply_patch(tree, PATCH, log=log)
         check_patched(tree)
         warning = await kbuild(tc, tree, log=log, progress=progress)
@@ -730,7 +719,7 @@ async def _build(key: str, out: Path, *, log: Path, progress: Progress | None) -
     finally:
         shutil.rmtree(work, ignore_errors=True)
     (out / paths.STAMP).write_text(key + "\n")
-    _say(progress, f"module: {out / 'ice.ko'} ({meta['build_seconds']} s)")
+    say(progress, f"module: {out / 'ice.ko'} ({meta['build_seconds']} s)")
     return out / "ice.ko"
 
 
@@ -770,9 +759,9 @@ async def relock(out: Path = MODULE_LOCK, progress: Progress | None = None) -> M
     libraries the toolchain's programs load (the Depends of a program's package are followed
     until every DT_NEEDED library is found; packages that provide none of them are left out)."""
     release = kernel_release()
-    log = _log_path("module-lock")
+    log = log_path("module-lock")
     apt = Apt.default()
-    _say(progress, "refreshing the private trixie package lists")
+    say(progress, "refreshing the private trixie package lists")
     await apt.update(log)
     roots = root_packages(release)
     locked: dict[str, gi.LockedDeb] = {}
@@ -785,7 +774,7 @@ async def relock(out: Path = MODULE_LOCK, progress: Progress | None = None) -> M
         async def add(names: Iterable[str]) -> None:
             new = [await _candidate(apt, n) for n in dict.fromkeys(names) if n not in locked]
             for d in new:
-                _say(progress, f"lock: {d.name} {d.version}")
+                say(progress, f"lock: {d.name} {d.version}")
                 locked[d.name] = d
             files = await gi.fetch_debs(new, log=log, apt=apt)
             files.pop(source_package(release), None)
@@ -826,10 +815,10 @@ async def _main(args: argparse.Namespace, say: Progress) -> int:
     if args.command == "path":
         print(patched_ice_ko())
         return 0
-    ko = await build_patched_ice(log=_log_path("module-build"), progress=say, force=args.force)
+    ko = await build_patched_ice(log=log_path("module-build"), progress=say, force=args.force)
     print(ko)
     for variant in args.guest if args.guest is not None else paths.GUEST_VARIANTS:
-        d = await gi.build_guest(variant, log=_log_path(f"guest-{variant}-patched"),
+        d = await gi.build_guest(variant, log=log_path(f"guest-{variant}-patched"),
                                  progress=say, module=ko)
         print(d)
     return 0

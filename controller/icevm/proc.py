@@ -5,10 +5,26 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from . import paths
 from .errors import BuildError
+
+#: A build step's progress callback: one short line per step (the CLI shows it with rich).
+Progress = Callable[[str], None]
+
+
+def say(progress: Progress | None, msg: str) -> None:
+    if progress is not None:
+        progress(msg)
+
+
+def log_path(name: str) -> Path:
+    """``~/.cache/icevm/logs/<name>.log``, where every build step writes its output."""
+    d = paths.cache_dir() / "logs"
+    d.mkdir(parents=True, exist_ok=True)
+    return d / f"{name}.log"
 
 
 async def run(
