@@ -9,12 +9,10 @@ first); the stock ``ice.ko`` is the safe guest image's copy, else the cached lin
 from __future__ import annotations
 
 import bisect
-import lzma
 import os
 import shutil
 import struct
 import subprocess
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +27,6 @@ from icevm.errors import BuildError
 from icevm.symbols import CallSite, ModuleElf
 
 RELEASE = "6.12.117+deb13-amd64"
-KO_IN_DEB = f"usr/lib/modules/{RELEASE}/kernel/drivers/net/ethernet/intel/ice/ice.ko.xz"
 HOT = "ice_vsi_req_irq_msix"
 UNWIND = f"{HOT}.cold"  # GCC moves the error unwind out of line
 
@@ -244,33 +241,9 @@ def test_trixie_programs_need_trixies_glibc() -> None:
 
 # =========================================================================== the built module
 
-def _ko_from_deb(deb: Path) -> bytes | None:
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", os.fspath(deb)],
-                          stdout=subprocess.PIPE) as p:
-        assert p.stdout is not None
-        with tarfile.open(fileobj=p.stdout, mode="r|") as tar:
-            for m in tar:
-                if m.name.lstrip("./") == KO_IN_DEB:
-                    f = tar.extractfile(m)
-                    assert f is not None
-                    data = f.read()
-                    p.kill()
-                    return lzma.decompress(data)
-    return None
-
-
 @pytest.fixture(scope="module")
-def stock(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    guest = paths.guest_dir("safe") / "ice.ko"
-    if guest.is_file():
-        return guest
-    for deb in sorted(paths.debs_dir().glob(f"linux-image-{RELEASE}*_amd64.deb")):
-        data = _ko_from_deb(deb)
-        if data:
-            out = tmp_path_factory.mktemp("stock") / "ice.ko"
-            out.write_bytes(data)
-            return out
-    pytest.skip("no stock ice.ko: run `make guest`")
+def stock(stock_ice_ko: Path) -> Path:
+    return stock_ice_ko
 
 
 @pytest.fixture(scope="module")

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import lzma
 import re
-import shutil
-import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from icevm import paths
 from icevm.symbols import (
     INDIRECT,
     CallSite,
@@ -31,49 +27,13 @@ from icevm.symbols import (
     resolve,
 )
 
-RELEASE = "6.12.117+deb13-amd64"
-KO_IN_TREE = f"usr/lib/modules/{RELEASE}/kernel/drivers/net/ethernet/intel/ice/ice.ko.xz"
 #: The build of Debian's 6.12.117-1 ice.ko whose exact layout is asserted below.
 KNOWN_BUILD_ID = "aa4cdbb63cc11e5544c42106a38a897b0a2ce0c6"
 
 
-def _from_deb(deb: Path) -> bytes | None:
-    """ice.ko.xz out of the linux-image .deb (``dpkg-deb --fsys-tarfile``, streamed)."""
-    if shutil.which("dpkg-deb") is None:
-        return None
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)],
-                          stdout=subprocess.PIPE) as p:
-        assert p.stdout is not None
-        with tarfile.open(fileobj=p.stdout, mode="r|") as tar:
-            for m in tar:
-                if m.name.lstrip("./") == KO_IN_TREE:
-                    f = tar.extractfile(m)
-                    assert f is not None
-                    data = f.read()
-                    p.kill()
-                    return data
-    return None
-
-
 @pytest.fixture(scope="session")
-def ice_ko(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    guest = paths.guest_dir("safe") / "ice.ko"
-    if guest.is_file():
-        return guest
-    xz: bytes | None = None
-    extracted = Path("/tmp/kimg") / KO_IN_TREE
-    if extracted.is_file():
-        xz = extracted.read_bytes()
-    else:
-        for deb in sorted(paths.debs_dir().glob(f"linux-image-{RELEASE}*_amd64.deb")):
-            xz = _from_deb(deb)
-            if xz:
-                break
-    if xz is None:
-        pytest.skip(f"no ice.ko: build the guest image (`make guest`) to get {guest}")
-    out = tmp_path_factory.mktemp("ice") / "ice.ko"
-    out.write_bytes(lzma.decompress(xz))
-    return out
+def ice_ko(stock_ice_ko: Path) -> Path:
+    return stock_ice_ko
 
 
 @pytest.fixture(scope="session")
