@@ -38,12 +38,13 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncGenerator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from qemu.qmp import ExecuteError, QMPClient, QMPError, Runstate
+from qemu.qmp import EventListener, ExecuteError, QMPClient, QMPError, Runstate
 
 from . import accel as accel_mod
 from . import paths
@@ -90,6 +91,23 @@ def _child_setup() -> None:  # pragma: no cover - runs in the forked child
 
 
 _run_seq = 0
+
+
+@dataclass(frozen=True)
+class QmpEvent:
+    """One asynchronous QMP event from QEMU, in arrival order (``seq`` counts from 0 per VM).
+
+    ``timestamp`` is QEMU's own (seconds since the epoch, from the event's ``timestamp``
+    member); ``data`` is the event's ``data`` member (``{}`` when it has none)."""
+
+    seq: int
+    name: str
+    data: Mapping[str, Any]
+    timestamp: float
+
+
+EventCallback = Callable[[QmpEvent], None]
+EventMatch = Callable[[QmpEvent], bool]
 
 
 class QMPCommandError(VMError):
@@ -176,6 +194,10 @@ class VM:
         self._pcaps: dict[Path, str] = {}
         self._pcap_seq = 0
         self._qmp_commands: frozenset[str] | None = None
+        self._events: list[QmpEvent] = []
+        self._event_callbacks: list[EventCallback] = []
+        self._event_cond = asyncio.Condition()
+        self._event_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ facts
 
@@ -278,6 +300,9 @@ class VM:
             with contextlib.suppress(FileNotFoundError):
                 s.unlink()
         self._qmp = QMPClient("icevm", readbuflen=QMP_READBUF)
+        listener = EventListener()
+        self._qmp.register_listener(listener)
+        self._event_task = asyncio.ensure_future(self._pump_events(listener))
         await self._qmp.start_server(str(f.qmp_ctl_sock))
         nic = self.config.nic
         if nic is not None and nic.backend == "socket":
@@ -476,6 +501,69 @@ class VM:
             self._qmp_commands = frozenset(str(c["name"]) for c in r)
         return self._qmp_commands
 
+    # ------------------------------------------------------------------ QMP events
+
+    async def _pump_events(self, listener: EventListener) -> None:
+        """Record every QMP event QEMU sends (for :meth:`events_since` / :meth:`wait_event`)
+        and hand it to the callbacks; runs until the VM is closed."""
+        while True:
+            msg: Mapping[str, Any] = await listener.get()
+            ts: Mapping[str, Any] = msg.get("timestamp") or {}
+            ev = QmpEvent(
+                seq=len(self._events), name=str(msg.get("event", "")),
+                data=dict(msg.get("data") or {}),
+                timestamp=float(ts.get("seconds", 0)) + float(ts.get("microseconds", 0)) / 1e6,
+            )
+            self._events.append(ev)
+            for cb in list(self._event_callbacks):
+                try:
+                    cb(ev)
+                except Exception:  # a broken observer must not stop the recording
+                    self._event_callbacks.remove(cb)
+            async with self._event_cond:
+                self._event_cond.notify_all()
+
+    def events_mark(self) -> int:
+        """A position in the event record: pass it as ``since`` to see only later events."""
+        return len(self._events)
+
+    def events_since(self, mark: int = 0, name: str | None = None) -> list[QmpEvent]:
+        """The QMP events received since ``mark`` (all of them by default), optionally only
+        those called ``name``."""
+        return [e for e in self._events[mark:] if name is None or e.name == name]
+
+    def add_event_callback(self, cb: EventCallback) -> None:
+        """Call ``cb(event)`` for every later QMP event (from the event loop; keep it quick)."""
+        self._event_callbacks.append(cb)
+
+    def remove_event_callback(self, cb: EventCallback) -> None:
+        with contextlib.suppress(ValueError):
+            self._event_callbacks.remove(cb)
+
+    async def wait_event(
+        self, name: str, *, since: int = 0, timeout: float = 30.0,  # noqa: ASYNC109
+        match: EventMatch | None = None,
+    ) -> QmpEvent:
+        """The first QMP event ``name`` at or after position ``since`` (for which ``match`` is
+        true), waiting up to ``timeout`` s; fails at once, naming the console log, if QEMU
+        exits first."""
+
+        def found() -> QmpEvent | None:
+            for e in self._events[since:]:
+                if e.name == name and (match is None or match(e)):
+                    return e
+            return None
+
+        async def wait() -> QmpEvent:
+            async with self._event_cond:
+                while (e := found()) is None:
+                    await self._event_cond.wait()
+                return e
+
+        if (e := found()) is not None:
+            return e
+        return await self._guard(wait(), f"waiting for QMP event {name}", timeout)
+
     # ------------------------------------------------------------------ network
 
     @property
@@ -642,6 +730,10 @@ class VM:
             if self._qmp is not None:
                 with contextlib.suppress(Exception):
                     await self._qmp.disconnect()
+            if self._event_task is not None:
+                self._event_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._event_task
             if self._exit_task is not None and not self._exit_task.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(self._exit_task), 5.0)

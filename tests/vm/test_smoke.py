@@ -82,6 +82,23 @@ async def test_qmp_and_console(smoke_vm: VM) -> None:
     assert smoke_vm.files.console_log.stat().st_size > 0
 
 
+async def test_qmp_events_are_recorded_in_order(smoke_vm: VM) -> None:
+    mark = smoke_vm.events_mark()
+    seen: list[str] = []
+    smoke_vm.add_event_callback(lambda e: seen.append(e.name))
+    await smoke_vm.qmp("stop")
+    stop = await smoke_vm.wait_event("STOP", since=mark, timeout=30)
+    await smoke_vm.qmp("cont")
+    resume = await smoke_vm.wait_event("RESUME", since=mark, timeout=30)
+    assert stop.seq < resume.seq and stop.timestamp <= resume.timestamp
+    assert [e.name for e in smoke_vm.events_since(mark)][-2:] == ["STOP", "RESUME"]
+    assert seen[-2:] == ["STOP", "RESUME"]
+    assert smoke_vm.events_since(mark, "RESUME") == [resume]
+    with pytest.raises(Exception, match=r"timed out after 0\.5 s while waiting for QMP event"):
+        await smoke_vm.wait_event("NO_SUCH_EVENT", since=mark, timeout=0.5)
+    assert (await smoke_vm.qmp("query-status"))["status"] == "running"
+
+
 async def test_exec_status_stdin_and_timeout(smoke_vm: VM) -> None:
     r = await smoke_vm.exec(["sh", "-c", "cat; echo err >&2; exit 7"], input=b"in\n")
     assert (r.rc, r.out, r.err) == (7, "in\n", "err\n")
