@@ -686,3 +686,180 @@ def detail(v: Verdict) -> RenderableType:
         parts.append(Text(f"console log: {o.run_dir}/console.log", style="dim"))
     parts.append(Text(f"summary: {v.summary}"))
     return Group(*parts)
+
+
+# ------------------------------------------------------------------------------ device faults
+
+#: The kernel's and the driver's words for a Tx timeout: the stack's watchdog
+#: (``dev_watchdog``, net/sched/sch_generic.c) and ``ice_tx_timeout`` (ice_main.c).
+TX_TIMEOUT = re.compile(r"NETDEV WATCHDOG: .*transmit queue \d+ timed out|"
+                        r"\btx_timeout recovery level \d+")
+#: ``ice_tx_timeout`` giving up: the device is left down.
+TX_TIMEOUT_FATAL = re.compile(r"tx_timeout recovery unsuccessful")
+#: A rebuild after a reset that ended well (``ice_vsi_rebuild_by_type``) or badly.
+REBUILT = re.compile(r"VSI rebuilt\. VSI index \d+, type PF")
+REBUILD_FAILED = re.compile(r"Rebuild failed, unload and reload driver|PF VSI rebuild failed")
+
+
+@dataclass
+class DeviceFaultObservation:
+    """What a device-fault run saw (:mod:`icevm.device_faults`); :func:`judge_device` judges it.
+
+    ``expected_events`` are the ``E810_FAULT`` kinds the armed faults must fire, ``events``
+    the kinds that did. ``before``/``after`` are the interrupts right before arming and after
+    the trigger: the queue vectors of ``ifname`` must be the same set of names (a failed open
+    leaves none behind, a reset brings back what there was). ``expect_errno``: the trigger must
+    fail with it; ``expect_tx_timeout``: the driver must report a Tx timeout and recover (a
+    rebuild, no "recovery unsuccessful"). ``traffic_ok``: a data-path check after the fault."""
+
+    faults: list[str]
+    expected_events: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    ifname: str | None = "eth0"
+    before: IrqState | None = None
+    after: IrqState | None = None
+    trigger: CommandResult | None = None
+    expect_errno: int | None = None
+    expect_tx_timeout: bool = False
+    follow_up: list[CommandResult] = field(default_factory=list)
+    recovered: IrqState | None = None
+    traffic_ok: bool | None = None
+    traffic_detail: str = ""
+    kernel_log: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceVerdict:
+    outcome: Outcome
+    summary: str
+    checks: tuple[Check, ...]
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def check(self, name: str) -> Check:
+        """The check called ``name`` (KeyError when it was not made)."""
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"outcome": str(self.outcome), "summary": self.summary,
+                "checks": [c.to_json() for c in self.checks],
+                "kernel_findings": [{"kind": f.kind, "line": f.line} for f in self.findings]}
+
+
+def _queue_names(st: IrqState, ifname: str) -> list[str]:
+    rx = queue_vector_name(ifname)
+    return sorted((a for ln in st.interrupts.numbered for a in ln.actions if rx.match(a)),
+                  key=lambda a: (a.rsplit("-", 1)[0], int(a.rsplit("-", 1)[1])))
+
+
+def judge_device(obs: DeviceFaultObservation) -> DeviceVerdict:
+    """The rules for a device fault: the fault fired (harness); the trigger reported the
+    expected errno, the queue vectors are what they were, the kernel log has no complaint,
+    the expected Tx timeout was detected and recovered from, the follow-up and the traffic
+    work (driver)."""
+    checks: list[Check] = []
+    H, D = HARNESS, DRIVER
+
+    def add(name: str, kind: str, ok: bool, detail: str, evidence: Iterable[str] = ()) -> None:
+        checks.append(Check(name, kind, ok, detail, _quote(evidence)))
+
+    log = obs.kernel_log
+    add("scenario completed", H, obs.error is None,
+        obs.error or "the VM, the agent and QMP answered")
+    missing = [k for k in dict.fromkeys(obs.expected_events) if k not in obs.events]
+    add("fault fired", H, not missing,
+        f"E810_FAULT {', '.join(dict.fromkeys(obs.events)) or 'none'}" if not missing else
+        f"no E810_FAULT {', '.join(missing)} (got: {', '.join(obs.events) or 'none'})")
+
+    if obs.trigger is not None and obs.expect_errno is not None:
+        e = obs.expect_errno
+        ok = not obs.trigger.ok and _errno_in(obs.trigger.message, e)
+        got = "succeeded" if obs.trigger.ok else \
+            f"failed with {_other_errno(obs.trigger.message) or obs.trigger.message}"
+        add(f"trigger reports -{errno_name(e)}", D, ok,
+            f"failed with {errno_name(e)} ({strerror(e)})" if ok else
+            f"{got}, not {errno_name(e)}", [str(obs.trigger)])
+
+    if obs.before is not None and obs.after is not None and obs.ifname:
+        b, a = _queue_names(obs.before, obs.ifname), _queue_names(obs.after, obs.ifname)
+        add("queue vectors as before", D, a == b,
+            f"{', '.join(a) or 'no queue vector'}, as before" if a == b else
+            f"before: {', '.join(b) or 'none'}; after: {', '.join(a) or 'none'}",
+            [obs.after.describe(ln) for ln in obs.after.queue_lines(obs.ifname)])
+        misc_b, misc_a = obs.before.misc_lines(None), obs.after.misc_lines(None)
+        add("misc vector kept", D, len(misc_a) == len(misc_b) == 1,
+            "the misc vector is still requested, once" if len(misc_a) == len(misc_b) == 1
+            else f"{len(misc_b)} misc vector(s) before, {len(misc_a)} after")
+
+    if obs.expect_tx_timeout:
+        seen = [ln for ln in log if TX_TIMEOUT.search(ln)]
+        fatal = [ln for ln in log if TX_TIMEOUT_FATAL.search(ln) or REBUILD_FAILED.search(ln)]
+        add("Tx timeout detected", D, bool(seen),
+            f"{len(seen)} Tx-timeout line(s)" if seen else
+            "no NETDEV WATCHDOG / tx_timeout line: the lost completions went unnoticed", seen)
+        add("recovered from the Tx timeout", D, bool(seen) and not fatal,
+            "no 'recovery unsuccessful', no failed rebuild" if not fatal else
+            "the driver gave up", fatal)
+
+    findings = tuple(scan(log, kinds=COMPLAINTS))
+    add("kernel log clean", D, not findings,
+        "no WARN/BUG/Oops/double free in the kernel log" if not findings else
+        f"{len(findings)} complaint{'s' if len(findings) != 1 else ''}: "
+        + "; ".join(dict.fromkeys(brief(f) for f in findings)),
+        [strip_timestamp(f.line) for f in findings])
+
+    if obs.follow_up:
+        ok = all(c.ok for c in obs.follow_up)
+        add("follow-up without the fault succeeds", D, ok,
+            "; ".join(str(c) for c in obs.follow_up))
+    if obs.recovered is not None and obs.ifname and obs.before is not None:
+        r = _queue_names(obs.recovered, obs.ifname)
+        b = _queue_names(obs.before, obs.ifname)
+        want = b or None
+        ok = bool(r) and (want is None or r == want) and len(r) == len(set(r))
+        add("vectors back after the follow-up", D, ok,
+            f"{', '.join(r)}" if ok else f"found {', '.join(r) or 'no queue vector'}"
+            + (f", expected {', '.join(want)}" if want else ""))
+    if obs.traffic_ok is not None:
+        add("traffic flows", D, obs.traffic_ok, obs.traffic_detail or
+            ("frames went both ways" if obs.traffic_ok else "no traffic"))
+
+    harness_failed = [c for c in checks if c.kind == H and not c.ok]
+    driver_failed = [c for c in checks if c.kind == D and not c.ok]
+    if harness_failed:
+        outcome = Outcome.HARNESS_ERROR
+        summary = "; ".join(f"{c.name}: {c.detail}" for c in harness_failed)
+    elif driver_failed:
+        outcome = Outcome.DRIVER_BUG
+        summary = "; ".join(f"{c.name}: {c.detail}" for c in driver_failed)
+    else:
+        outcome = Outcome.PASS
+        summary = f"{', '.join(obs.faults)}: the driver coped"
+    return DeviceVerdict(outcome, summary, tuple(checks), findings)
+
+
+def device_detail(v: DeviceVerdict, title: str = "") -> RenderableType:
+    """A device-fault verdict in full (a table of the checks)."""
+    t = Table(title=title or None, show_header=True, title_justify="left")
+    t.add_column("check")
+    t.add_column("kind")
+    t.add_column("result")
+    t.add_column("detail / evidence", overflow="fold")
+    for c in v.checks:
+        res = Text("ok", style="green") if c.ok else Text(
+            "FAIL", style="bold red" if c.kind == DRIVER else "bold yellow")
+        t.add_row(Text(c.name), c.kind, res,
+                  Text("\n".join([c.detail, *(f"  {e}" for e in c.evidence)])))
+    head = Text.assemble(("verdict ", "bold"), outcome_text(v.outcome), f"  {v.summary}")
+    return Group(head, t)

@@ -6,6 +6,7 @@ one-line UsageErrors, the QMP command and arguments each becomes (the contract i
 
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path
 
@@ -14,6 +15,13 @@ import pytest
 from icevm import device_faults as df
 from icevm.device_faults import DeviceFault, FaultEvent, parse
 from icevm.errors import UsageError
+from icevm.verdicts import (
+    CommandResult,
+    DeviceFaultObservation,
+    IrqState,
+    Outcome,
+    judge_device,
+)
 from icevm.vm import QmpEvent
 
 
@@ -205,3 +213,108 @@ def test_fault_events_filter_by_kind() -> None:
     assert [e.kind for e in df.fault_events(events)] == ["link-down", "link-up", "reset"]
     assert [e.seq for e in df.fault_events(events, ("link-up", "link-down"))] == [0, 2]
     assert [e.detail for e in df.fault_events(events, "reset")] == ["corer"]
+
+
+# ------------------------------------------------------------------------------ the verdict
+
+PROC_HEAD = "           CPU0       CPU1\n"
+MISC = "  24:          5          0  PCI-MSIX-0000:01:00.0    0-edge      ice-0000:01:00.0:misc\n"
+
+
+def _irqs(*txrx: int) -> IrqState:
+    lines = "".join(f"  {25 + i}:          0         {i}  PCI-MSIX-0000:01:00.0    {1 + i}-edge"
+                    f"      ice-eth0-TxRx-{i}\n" for i in txrx)
+    return IrqState.parse(PROC_HEAD + MISC + lines)
+
+
+IP_EIO = CommandResult("ip link set eth0 up", 2, "", "ip: SIOCSIFFLAGS: Input/output error\n")
+IP_OK = CommandResult("ip link set eth0 up", 0)
+
+
+def _aq_open(**kw: object) -> DeviceFaultObservation:
+    base: dict[str, object] = dict(
+        faults=["aq:add_txqs:EBUSY"], expected_events=["aq-error"], events=["aq-error"],
+        before=_irqs(), after=_irqs(), trigger=IP_EIO, expect_errno=errno.EIO,
+        follow_up=[IP_OK], recovered=_irqs(0),
+        kernel_log=["[   9.1] ice 0000:01:00.0: Failed to set LAN Tx queue context, error: -5",
+                    "[   9.1] ice 0000:01:00.0 eth0: Failed to open VSI 0x0003 on switch "
+                    "0x0200"])
+    base.update(kw)
+    return DeviceFaultObservation(**base)  # type: ignore[arg-type]
+
+
+def test_device_verdict_pass_for_a_clean_failed_open() -> None:
+    v = judge_device(_aq_open())
+    assert v.outcome is Outcome.PASS, v.summary
+    assert v.check("trigger reports -EIO").ok
+    assert v.check("queue vectors as before").detail == "no queue vector, as before"
+    assert v.check("vectors back after the follow-up").detail == "ice-eth0-TxRx-0"
+
+
+def test_device_verdict_leaked_vector_is_a_driver_bug() -> None:
+    v = judge_device(_aq_open(after=_irqs(0)))
+    assert v.outcome is Outcome.DRIVER_BUG
+    assert v.check("queue vectors as before").detail == \
+        "before: none; after: ice-eth0-TxRx-0"
+
+
+def test_device_verdict_wrong_errno_and_success_fail() -> None:
+    wrong = CommandResult("ip link set eth0 up", 2, "", "ip: SIOCSIFFLAGS: Device or resource "
+                                                         "busy\n")
+    v = judge_device(_aq_open(trigger=wrong))
+    assert v.outcome is Outcome.DRIVER_BUG
+    assert v.check("trigger reports -EIO").detail == "failed with EBUSY, not EIO"
+    assert not judge_device(_aq_open(trigger=IP_OK)).check("trigger reports -EIO").ok
+
+
+def test_device_verdict_fault_that_never_fired_is_a_harness_error() -> None:
+    v = judge_device(_aq_open(events=[]))
+    assert v.outcome is Outcome.HARNESS_ERROR
+    assert v.summary == "fault fired: no E810_FAULT aq-error (got: none)"
+    flap = judge_device(_aq_open(expected_events=["link-down", "link-up"],
+                                 events=["link-down"]))
+    assert flap.check("fault fired").detail == "no E810_FAULT link-up (got: link-down)"
+
+
+def test_device_verdict_warn_in_the_log_is_a_driver_bug() -> None:
+    log = ["[   12.0] ------------[ cut here ]------------",
+           "[   12.0] WARNING: CPU: 1 PID: 99 at kernel/irq/devres.c:144 devm_free_irq+0x6e/0x80",
+           "[   12.0] Modules linked in: ice"]
+    v = judge_device(_aq_open(kernel_log=log))
+    assert v.outcome is Outcome.DRIVER_BUG
+    assert "WARNING at kernel/irq/devres.c:144 (devm_free_irq)" in v.check(
+        "kernel log clean").detail
+
+
+TX_TIMEOUT_LOG = [
+    "[   40.1] ice 0000:01:00.0 eth0: NETDEV WATCHDOG: CPU: 1: transmit queue 0 timed out "
+    "5376 ms",
+    "[   40.1] ice 0000:01:00.0 eth0: tx_timeout: VSI_num: 3, Q 0, NTC: 0x0, HW_HEAD: 0x9, "
+    "NTU: 0x9, INT: 0x0",
+    "[   40.1] ice 0000:01:00.0 eth0: tx_timeout recovery level 1, txqueue 0",
+    "[   41.0] ice 0000:01:00.0: VSI rebuilt. VSI index 0, type PF",
+]
+
+
+def test_device_verdict_tx_timeout_then_recovery() -> None:
+    obs = DeviceFaultObservation(
+        faults=["irq-drop:1:always"], expected_events=["irq-drop"], events=["irq-drop"] * 3,
+        before=_irqs(0), after=_irqs(0), expect_tx_timeout=True, kernel_log=TX_TIMEOUT_LOG,
+        traffic_ok=True)
+    v = judge_device(obs)
+    assert v.outcome is Outcome.PASS, v.summary
+    assert v.check("Tx timeout detected").detail == "2 Tx-timeout line(s)"
+    unnoticed = judge_device(DeviceFaultObservation(
+        faults=["irq-drop:1:always"], expected_events=["irq-drop"], events=["irq-drop"],
+        expect_tx_timeout=True, kernel_log=[]))
+    assert unnoticed.outcome is Outcome.DRIVER_BUG
+    gave_up = judge_device(DeviceFaultObservation(
+        faults=["tx-hang"], expected_events=["tx-hang"], events=["tx-hang"],
+        expect_tx_timeout=True, kernel_log=[
+            *TX_TIMEOUT_LOG,
+            "[   99.0] ice 0000:01:00.0 eth0: tx_timeout recovery unsuccessful, device is in "
+            "unrecoverable state."]))
+    assert not gave_up.check("recovered from the Tx timeout").ok
+    assert not judge_device(DeviceFaultObservation(
+        faults=["x"], traffic_ok=False, traffic_detail="0 of 5 echo replies")).check(
+        "traffic flows").ok
