@@ -22,6 +22,7 @@ import logging
 import signal
 import sys
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -34,7 +35,7 @@ from .errors import IcevmError, UsageError, VMError
 from .faults import MATRIX_ERRNOS, MODULES, SITES, FaultSpec, errno_name, make_spec, parse_errno
 from .interrupts import Snapshot
 from .scenarios import Scenario
-from .verdicts import EXIT_CODES, Outcome
+from .verdicts import EXIT_CODES, Outcome, Verdict
 from .vm import VM
 
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -293,15 +294,19 @@ async def cmd_fault(args: argparse.Namespace) -> int:
         print(json.dumps(v.to_json(), indent=2))
     else:
         _out().print(verdicts.detail(v))
-    _say_outcome(v.outcome, v.summary)
+    _say_outcome(v)
     return v.exit_code
 
 
-def _say_outcome(outcome: Outcome, summary: str) -> None:
-    if outcome is Outcome.DRIVER_BUG:
-        _note(f"DRIVER-BUG: {summary}")
-    elif outcome is Outcome.HARNESS_ERROR:
-        _note(f"HARNESS-ERROR: {summary}")
+def _say_outcome(v: Verdict) -> None:
+    """The last line of ``icevm fault``: the outcome, the scenario, and where its record is."""
+    o = v.observation
+    if v.outcome is Outcome.PASS:
+        return
+    line = f"{v.outcome}: {o.spec.label}: {v.summary}"
+    if o.run_dir is not None and "console log:" not in line:
+        line += f"; console log: {Path(o.run_dir) / 'console.log'}"
+    _note(line)
 
 
 async def cmd_matrix(args: argparse.Namespace) -> int:

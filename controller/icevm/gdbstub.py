@@ -419,7 +419,7 @@ class GdbStub:
         return self._stop is not None and not self._stop.done()
 
     async def _read_loop(self) -> None:
-        why = "connection closed by the stub (QEMU exited?)"
+        why = "connection closed by QEMU's gdbstub"
         try:
             while True:
                 data = await self._reader.read(65536)

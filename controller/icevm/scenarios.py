@@ -105,6 +105,8 @@ class Scenario:
     boot_timeout: float = DEFAULT_BOOT_TIMEOUT
     #: Seconds any one guest command (a trigger, a follow-up) may take.
     command_timeout: float = 180.0
+    #: Extra kernel command-line options for the guest (``unknown_nmi_panic``, …).
+    append: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """:class:`UsageError` for what is wrong before any VM boots."""
@@ -260,7 +262,8 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     load = scenario.fault.site_def.trigger == "load"
     vm = VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
             memory_mb=scenario.memory_mb, iommu=scenario.iommu,
-            append=[faults.NO_LOAD] if load else [], kernel=art.vmlinux, initrd=art.initrd,
+            append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
+            kernel=art.vmlinux, initrd=art.initrd,
             boot_timeout=scenario.boot_timeout, notify=notify)
     r = _Run(vm, scenario, art, obs, say, datapath)
     try:
@@ -279,6 +282,8 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     except OSError as e:  # QEMU could not start (being rebuilt, …), a socket vanished
         obs.error = f"{type(e).__name__}: {e}"
     finally:
+        if vm.config is not None and obs.error is not None and "console log:" not in obs.error:
+            obs.error = f"{obs.error}; console log: {vm.files.console_log}"
         if vm.config is not None:
             obs.run_dir = str(vm.run_dir)
             obs.console = vm.console.lines()[r.console_mark:]

@@ -58,6 +58,8 @@ from .pcap import Pcap, read_pcap
 
 T = TypeVar("T")
 
+_PANIC = re.compile(r"Kernel panic - not syncing:.*")
+
 DEFAULT_NIC = NicConfig()
 #: What the guest's /init writes to the console once its modules are loaded.
 READY_MARKER = "ICEVM-READY"
@@ -198,6 +200,7 @@ class VM:
         self._event_callbacks: list[EventCallback] = []
         self._event_cond = asyncio.Condition()
         self._event_task: asyncio.Task[None] | None = None
+        self._qmp_lost: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ facts
 
@@ -282,6 +285,7 @@ class VM:
             self.argv = build_argv(self.config)
             await self._spawn()
             await self._guard(self._connect_qmp(), "connecting QMP", QMP_CONNECT_TIMEOUT)
+            self._qmp_lost = asyncio.ensure_future(self._watch_qmp())
             if self._net is not None:
                 # QMP is served from QEMU's main loop, so the netdevs exist by now.
                 await self._guard(self._net.connect(), "connecting to QEMU's netdev socket",
@@ -364,14 +368,39 @@ class VM:
                 return ln[:300]
         return None
 
+    def guest_panic(self) -> str | None:
+        """The guest kernel's panic line on the console (``Kernel panic - not syncing: …``),
+        if it panicked."""
+        if self.config is None:
+            return None
+        for line in reversed(self.console.tail(200)):
+            if (m := _PANIC.search(line)) is not None:
+                return m.group(0)
+        return None
+
     def _died(self, what: str) -> VMError:
         rc = self.returncode
+        where = f"; console log: {self.files.console_log}" if self.config else ""
+        # The guest panicking ends QEMU too (panic=-1 with -no-reboot): say that, not "status 0".
+        panic = self.guest_panic() if rc == 0 else None
+        if panic is not None:
+            return VMError(f"the guest kernel panicked while {what} ({panic}){where}")
         # QEMU's own last word (an error, an assertion) unless someone else killed it.
         killed = rc in (-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT)
         detail = self._qemu_log_tail() if rc not in (0, None) and not killed else None
-        where = f"; console log: {self.files.console_log}" if self.config else ""
         extra = f" ({detail})" if detail else ""
         return VMError(f"QEMU exited with status {rc} while {what}{extra}{where}")
+
+    def _qmp_lost_error(self, what: str) -> VMError:
+        return VMError(f"lost the QMP connection to QEMU (still running as pid {self.pid}) "
+                       f"while {what}; console log: {self.files.console_log}")
+
+    async def _watch_qmp(self) -> None:
+        """Returns when the controller's QMP connection is gone while QEMU still runs: the VM
+        can no longer be controlled, so :meth:`_guard` fails every pending call."""
+        assert self._qmp is not None
+        while self._qmp.runstate == Runstate.RUNNING:
+            await self._qmp.runstate_changed()
 
     def _with_log(self, e: IcevmError) -> IcevmError:
         """``e``, or a VMError with the same message naming the console log."""
@@ -396,8 +425,12 @@ class VM:
             raise VMError(f"the VM is not running ({what})")
         if self._exit_task.done():
             raise self._died(what)
+        if self._qmp_lost is not None and self._qmp_lost.done():
+            raise self._qmp_lost_error(what)
         task = asyncio.ensure_future(aw)
         watched: set[asyncio.Future[Any]] = {task, self._exit_task}
+        if self._qmp_lost is not None:
+            watched.add(self._qmp_lost)
         try:
             done, _ = await asyncio.wait(
                 watched, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -431,6 +464,10 @@ class VM:
             await task
         if self._exit_task in done:
             raise self._died(what)
+        if self._qmp_lost is not None and self._qmp_lost in done:
+            if await self._exited_within(1.0):  # QEMU dying closes QMP first
+                raise self._died(what)
+            raise self._qmp_lost_error(what)
         raise VMError(f"timed out after {seconds:g} s while {what}; "
                       f"console log: {self.files.console_log}")
 
@@ -730,10 +767,11 @@ class VM:
             if self._qmp is not None:
                 with contextlib.suppress(Exception):
                     await self._qmp.disconnect()
-            if self._event_task is not None:
-                self._event_task.cancel()
-                with contextlib.suppress(BaseException):
-                    await self._event_task
+            for t in (self._event_task, self._qmp_lost):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(BaseException):
+                        await t
             if self._exit_task is not None and not self._exit_task.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(self._exit_task), 5.0)

@@ -1,0 +1,268 @@
+"""The controller survives a dying VM: each failure is provoked for real, mid-scenario.
+
+A request_irq fault scenario (safe guest, vector 0, EBUSY) is run through
+:func:`icevm.scenarios.run`; when it says it is arming the fault, the test breaks something from
+outside the controller, the way it breaks in real life:
+
+- QEMU killed (SIGKILL to its process);
+- the guest hung (its vCPUs stopped through the run directory's spare QMP socket: the agent goes
+  silent);
+- the guest kernel panics (an NMI with ``unknown_nmi_panic`` on the command line);
+- the gdbstub goes away (``gdbserver none`` through the spare monitor closes its socket);
+- the controller's QMP connection drops (its socket shut down under it, QEMU still running).
+
+Each must end as a ``HARNESS-ERROR`` verdict whose one-line error names the saved console log,
+leave no QEMU process and no socket behind, and keep the console log. A two-scenario matrix
+whose first VM is killed still runs the second. At the CLI, the same kill gives exit status 3
+and one line naming the scenario and the console log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from qemu.qmp import QMPClient
+
+from icevm import faults
+from icevm.scenarios import Scenario, run, run_matrix
+from icevm.verdicts import Outcome, Verdict
+
+from .conftest import built
+
+pytestmark = [pytest.mark.robustness, pytest.mark.asyncio, pytest.mark.usefixtures("safe_guest")]
+
+SPEC = faults.make_spec("request-irq", vector=0, errno="EBUSY", guest="safe", cpus=2)
+
+
+def qemu_children(pid: int) -> list[int]:
+    """QEMU processes started by ``pid`` (directly)."""
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    out = []
+    for k in kids:
+        try:
+            if Path(f"/proc/{k}/comm").read_text().startswith("qemu-system"):
+                out.append(int(k))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def run_dir_of(pid: int) -> Path:
+    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    for a in argv:
+        m = re.search(rb"path=([^,]+)/console\.log", a)
+        if m:
+            return Path(m.group(1).decode())
+    raise AssertionError(f"no console log on QEMU {pid}'s command line")
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead too
+    with contextlib.suppress(FileNotFoundError):
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    return False
+
+
+async def spare_qmp(run_dir: Path, cmd: str, **args: object) -> object:
+    """One command on the run directory's human/tool QMP socket (not the controller's)."""
+    qmp = QMPClient("robustness-test")
+    await qmp.connect(str(run_dir / "qmp.sock"))
+    try:
+        return await qmp.execute(cmd, args or None)
+    finally:
+        await qmp.disconnect()
+
+
+Sabotage = Callable[[int, Path], "asyncio.Future[None] | None"]
+
+
+class Saboteur:
+    """On the scenario's "arming" message, breaks its VM with ``act(qemu_pid, run_dir)``."""
+
+    def __init__(self, act: Callable[[int, Path], object], *, times: int = 1) -> None:
+        self.act = act
+        self.left = times
+        self.pids: list[int] = []
+        self.run_dirs: list[Path] = []
+        self.tasks: list[asyncio.Task[object]] = []
+        self.messages: list[str] = []
+
+    def __call__(self, msg: str) -> None:
+        self.messages.append(msg)
+        if ": arming " not in msg or self.left == 0:
+            return
+        self.left -= 1
+        pids = qemu_children(os.getpid())
+        assert len(pids) == 1, f"expected one QEMU of ours, found {pids}"
+        pid = pids[0]
+        d = run_dir_of(pid)
+        self.pids.append(pid)
+        self.run_dirs.append(d)
+        r = self.act(pid, d)
+        if asyncio.iscoroutine(r):
+            self.tasks.append(asyncio.ensure_future(r))
+
+    async def settle(self) -> None:
+        for t in self.tasks:
+            await t
+
+
+def assert_clean_end(v: Verdict, sab: Saboteur, error: str) -> None:
+    """HARNESS-ERROR with ``error`` (a regex) in its one-line error, which names the console
+    log; no QEMU left; no socket left; the console log kept and non-empty."""
+    o = v.observation
+    assert v.outcome is Outcome.HARNESS_ERROR, v.summary
+    assert o.error is not None and "\n" not in o.error
+    assert re.search(error, o.error), o.error
+    assert sab.run_dirs, "the saboteur never ran (no 'arming' message)"
+    d = sab.run_dirs[0]
+    assert o.run_dir == str(d)
+    assert f"console log: {d / 'console.log'}" in o.error
+    assert (d / "console.log").stat().st_size > 0
+    assert not [p for p in sab.pids if alive(p)], "QEMU survived the scenario"
+    assert not qemu_children(os.getpid())
+    assert not list(d.glob("*.sock")), f"sockets left in {d}"
+    assert (d / "fault" / "verdict.json").is_file()
+
+
+def scenario(**kw: object) -> Scenario:
+    built("safe")
+    return Scenario(SPEC, guest="safe", cpus=2, accel="tcg", **kw)  # type: ignore[arg-type]
+
+
+async def test_qemu_killed_mid_scenario() -> None:
+    sab = Saboteur(lambda pid, _d: os.kill(pid, signal.SIGKILL))
+    v = await run(scenario(), notify=sab)
+    assert_clean_end(v, sab, r"QEMU exited with status -9 while ")
+
+
+async def test_guest_hung_agent_silent() -> None:
+    async def freeze(_pid: int, d: Path) -> None:
+        await spare_qmp(d, "stop")
+
+    sab = Saboteur(freeze)
+    v = await run(scenario(command_timeout=20.0), notify=sab)
+    await sab.settle()
+    assert_clean_end(v, sab, r"the guest agent did not answer guest-exec within \d+ s")
+
+
+async def test_guest_panic() -> None:
+    async def nmi(_pid: int, d: Path) -> None:
+        await spare_qmp(d, "inject-nmi")
+
+    sab = Saboteur(nmi)
+    v = await run(scenario(append=("unknown_nmi_panic",)), notify=sab)
+    await sab.settle()
+    assert_clean_end(v, sab, r"the guest kernel panicked while .*Kernel panic - not syncing")
+
+
+async def test_gdbstub_socket_gone() -> None:
+    async def drop_gdbstub(_pid: int, d: Path) -> None:
+        # Once the controller is attached (a connected socket next to the listening one), QEMU
+        # drops its gdbstub: the connection closes under the armed fault.
+        async with asyncio.timeout(120):
+            while len(unix_sockets_at(d / "gdb.sock")) < 2:
+                await asyncio.sleep(0.05)
+        await spare_qmp(d, "human-monitor-command", **{"command-line": "gdbserver none"})
+
+    sab = Saboteur(drop_gdbstub)
+    v = await run(scenario(command_timeout=30.0), notify=sab)
+    await sab.settle()
+    assert_clean_end(v, sab, r"gdbstub \S+gdb\.sock: connection closed by QEMU.s gdbstub")
+
+
+def unix_sockets_at(path: Path) -> set[str]:
+    """The inodes of the unix sockets bound to ``path`` (a listener and the connections it
+    accepted), from /proc/net/unix."""
+    inodes = set()
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        parts = line.split()
+        if len(parts) >= 8 and parts[7] == str(path):
+            inodes.add(parts[6])
+    return inodes
+
+
+def _controller_qmp_sockets(run_dir: Path) -> list[int]:
+    """Our file descriptors that are unix sockets bound to ``run_dir/qmp-ctl.sock``."""
+    inodes = unix_sockets_at(run_dir / "qmp-ctl.sock")
+    fds = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            m = re.fullmatch(r"socket:\[(\d+)\]", target)
+            if m and m.group(1) in inodes:
+                fds.append(int(fd))
+    return fds
+
+
+async def test_qmp_disconnect() -> None:
+    def cut(_pid: int, d: Path) -> None:
+        fds = _controller_qmp_sockets(d)
+        assert fds, "no controller QMP socket found"
+        for fd in fds:
+            s = socket.socket(fileno=os.dup(fd))
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    sab = Saboteur(cut)
+    v = await run(scenario(), notify=sab)
+    assert_clean_end(v, sab, r"lost the QMP connection to QEMU \(still running as pid \d+\)")
+
+
+async def test_matrix_goes_on_after_a_dead_vm() -> None:
+    sab = Saboteur(lambda pid, _d: os.kill(pid, signal.SIGKILL), times=1)
+    first, second = scenario(), scenario()
+    verdicts = await run_matrix([first, second], notify=sab)
+    assert [v.outcome for v in verdicts] == [Outcome.HARNESS_ERROR, Outcome.PASS], \
+        [v.summary for v in verdicts]
+    assert_clean_end(verdicts[0], sab, r"QEMU exited with status -9")
+    assert verdicts[1].observation.run_dir not in (None, verdicts[0].observation.run_dir)
+
+
+async def test_cli_fault_with_qemu_killed() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "icevm.cli", "fault", "request-irq", "--vector", "0",
+        "--errno", "EBUSY", "--accel", "tcg",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL)
+    assert proc.stderr is not None
+    err: list[str] = []
+    killed: list[int] = []
+    run_dir: Path | None = None
+    async with asyncio.timeout(900):
+        while line := (await proc.stderr.readline()).decode():
+            err.append(line)
+            if ": arming " in line and not killed:
+                pids = qemu_children(proc.pid)
+                assert len(pids) == 1, pids
+                run_dir = run_dir_of(pids[0])
+                os.kill(pids[0], signal.SIGKILL)
+                killed.append(pids[0])
+        await proc.wait()
+    text = "".join(err)
+    assert killed, text
+    assert proc.returncode == 3, text
+    assert run_dir is not None
+    last = err[-1].rstrip("\n")
+    assert last.startswith("icevm: HARNESS-ERROR: request-irq"), last
+    assert f"console log: {run_dir / 'console.log'}" in last, last
+    assert "QEMU exited with status -9" in last, last
+    assert not alive(killed[0])
+    assert not list(run_dir.glob("*.sock"))
