@@ -117,6 +117,7 @@ def parser() -> argparse.ArgumentParser:
         fp.add_argument("--times", type=int, default=1, metavar="N",
                         help="fail N attempts of the trigger in a row (default 1)")
         _add_fault_vm_options(fp)
+    _add_device_fault_parser(fsub)
 
     m = sub.add_parser("matrix", help="every vector x {EBUSY,ENOMEM,EINVAL}, rmap and misc",
                        description="Run request-irq at every vector with each errno, rmap, "
@@ -282,9 +283,90 @@ def _out() -> Console:
                    soft_wrap=False)
 
 
+def _add_device_fault_parser(fsub: Any) -> None:
+    from .device_faults import SPEC_HELP
+
+    d = fsub.add_parser(
+        "device", help="make the e810 misbehave over QMP (AQ errors and delays, lost or "
+                       "spurious interrupts, resets, link flaps, Rx descriptor errors, Tx hangs)",
+        description="Boot a fresh guest, arm device faults over QMP in order, run --then in "
+                    "the guest, and judge the driver's reaction: the faults fired (E810_FAULT "
+                    "events), the queue vectors are what they were unless --then succeeded, no "
+                    "kernel complaint. SPEC: " + SPEC_HELP + " (COUNT: a number or always). "
+                    + VERDICT_EXIT_HELP)
+    d.add_argument("specs", nargs="+", metavar="SPEC", help="a device fault, e.g. "
+                   "aq:add_txqs:EBUSY, reset:corer, irq-drop:1:always")
+    d.add_argument("--then", metavar="CMD", default=None,
+                   help="guest shell command run once the faults are armed, e.g. "
+                        "'ip link set eth0 up'")
+    d.add_argument("--up", action="store_true", help="bring eth0 up before arming")
+    d.add_argument("--expect-errno", metavar="E", default=None,
+                   help="--then must fail with this errno (EIO, EBUSY…)")
+    d.add_argument("--wait", type=float, default=5.0, metavar="S",
+                   help="seconds to let the driver react after --then (default 5; a reset "
+                        "also waits for the rebuild)")
+    d.add_argument("--msix-vectors", type=int, default=None, metavar="N",
+                   help="the e810 advertises N MSI-X vectors (a probe-time fault)")
+    g = d.add_argument_group("guest")
+    g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
+                   help="guest image variant (default: safe)")
+    g.add_argument("--cpus", type=int, default=2, help="guest CPUs (default: 2)")
+    g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
+                   help="auto probes KVM with a real boot and falls back to TCG (default)")
+    g.add_argument("--memory", type=int, default=1024, metavar="MB",
+                   help="guest memory in MB (default: 1024)")
+    g.add_argument("--boot-timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for the guest (default: 300)")
+    d.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
+
+
+async def cmd_fault_device(args: argparse.Namespace) -> int:
+    from . import device_faults, verdicts
+
+    specs = [device_faults.parse(s) for s in args.specs]  # UsageError before any boot
+    expect = parse_errno(args.expect_errno) if args.expect_errno is not None else None
+    if args.msix_vectors is not None and args.msix_vectors < 1:
+        raise UsageError(f"--msix-vectors must be at least 1, not {args.msix_vectors}")
+    opts = {"msix-vectors": str(args.msix_vectors)} if args.msix_vectors is not None else {}
+    vm = VM(variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
+            nic=NicConfig(options=opts), boot_timeout=args.boot_timeout, notify=_note)
+    try:
+        await _boot(vm)
+        with err_console.status("device faults…"):
+            s = await device_faults.run_session(vm, specs, then=args.then, up=args.up,
+                                                wait=args.wait, expect_errno=expect,
+                                                notify=_note)
+    finally:
+        await vm.close()
+    v = s.verdict
+    if args.json:
+        print(json.dumps({**v.to_json(), "faults": [f.to_json() for f in specs],
+                          "events": [vars(e) for e in s.events],
+                          "trigger": s.observation.trigger.to_json()
+                          if s.observation.trigger is not None else None,
+                          "kernel_log": s.kernel_log,
+                          "console_log": str(vm.files.console_log)}, indent=2))
+    else:
+        out = _out()
+        for e in s.events:
+            out.print(f"E810_FAULT {e}", markup=False)
+        if s.observation.trigger is not None:
+            out.print(f"guest: {s.observation.trigger}", markup=False)
+        notable = [ln for ln in s.kernel_log if "ice" in ln or "NETDEV" in ln]
+        for ln in notable[-20:]:
+            out.print(f"kernel: {ln}", markup=False)
+        out.print(verdicts.device_detail(v))
+        out.print(f"console log: {vm.files.console_log}", markup=False)
+    if v.outcome is not Outcome.PASS:
+        _note(f"{v.outcome}: {v.summary}; console log: {vm.files.console_log}")
+    return int(v.exit_code)
+
+
 async def cmd_fault(args: argparse.Namespace) -> int:
     from . import scenarios, verdicts
 
+    if args.site == "device":
+        return await cmd_fault_device(args)
     spec = make_spec(args.site, errno=args.errno, vector=getattr(args, "vector", None),
                      times=args.times, guest=args.variant, cpus=args.cpus)
     sc = _scenario_template(args, spec)
