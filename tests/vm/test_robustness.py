@@ -25,6 +25,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,7 +39,7 @@ from icevm.verdicts import Outcome, Verdict
 
 from .conftest import built
 
-pytestmark = [pytest.mark.robustness, pytest.mark.asyncio, pytest.mark.usefixtures("safe_guest")]
+pytestmark = [pytest.mark.robustness, pytest.mark.usefixtures("safe_guest")]
 
 SPEC = faults.make_spec("request-irq", vector=0, errno="EBUSY", guest="safe", cpus=2)
 
@@ -146,12 +147,14 @@ def scenario(**kw: object) -> Scenario:
     return Scenario(SPEC, guest="safe", cpus=2, accel="tcg", **kw)  # type: ignore[arg-type]
 
 
+@pytest.mark.asyncio
 async def test_qemu_killed_mid_scenario() -> None:
     sab = Saboteur(lambda pid, _d: os.kill(pid, signal.SIGKILL))
     v = await run(scenario(), notify=sab)
     assert_clean_end(v, sab, r"QEMU exited with status -9 while ")
 
 
+@pytest.mark.asyncio
 async def test_guest_hung_agent_silent() -> None:
     async def freeze(_pid: int, d: Path) -> None:
         await spare_qmp(d, "stop")
@@ -162,6 +165,7 @@ async def test_guest_hung_agent_silent() -> None:
     assert_clean_end(v, sab, r"the guest agent did not answer guest-exec within \d+ s")
 
 
+@pytest.mark.asyncio
 async def test_guest_panic() -> None:
     async def nmi(_pid: int, d: Path) -> None:
         await spare_qmp(d, "inject-nmi")
@@ -172,12 +176,13 @@ async def test_guest_panic() -> None:
     assert_clean_end(v, sab, r"the guest kernel panicked while .*Kernel panic - not syncing")
 
 
+@pytest.mark.asyncio
 async def test_gdbstub_socket_gone() -> None:
     async def drop_gdbstub(_pid: int, d: Path) -> None:
         # Once the controller is attached (a connected socket next to the listening one), QEMU
         # drops its gdbstub: the connection closes under the armed fault.
         async with asyncio.timeout(120):
-            while len(unix_sockets_at(d / "gdb.sock")) < 2:
+            while len(unix_sockets_at(d / "gdb.sock")) < 2:  # noqa: ASYNC110 (polls /proc)
                 await asyncio.sleep(0.05)
         await spare_qmp(d, "human-monitor-command", **{"command-line": "gdbserver none"})
 
@@ -211,6 +216,7 @@ def _controller_qmp_sockets(run_dir: Path) -> list[int]:
     return fds
 
 
+@pytest.mark.asyncio
 async def test_qmp_disconnect() -> None:
     def cut(_pid: int, d: Path) -> None:
         fds = _controller_qmp_sockets(d)
@@ -226,6 +232,7 @@ async def test_qmp_disconnect() -> None:
     assert_clean_end(v, sab, r"lost the QMP connection to QEMU \(still running as pid \d+\)")
 
 
+@pytest.mark.asyncio
 async def test_matrix_goes_on_after_a_dead_vm() -> None:
     sab = Saboteur(lambda pid, _d: os.kill(pid, signal.SIGKILL), times=1)
     first, second = scenario(), scenario()
@@ -236,6 +243,7 @@ async def test_matrix_goes_on_after_a_dead_vm() -> None:
     assert verdicts[1].observation.run_dir not in (None, verdicts[0].observation.run_dir)
 
 
+@pytest.mark.asyncio
 async def test_cli_fault_with_qemu_killed() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "icevm.cli", "fault", "request-irq", "--vector", "0",
@@ -266,3 +274,97 @@ async def test_cli_fault_with_qemu_killed() -> None:
     assert "QEMU exited with status -9" in last, last
     assert not alive(killed[0])
     assert not list(run_dir.glob("*.sock"))
+
+
+# ----------------------------------------------------------------------------- bad input, builds
+
+def icevm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "icevm.cli", *args], capture_output=True,
+                          text=True, timeout=600, env=env, check=False,
+                          stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("fault", "request-irq", "--vector", "0", "--errno", "EWHAT"),
+     r"unknown errno 'EWHAT'"),
+    (("fault", "request-irq", "--vector", "99", "--errno", "EBUSY"),
+     r"vector 99 does not exist: the safe guest with 2 CPUs has 1 queue vector"),
+    (("fault", "request-irq", "--vector", "-1", "--errno", "EBUSY"),
+     r"vector must be >= 0, not -1"),
+    (("matrix", "--errnos", ","), r"matrix: --errnos is empty"),
+])
+def test_bad_fault_specs_are_one_line_usage_errors(args: tuple[str, ...], message: str) -> None:
+    r = icevm(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("icevm: "), r.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not qemu_children(os.getpid())
+
+
+def test_missing_builds_name_the_make_target(tmp_path: Path) -> None:
+    env = {**os.environ, "ICEVM_CACHE": str(tmp_path / "cache")}
+    r = icevm("run", "--accel", "tcg", "--", "true", env=env)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "icevm: guest image safe not built: run `make guest`"
+    # With the guest image there but no QEMU, the message names `make qemu`.
+    real = built("safe")
+    guest = real.kernel.parent
+    fake = tmp_path / "cache" / guest.relative_to(guest.parents[2])
+    fake.parent.mkdir(parents=True)
+    fake.symlink_to(guest, target_is_directory=True)
+    r = icevm("run", "--accel", "tcg", "--", "true", env=env)
+    assert r.returncode == 1, r.stderr
+    assert re.fullmatch(r"icevm: QEMU not built \(\S+ missing\): run `make qemu`",
+                        r.stderr.strip()), r.stderr
+
+
+@pytest.mark.asyncio
+async def test_a_guest_build_killed_half_way_is_never_used_and_is_rebuilt(
+        tmp_path: Path) -> None:
+    from icevm import paths
+    from icevm.errors import BuildError
+    from icevm.guest_image import guest_artifacts
+
+    real = built("safe")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for d in ("debs", "apt"):  # the downloaded packages and the private apt config
+        (cache / d).symlink_to(paths.cache_dir() / d, target_is_directory=True)
+    env = {**os.environ, "ICEVM_CACHE": str(cache)}
+
+    async def build(kill_at: str | None) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "icevm.build", "guest", "safe", env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            stdin=asyncio.subprocess.DEVNULL)
+        assert proc.stdout is not None
+        out = []
+        async with asyncio.timeout(600):
+            while line := (await proc.stdout.readline()).decode():
+                out.append(line)
+                if kill_at is not None and kill_at in line:
+                    await asyncio.sleep(1.0)  # inside the image write
+                    proc.kill()
+            return await proc.wait(), "".join(out)
+
+    rc, out = await build(kill_at="making the initramfs")
+    assert rc == -signal.SIGKILL, out
+    saved = os.environ.get("ICEVM_CACHE")
+    os.environ["ICEVM_CACHE"] = str(cache)
+    try:
+        with pytest.raises(BuildError, match=r"^guest image safe not built: run `make guest`$"):
+            guest_artifacts("safe")
+        r = icevm("run", "--accel", "tcg", "--", "true", env=env)
+        assert r.stderr.strip() == "icevm: guest image safe not built: run `make guest`"
+        rc, out = await build(kill_at=None)
+        assert rc == 0, out
+        art = guest_artifacts("safe")
+    finally:
+        if saved is None:
+            del os.environ["ICEVM_CACHE"]
+        else:
+            os.environ["ICEVM_CACHE"] = saved
+    assert paths.is_complete(art.dir)
+    assert art.initrd.read_bytes() == real.initrd.read_bytes()
+    assert art.vmlinux.stat().st_size == real.kernel.stat().st_size
