@@ -8,8 +8,8 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 REPORTS := reports
 
-.PHONY: all venv deps qemu guest patched-module build vm-test unit qtest test lint bench-boot \
-        bench-rx clean-build
+.PHONY: all venv deps qemu qemu-asan guest patched-module build vm-test unit qtest test lint \
+        bench-boot bench-rx clean-build
 
 all: build
 
@@ -25,6 +25,11 @@ deps: venv
 
 qemu: venv
 	$(VPY) -m icevm.build qemu
+
+# The same QEMU with AddressSanitizer and UBSan, a second cached build (build-asan) that
+# scripts/fuzz-device and tests/qtest/test_fuzz.py run.
+qemu-asan: venv
+	$(VPY) -m icevm.build qemu-asan
 
 guest: venv
 	$(VPY) -m icevm.build guest safe full
@@ -43,7 +48,7 @@ lint: venv
 unit: venv
 	$(PYTEST) tests/unit -q
 
-qtest: build
+qtest: build qemu-asan
 	$(PYTEST) tests/qtest -q -rA --junitxml=$(REPORTS)/qtest.xml
 
 # The main job: build what is missing, run the VM suite, print its report.
@@ -51,7 +56,7 @@ vm-test: build
 	$(PYTEST) tests/vm -rA --junitxml=$(REPORTS)/vm.xml
 
 # Every test: lint, unit, qtest, VM.
-test: lint build
+test: lint build qemu-asan
 	$(PYTEST) tests -rA --junitxml=$(REPORTS)/all.xml
 
 bench-boot: build

@@ -8,7 +8,11 @@ interrupted build is detected and redone, never used: the source tree is unpacke
 temporary name and renamed when complete, ``configure`` leaves a stamp holding its arguments, and
 ninja itself is incremental (a change in ``qemu-device/`` rebuilds in seconds).
 
-Run as ``python -m icevm.build {deps,qemu,guest,all}``.
+A second variant, ``make qemu-asan``, builds the same overlaid tree with AddressSanitizer and
+UBSan into its own build directory (``build-asan``) under its own configure stamp and lock, so
+the two never collide; the fuzzer (:mod:`icevm.fuzz`) runs it.
+
+Run as ``python -m icevm.build {deps,qemu,qemu-asan,guest,all}``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,15 @@ CONFIGURE_ARGS = (
     "--disable-install-blobs",
     "--disable-werror",
 )
+#: ``make qemu-asan``: the same build plus the sanitizers (QEMU's own meson options).
+ASAN_CONFIGURE_ARGS = (*CONFIGURE_ARGS, "--enable-asan", "--enable-ubsan")
+#: How a sanitizer report must end a sanitized QEMU: loudly, at the first report, with a stack.
+#: Leak checking is off: QEMU does not free everything at exit and that is not a guest bug.
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "halt_on_error=1:abort_on_error=1:print_stacktrace=1:detect_leaks=0:"
+                    "symbolize=1:handle_abort=1",
+    "UBSAN_OPTIONS": "halt_on_error=1:abort_on_error=1:print_stacktrace=1",
+}
 OVERLAY_SKIP = {"qemu-source.lock", "README.md"}
 OVERLAY_DIR = Path("hw/net/e810")
 CONFIG_STAMP = ".icevm-configured"
@@ -179,7 +192,7 @@ def overlay(src: Path) -> bool:
     for name in sorted(wanted):
         s, d = paths.DEVICE_DIR / name, dest / name
         if not d.exists() or not filecmp.cmp(s, d, shallow=False):
-            shutil.copyfile(s, d)
+            _copy_atomic(s, d)
             changed = True
     for stale in dest.iterdir():
         if stale.name not in wanted:
@@ -194,19 +207,20 @@ def overlay(src: Path) -> bool:
     if "'hw/net/e810'," not in text:
         if "    'hw/net',\n" not in text:
             raise BuildError("meson.build has no 'hw/net' trace subdir line to hook e810 into")
-        top.write_text(text.replace("    'hw/net',\n", "    'hw/net',\n    'hw/net/e810',\n", 1))
+        hooked = text.replace("    'hw/net',\n", "    'hw/net',\n    'hw/net/e810',\n", 1)
+        _write_atomic(top, hooked)
         changed = True
     for name in schemas:
         # qapi/<name>, included by qapi-schema.json, a module of qapi/meson.build
         s, d = paths.DEVICE_DIR / name, src / "qapi" / name
         if not d.exists() or not filecmp.cmp(s, d, shallow=False):
-            shutil.copyfile(s, d)
+            _copy_atomic(s, d)
             changed = True
         schema = src / "qapi/qapi-schema.json"
         include = f"{{ 'include': '{name}' }}\n"
         text = schema.read_text()
         if include not in text:
-            schema.write_text(text.rstrip("\n") + "\n" + include)
+            _write_atomic(schema, text.rstrip("\n") + "\n" + include)
             changed = True
         qmeson = src / "qapi/meson.build"
         module = f"qapi_all_modules += [ '{Path(name).stem}' ]  # icevm overlay\n"
@@ -216,7 +230,7 @@ def overlay(src: Path) -> bool:
             if anchor not in text:
                 raise BuildError("qapi/meson.build has no qapi_nonmodule_outputs to hook "
                                  f"{name} in front of")
-            qmeson.write_text(text.replace(anchor, "\n" + module.rstrip("\n") + anchor, 1))
+            _write_atomic(qmeson, text.replace(anchor, "\n" + module.rstrip("\n") + anchor, 1))
             changed = True
     return changed
 
@@ -230,27 +244,68 @@ def _append_once(f: Path, block: str) -> bool:
         if current == block:
             return False
         text = head.rstrip("\n") + "\n" + rest.split("# end icevm overlay\n", 1)[1]
-    f.write_text(text.rstrip("\n") + f"\n{marker}\n{block}# end icevm overlay\n")
+    _write_atomic(f, text.rstrip("\n") + f"\n{marker}\n{block}# end icevm overlay\n")
     return True
+
+
+def _write_atomic(f: Path, text: str) -> None:
+    """Replace ``f`` by rename: the other variant's ninja, compiling from the same tree, never
+    reads a half-written file."""
+    tmp = f.with_name(f".{f.name}.icevm-tmp")
+    tmp.write_text(text)
+    os.replace(tmp, f)
+
+
+def _copy_atomic(s: Path, d: Path) -> None:
+    tmp = d.with_name(f".{d.name}.icevm-tmp")
+    shutil.copyfile(s, tmp)
+    os.replace(tmp, d)
 
 
 # --------------------------------------------------------------------------- QEMU build
 
-def _configure_key(py: Path) -> str:
-    return hashlib.sha256("\n".join([str(py), *CONFIGURE_ARGS]).encode()).hexdigest()
+@dataclass(frozen=True)
+class QemuVariant:
+    """One build of the overlaid tree: its build directory, configure arguments and lock."""
+
+    name: str  # the lock's and the log's name; the make target
+    build_subdir: str
+    configure_args: tuple[str, ...]
+    what: str
+
+    def build_dir(self) -> Path:
+        return paths.qemu_src_dir() / self.build_subdir
+
+    def binary(self) -> Path:
+        return self.build_dir() / "qemu-system-x86_64"
 
 
-async def configure(src: Path, py: Path, progress: Progress | None = None) -> Path:
-    build = src / "build"
+PLAIN = QemuVariant("qemu", "build", CONFIGURE_ARGS, "x86_64-softmmu, TCG+KVM, slirp")
+ASAN = QemuVariant("qemu-asan", "build-asan", ASAN_CONFIGURE_ARGS,
+                   "x86_64-softmmu with AddressSanitizer and UBSan")
+
+
+def qemu_asan_binary() -> Path:
+    """``qemu-system-x86_64`` of ``make qemu-asan`` (run it with :data:`SANITIZER_ENV`)."""
+    return ASAN.binary()
+
+
+def _configure_key(py: Path, args: tuple[str, ...] = CONFIGURE_ARGS) -> str:
+    return hashlib.sha256("\n".join([str(py), *args]).encode()).hexdigest()
+
+
+async def configure(src: Path, py: Path, progress: Progress | None = None,
+                    variant: QemuVariant = PLAIN) -> Path:
+    build = src / variant.build_subdir
     stamp = build / CONFIG_STAMP
-    key = _configure_key(py)
+    key = _configure_key(py, variant.configure_args)
     if stamp.is_file() and stamp.read_text() == key and (build / "build.ninja").exists():
         return build
-    say(progress, "configuring QEMU (x86_64-softmmu, TCG+KVM, slirp)")
+    say(progress, f"configuring QEMU ({variant.what})")
     shutil.rmtree(build, ignore_errors=True)
     build.mkdir()
-    await run([src / "configure", f"--python={py}", *CONFIGURE_ARGS], cwd=build,
-              log=log_path("qemu-configure"), what="QEMU configure")
+    await run([src / "configure", f"--python={py}", *variant.configure_args], cwd=build,
+              log=log_path(f"{variant.name}-configure"), what=f"QEMU configure ({variant.name})")
     stamp.write_text(key)
     return build
 
@@ -272,20 +327,27 @@ async def _build_lock(name: str, progress: Progress | None) -> AsyncIterator[Non
         os.close(fd)
 
 
-async def build_qemu(progress: Progress | None = None, jobs: int | None = None) -> Path:
-    """Everything ``make qemu`` does; returns the ``qemu-system-x86_64`` path."""
+async def build_qemu(progress: Progress | None = None, jobs: int | None = None,
+                     variant: QemuVariant = PLAIN) -> Path:
+    """Everything ``make qemu`` (or, with :data:`ASAN`, ``make qemu-asan``) does; returns the
+    ``qemu-system-x86_64`` path.
+
+    The shared source tree is unpacked and overlaid under the ``qemu-src`` lock (held only for
+    that); configure and ninja run under the variant's own lock in its own build directory.
+    """
     await ensure_build_deps(progress)
     py = await ensure_tools_venv(progress)
-    async with _build_lock("qemu", progress):
+    async with _build_lock("qemu-src", progress):
         src = await fetch_qemu_source(progress)
         overlay(src)
-        build = await configure(src, py, progress)
-        say(progress, "compiling QEMU (ninja)")
+    async with _build_lock(variant.name, progress):
+        build = await configure(src, py, progress, variant)
+        say(progress, f"compiling QEMU ({variant.name}, ninja)")
         n = jobs or os.cpu_count() or 2
         await run(["ninja", "-C", build, f"-j{n}", "qemu-system-x86_64"],
-                  log=log_path("qemu-build"), what="QEMU build (ninja)")
+                  log=log_path(f"{variant.name}-build"), what=f"QEMU build ({variant.name}, ninja)")
         await fetch_firmware(progress)
-    return paths.qemu_binary()
+    return variant.binary()
 
 
 async def fetch_firmware(progress: Progress | None = None) -> Path:
@@ -357,13 +419,16 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(ensure_build_deps(say))
         elif what == "qemu":
             print(asyncio.run(build_qemu(say)))
+        elif what == "qemu-asan":
+            print(asyncio.run(build_qemu(say, variant=ASAN)))
         elif what == "guest":
             for v in args[1:] or list(paths.GUEST_VARIANTS):
                 print(asyncio.run(build_guest(v, say)))
         elif what == "all":
             asyncio.run(build_all(say))
         else:
-            print(f"icevm build: unknown target {what!r} (deps, qemu, guest, all)", file=sys.stderr)
+            print(f"icevm build: unknown target {what!r} (deps, qemu, qemu-asan, guest, all)",
+                  file=sys.stderr)
             return 2
     except BuildError as e:
         print(f"icevm: {e}", file=sys.stderr)

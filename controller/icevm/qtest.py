@@ -19,7 +19,7 @@ import contextlib
 import os
 import signal
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -44,10 +44,14 @@ class QTest:
     """One QEMU process under ``-accel qtest`` with a qtest socket and its stderr captured."""
 
     def __init__(self, qemu: Path, args: Sequence[str], *, timeout: float = 20.0,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, env: Mapping[str, str] | None = None) -> None:
         self.qemu = qemu
         self.args = list(args)
         self.timeout = timeout
+        #: extra environment for QEMU (the sanitizer options of ``make qemu-asan``)
+        self.env = dict(env) if env else None
+        #: when a list, every command line sent is appended to it (the fuzzer's trace)
+        self.sent: list[str] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.workdir = workdir
         self.proc: asyncio.subprocess.Process | None = None
@@ -86,7 +90,7 @@ class QTest:
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True)
+                start_new_session=True, env={**os.environ, **self.env} if self.env else None)
         died: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
         waiters: set[asyncio.Future[Any]] = {accepted, died}
         try:
@@ -134,6 +138,8 @@ class QTest:
     async def cmd(self, line: str) -> str:
         """Send one command; return what follows ``OK`` (raises on FAIL/ERR/death/timeout)."""
         assert self._writer is not None and self._reader is not None
+        if self.sent is not None:
+            self.sent.append(line)
         self._writer.write(line.encode() + b"\n")
         try:
             await self._writer.drain()
