@@ -204,6 +204,14 @@ static const E810AqOp *e810_aq_lookup(uint16_t opcode)
     return NULL;
 }
 
+/* the opcode's name for traces and fault reports */
+const char *e810_aq_opcode_name(uint16_t opcode)
+{
+    const E810AqOp *op = e810_aq_lookup(opcode);
+
+    return op ? op->name : "unknown";
+}
+
 static dma_addr_t e810_cq_base(E810CtlQ *q)
 {
     return ((uint64_t)q->bah << 32) | q->bal;
@@ -224,20 +232,26 @@ static void e810_aq_exec(E810Core *core, E810AqCmd *cmd)
     trace_e810_aq_cmd(cmd->opcode, op->name, cmd->datalen, cmd->retval);
 }
 
-static void e810_atq_process_one(E810Core *core, dma_addr_t daddr)
+/*
+ * Execute the descriptor at daddr (the ATQ head).  False if a delay fault
+ * holds it there: it is executed when the fault's timer releases it.
+ */
+static bool e810_atq_process_one(E810Core *core, dma_addr_t daddr)
 {
     PCIDevice *d = core->owner;
     uint8_t desc[E810_AQ_DESC_SIZE];
     uint8_t buf[E810_AQ_BUF_MAX];
     E810AqCmd cmd = { 0 };
     dma_addr_t baddr = 0;
-    uint16_t flags;
+    uint16_t flags, fault_error = 0;
+    uint32_t fault_delay = 0;
 
     if (pci_dma_read(d, daddr, desc, sizeof(desc))) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: ATQ descriptor at 0x%" PRIx64 " unreadable\n",
                       (uint64_t)daddr);
-        return;
+        core->fault.aq_released = false;
+        return true;
     }
     cmd.flags = e810_le16(desc + 0);
     cmd.opcode = e810_le16(desc + 2);
@@ -247,6 +261,17 @@ static void e810_atq_process_one(E810Core *core, dma_addr_t daddr)
     memcpy(cmd.params, desc + 16, sizeof(cmd.params));
 
     trace_e810_aq_desc(cmd.opcode, cmd.flags, cmd.datalen);
+
+    /* fault injection (e810_fault.c): error answer and/or delay */
+    if (core->fault.aq_released) {
+        /* this one waited out its delay */
+        core->fault.aq_released = false;
+        fault_error = core->fault.aq_held_error;
+    } else if (e810_fault_aq_match(core, cmd.opcode, &fault_error,
+                                   &fault_delay) && fault_delay) {
+        e810_fault_aq_hold(core, cmd.opcode, fault_error, fault_delay);
+        return false;
+    }
 
     if (cmd.flags & ICE_AQ_FLAG_BUF) {
         baddr = ((uint64_t)e810_le32(cmd.params + 8) << 32) |
@@ -275,7 +300,16 @@ static void e810_atq_process_one(E810Core *core, dma_addr_t daddr)
         cmd.buf_wb = !(cmd.flags & ICE_AQ_FLAG_RD);
     }
 
-    e810_aq_exec(core, &cmd);
+    if (fault_error) {
+        /* firmware refused the command: the handler does not run */
+        cmd.retval = fault_error;
+        cmd.buf_wb = false;
+        trace_e810_aq_cmd(cmd.opcode, e810_aq_opcode_name(cmd.opcode),
+                          cmd.datalen, cmd.retval);
+        e810_fault_aq_error_fired(core, cmd.opcode, fault_error);
+    } else {
+        e810_aq_exec(core, &cmd);
+    }
 
     if (cmd.buf) {
         if (cmd.resp_len > cmd.buf_len) {
@@ -311,6 +345,7 @@ writeback:
                       "e810: ATQ descriptor at 0x%" PRIx64 " unwritable\n",
                       (uint64_t)daddr);
     }
+    return true;
 }
 
 static void e810_atq_process(E810Core *core)
@@ -320,6 +355,10 @@ static void e810_atq_process(E810Core *core)
     uint32_t budget;
 
     if (!(q->len & PF_FW_ATQLEN_ATQENABLE_M) || n == 0) {
+        return;
+    }
+    if (core->fault.aq_held) {
+        /* the head command is delayed: later ones wait behind it */
         return;
     }
     if (q->tail >= n) {
@@ -333,14 +372,22 @@ static void e810_atq_process(E810Core *core)
     }
     /* at most one lap of the ring per tail write */
     for (budget = n; q->head != q->tail && budget; budget--) {
-        e810_atq_process_one(core, e810_cq_base(q) +
-                             (dma_addr_t)q->head * E810_AQ_DESC_SIZE);
+        if (!e810_atq_process_one(core, e810_cq_base(q) +
+                                  (dma_addr_t)q->head * E810_AQ_DESC_SIZE)) {
+            break;                      /* held by a delay fault */
+        }
         q->head = (q->head + 1) % n;
         if (!(q->len & PF_FW_ATQLEN_ATQENABLE_M)) {
             /* a command (q_shutdown/PF reset) disabled the queue */
             break;
         }
     }
+}
+
+/* A delay fault's timer released the command at the ATQ head */
+void e810_atq_release(E810Core *core)
+{
+    e810_atq_process(core);
 }
 
 bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
@@ -355,6 +402,11 @@ bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
 
     if (!(q->len & PF_FW_ATQLEN_ATQENABLE_M) || n == 0 ||
         q->head >= n || q->tail >= n || q->head == q->tail) {
+        trace_e810_arq_drop(opcode, q->head, q->tail, q->len);
+        return false;
+    }
+    if (e810_fault_arq_drop(core, opcode)) {
+        /* a lost event (e810-fault-arq-drop) */
         trace_e810_arq_drop(opcode, q->head, q->tail, q->len);
         return false;
     }
@@ -436,10 +488,16 @@ void e810_cq_write(E810Core *core, uint32_t qi, uint32_t reg, uint32_t val)
         q->len = val & (PF_FW_ATQLEN_ATQLEN_M | PF_FW_ATQLEN_ATQENABLE_M);
         if (!(q->len & PF_FW_ATQLEN_ATQENABLE_M)) {
             q->head = 0;
+            if (qi == E810_CQ_ATQ) {
+                e810_fault_aq_cancel(core);     /* a held command is gone */
+            }
         }
         break;
     case E810_CQ_REG_H:
         q->head = val & PF_FW_ATQH_ATQH_M;
+        if (qi == E810_CQ_ATQ) {
+            e810_fault_aq_cancel(core);
+        }
         break;
     case E810_CQ_REG_T:
         q->tail = val & PF_FW_ATQH_ATQH_M;
@@ -456,5 +514,6 @@ void e810_cq_write(E810Core *core, uint32_t qi, uint32_t reg, uint32_t val)
 
 void e810_adminq_reset(E810Core *core)
 {
+    e810_fault_aq_cancel(core);
     memset(core->cq, 0, sizeof(core->cq));
 }

@@ -18,6 +18,7 @@
 void e810_core_realize(E810Core *core)
 {
     e810_regs_init(core);
+    e810_fault_realize(core);
     e810_nvm_realize(core);
     e810_intr_realize(core);
     e810_rxq_realize(core);
@@ -32,6 +33,7 @@ void e810_core_unrealize(E810Core *core)
     e810_rxq_unrealize(core);
     e810_intr_unrealize(core);
     e810_nvm_unrealize(core);
+    e810_fault_unrealize(core);
     e810_regs_cleanup(core);
 }
 
@@ -54,15 +56,24 @@ void e810_core_pf_reset(E810Core *core)
 }
 
 /*
- * CORER/GLOBR requested through GLGEN_RTRIG.  The reset completes at once
- * (GLGEN_RSTAT.DEVSTATE stays 0, GLNVM_ULD keeps its done bits), so what
- * the driver sees is the reset warning: GLGEN_RSTAT.RESET_TYPE and the
- * PFINT_OICR GRST cause on the misc vector, after which it polls
- * ice_check_reset() and rebuilds.  Interrupt routing is kept so the
- * warning can be delivered; the driver reprograms it in the rebuild.
+ * CORER/GLOBR requested through GLGEN_RTRIG, or CORER/GLOBR/EMPR from QMP
+ * e810-reset, signalled as hardware does: GLGEN_RSTAT.RESET_TYPE = type
+ * with DEVSTATE "in reset", the domain's GLNVM_ULD done bits cleared, the
+ * PFINT_OICR GRST cause on the misc vector (ice_misc_intr() reads the type
+ * and schedules ice_reset_subtask()), and the domain reset: control
+ * queues, LAN queues, VSIs, rules, scheduler, resources, link and the
+ * DDP package are gone.  E810_RESET_DONE_NS later (e810_fault.c) DEVSTATE
+ * reads 0 and the done bits are back, which is what ice_check_reset()
+ * polls before ice_rebuild().  Interrupt routing is kept so the warning
+ * can be delivered; the driver reprograms it in the rebuild.
  */
 void e810_core_global_reset(E810Core *core, uint32_t type)
 {
+    uint32_t done = GLNVM_ULD_CORER_DONE_M;
+
+    if (type != E810_RESET_CORER) {
+        done |= GLNVM_ULD_GLOBR_DONE_M;
+    }
     trace_e810_global_reset(type);
     e810_adminq_reset(core);
     e810_rxq_reset(core);
@@ -72,8 +83,12 @@ void e810_core_global_reset(E810Core *core, uint32_t type)
     e810_res_reset(core);
     e810_link_reset(core);
     e810_ddp_reset(core);           /* the DDP package is gone */
-    core->glgen_rstat = (core->glgen_rstat & ~GLGEN_RSTAT_RESET_TYPE_M) |
-                        (type << GLGEN_RSTAT_RESET_TYPE_S);
+    core->glgen_rstat = (core->glgen_rstat & ~(GLGEN_RSTAT_RESET_TYPE_M |
+                                               GLGEN_RSTAT_DEVSTATE_M)) |
+                        (type << GLGEN_RSTAT_RESET_TYPE_S) |
+                        E810_DEVSTATE_IN_RESET;
+    core->glnvm_uld &= ~done;
+    e810_fault_reset_begin(core, type);
     e810_intr_oicr_set(core, PFINT_OICR_GRST_M);
 }
 
@@ -81,6 +96,7 @@ void e810_core_global_reset(E810Core *core, uint32_t type)
 void e810_core_reset(E810Core *core)
 {
     trace_e810_core_reset();
+    e810_fault_device_reset(core);
     e810_regs_reset(core);
     e810_core_pf_reset(core);
     e810_switch_reset_all(core);

@@ -31,12 +31,19 @@ struct NetTxPkt;
 #define E810_NUM_QUEUES         256
 #define E810_QRX_CONTEXT_DWORDS 8
 
+/* GLGEN_RSTAT.RESET_TYPE values (enum ice_reset_req) */
+#define E810_RESET_CORER        1
+#define E810_RESET_GLOBR        2
+#define E810_RESET_EMPR         3
+
 /* Data path limits (e810_rxq.c / e810_txq.c) */
 #define E810_RX_MAX_FRAME       16384   /* > any rxmax (14 bits) */
 #define E810_TX_MAX_DESCS       128     /* descriptors of one Tx frame */
 #define E810_TX_MAX_FRAME       16384   /* bytes of a non-TSO Tx frame */
 #define E810_TX_MAX_TSO         (256 * 1024)
 #define E810_ITR_NONE           3       /* ITR_INDX "no ITR" */
+
+#include "e810_fault.h"
 
 /* The RLAN context of an Rx queue, unpacked (e810_rxq_ctx) */
 typedef struct E810RxCtx {
@@ -278,6 +285,9 @@ struct E810Core {
     uint8_t *rx_frame;                      /* E810_RX_MAX_FRAME + 4 */
     struct NetTxPkt *tx_pkt;
     struct E810TxFrame *tx_frame_p;
+
+    /* fault injection over QMP and the global reset sequence */
+    E810Fault fault;
 };
 
 /* e810_regs.c */
@@ -298,6 +308,7 @@ void e810_intr_reset(E810Core *core);
 void e810_intr_raise(E810Core *core, uint32_t vector);
 void e810_intr_oicr_set(E810Core *core, uint32_t cause);
 void e810_intr_fw_event(E810Core *core);
+bool e810_intr_spurious(E810Core *core, uint32_t vector);
 void e810_intr_dyn_ctl_write(E810Core *core, uint32_t vector, uint32_t val);
 uint32_t e810_intr_oicr_read(E810Core *core);
 void e810_intr_queue_cause(E810Core *core, uint32_t ctl, bool tx, uint32_t q);
@@ -309,6 +320,8 @@ void e810_intr_unrealize(E810Core *core);
 void e810_adminq_reset(E810Core *core);
 uint32_t e810_cq_read(E810Core *core, uint32_t q, uint32_t reg);
 void e810_cq_write(E810Core *core, uint32_t q, uint32_t reg, uint32_t val);
+void e810_atq_release(E810Core *core);
+const char *e810_aq_opcode_name(uint16_t opcode);
 bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
                    const uint8_t *params, const void *buf, uint16_t len);
 
@@ -329,11 +342,13 @@ void e810_rxq_unrealize(E810Core *core);
 /* e810_txq.c */
 void e810_txq_reset(E810Core *core);
 void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val);
+void e810_txq_kick(E810Core *core, uint32_t q);
 void e810_txq_realize(E810Core *core);
 void e810_txq_unrealize(E810Core *core);
 
 /* e810_link.c */
 bool e810_link_is_up(E810Core *core);
 void e810_link_status_changed(E810Core *core);
+void e810_link_fault_down(E810Core *core, bool down);
 
 #endif

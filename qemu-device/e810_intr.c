@@ -79,6 +79,12 @@ static int64_t e810_intr_holdoff_ns(E810Core *core, uint32_t v,
     return ns;
 }
 
+/*
+ * The one place an MSI-X message leaves the device.  A message lost to an
+ * e810-fault-irq drop changes the vector's state as a sent one would
+ * (causes consumed, auto-mask, hold-off) but is not sent: no msix_notify(),
+ * so neither a write to the guest nor a PBA bit.
+ */
 static void e810_intr_deliver(E810Core *core, uint32_t vector)
 {
     int64_t now = qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL);
@@ -90,6 +96,10 @@ static void e810_intr_deliver(E810Core *core, uint32_t vector)
     core->intr_holdoff[vector] = hold ? now + hold : 0;
     if (!(core->glint_ctl & GLINT_CTL_DIS_AUTOMASK_M)) {
         core->glint_dyn_ctl[vector] &= ~GLINT_DYN_CTL_INTENA_M;
+    }
+    if (e810_fault_irq_drop(core, vector)) {
+        trace_e810_intr_fault_drop(vector);
+        return;
     }
     core->intr_count++;
     trace_e810_intr_fire(vector);
@@ -208,6 +218,21 @@ void e810_intr_fw_event(E810Core *core)
         return;
     }
     e810_intr_raise(core, core->pfint_fw_ctl & PFINT_FW_CTL_MSIX_INDX_M);
+}
+
+/*
+ * QMP e810-fault-irq spurious: a message on vector with no cause, through
+ * the normal delivery path (like an immediate SWINT_TRIG, armed or not).
+ */
+bool e810_intr_spurious(E810Core *core, uint32_t vector)
+{
+    if (vector >= core->msix_vectors || !msix_enabled(core->owner)) {
+        return false;
+    }
+    trace_e810_intr_spurious(vector);
+    core->intr_itr_mask[vector] |= 1U << E810_ITR_NONE;
+    e810_intr_deliver(core, vector);
+    return true;
 }
 
 void e810_intr_dyn_ctl_write(E810Core *core, uint32_t vector, uint32_t val)

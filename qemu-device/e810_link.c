@@ -65,7 +65,8 @@ static bool e810_backend_link_up(E810Core *core)
 bool e810_link_is_up(E810Core *core)
 {
     return e810_backend_link_up(core) &&
-           (core->link.phy_caps & ICE_AQC_PHY_EN_LINK);
+           (core->link.phy_caps & ICE_AQC_PHY_EN_LINK) &&
+           !core->fault.link_down;          /* QMP e810-link-flap */
 }
 
 static void e810_link_fill(E810Core *core, uint8_t *d)
@@ -111,6 +112,18 @@ static void e810_link_event(E810Core *core)
 void e810_link_status_changed(E810Core *core)
 {
     e810_link_event(core);
+}
+
+/* QMP e810-link-flap holds the link down (down) or lets it come back */
+void e810_link_fault_down(E810Core *core, bool down)
+{
+    bool was_up = e810_link_is_up(core);
+
+    core->fault.link_down = down;
+    trace_e810_link_fault(down);
+    if (was_up != e810_link_is_up(core)) {
+        e810_link_event(core);
+    }
 }
 
 /* 0x0107 manage_mac_read: the LAN address from -device e810,mac= */

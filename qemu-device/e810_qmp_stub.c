@@ -15,3 +15,59 @@ void qmp_e810_inject(const char *id, uint16_t queue, const char *data,
 {
     error_setg(errp, "this QEMU has no e810 device");
 }
+
+/* device-side fault injection (e810_fault.c) */
+void qmp_e810_fault_aq(const char *id, uint16_t opcode, bool has_error,
+                       uint16_t error, bool has_delay_ms, uint32_t delay_ms,
+                       bool has_count, uint32_t count, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_fault_arq_drop(const char *id, bool has_count, uint32_t count,
+                             Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_fault_irq(const char *id, uint16_t vector,
+                        E810IrqFaultAction action, bool has_count,
+                        uint32_t count, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_reset(const char *id, E810ResetType type, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_link_flap(const char *id, bool has_down_ms, uint32_t down_ms,
+                        Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_fault_rx_desc(const char *id, E810RxDescError error,
+                            bool has_queue, uint16_t queue, bool has_count,
+                            uint32_t count, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_fault_tx_hang(const char *id, bool has_queue, uint16_t queue,
+                            bool enable, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+void qmp_e810_fault_clear(const char *id, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+}
+
+E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+    return NULL;
+}

@@ -404,6 +404,7 @@ static E810RxResult e810_rxq_write(E810Core *core, uint32_t q,
     if (hash_valid) {
         status |= RX_STATUS0_RSS_VALID;
     }
+    status |= e810_fault_rx_status(core, q);    /* e810-fault-rx-desc */
     switch (get_eth_packet_type(eh)) {
     case ETH_PKT_BCAST:
         umb = 2;
@@ -510,6 +511,11 @@ ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt)
     uint16_t q;
     E810RxResult r;
 
+    if (core->fault.link_down) {
+        /* e810-link-flap: no frames while the link is down */
+        trace_e810_rx_drop_frame(0, size, "link down (e810-link-flap)");
+        return size;
+    }
     frame = e810_rx_prepare(core, iov, iovcnt, &len);
     if (!frame) {
         e810_rx_drop(core, 0, size, E810_RX_TOO_BIG);

@@ -223,6 +223,12 @@ static void e810_tx_out(void *opaque, const struct iovec *iov, int iovcnt,
     NetClientState *nc = qemu_get_queue(core->nic);
     size_t size = iov_size(iov, iovcnt);
 
+    if (core->fault.link_down) {
+        /* e810-link-flap: the frame is completed but not sent */
+        core->tx_drops++;
+        trace_e810_tx_drop(0, size);
+        return;
+    }
     if (size < ETH_ZLEN) {
         /* the MAC pads short frames */
         uint8_t buf[ETH_ZLEN] = { 0 };
@@ -560,6 +566,10 @@ void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val)
                       "with 0x0C30\n", q, val);
         return;
     }
+    if (e810_fault_tx_hung(core, q)) {
+        /* e810-fault-tx-hang: the doorbell waits for the resume */
+        return;
+    }
     base = tx_ctx_bits(ctx, sizeof(core->txq_ctx[q]), 0, 57) << 7;
     qlen = tx_ctx_bits(ctx, sizeof(core->txq_ctx[q]), 135, 13);
     tail = val & QTX_COMM_HEAD_HEAD_M;
@@ -574,6 +584,14 @@ void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val)
         return;
     }
     e810_txq_process(core, q, base, qlen, tail);
+}
+
+/* e810-fault-tx-hang resumed: act on the last doorbell of queue q */
+void e810_txq_kick(E810Core *core, uint32_t q)
+{
+    if (q < E810_NUM_QUEUES && core->txq_enabled[q]) {
+        e810_txq_dbell_write(core, q, core->qtx_comm_dbell[q]);
+    }
 }
 
 void e810_txq_reset(E810Core *core)
