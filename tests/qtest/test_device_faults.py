@@ -733,3 +733,53 @@ async def test_at_most_eight_aq_faults(rig: Rig) -> None:
     ans = await rig.qmp.call("e810-fault-aq", opcode=0x200, error=AQ_RC_EIO)
     assert "at most 8 admin-queue faults" in ans["error"]["desc"]
     assert len(await query(rig)) == 8
+
+
+# --------------------------------------------------------------------------- migration
+
+async def wait_migrated(qmp: EventQmp) -> None:
+    for _ in range(400):
+        st = (await qmp.cmd("query-migrate")).get("status")
+        if st == "completed":
+            return
+        assert st not in ("failed", "cancelled"), st
+        await asyncio.sleep(0.05)
+    raise AssertionError("migration did not complete")
+
+
+async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> None:
+    """The ``e810/faults`` subsection: armed faults, counters and the link-flap timer
+    arrive on the destination, which brings the link back up on its own clock."""
+    await rig.qmp.cmd("e810-fault-irq", vector=2, action="drop", count=3)
+    await rig.qmp.cmd("e810-fault-aq", opcode=0x0C30, error=AQ_RC_EIO, count=0)
+    await rig.qmp.cmd("e810-fault-tx-hang", queue=4, enable=True)
+    await rig.qmp.cmd("e810-link-flap", **{"down-ms": 500})
+    out, _ = await aq.send(AqDesc(OPC_ADD_TXQS))
+    assert out.retval == AQ_RC_EIO
+    before = await query(rig)
+    assert len(before) == 4
+    with tempfile.TemporaryDirectory(prefix="e810mig-") as tmp:
+        await rig.qmp.cmd("migrate", uri=f"file:{tmp}/state")
+        await wait_migrated(rig.qmp)
+        dst = qemu_or_skip()
+        sock = f"{tmp}/qmp-dst.sock"
+        dst.args = [*qtest_args("id=nic0", f"msix-vectors={MSIX_VECTORS}"),
+                    "-qmp", f"unix:{sock},server=on,wait=off",
+                    "-incoming", f"file:{tmp}/state"]
+        async with dst:
+            qmp = await EventQmp.connect(sock)
+            try:
+                for _ in range(400):
+                    if (await qmp.cmd("query-status"))["status"] == "running":
+                        break
+                    await asyncio.sleep(0.05)
+                after: list[dict[str, Any]] = await qmp.cmd("e810-query-faults")
+                assert after == before
+                await dst.clock_step(1000 * MS)
+                evs = await qmp.faults()
+                assert [(e["kind"], e["detail"]) for e in evs] == [("link-up", "flap over")], \
+                    "the flap's timer came along"
+                kinds = [f["kind"] for f in await qmp.cmd("e810-query-faults")]
+                assert kinds == ["aq-error", "irq-drop", "tx-hang"]
+            finally:
+                await qmp.close()
