@@ -87,6 +87,12 @@ class EventQmp(Qmp):
         super().__init__(reader, writer)
         self.events: list[dict[str, Any]] = []
 
+    @classmethod
+    async def open(cls, path: str) -> EventQmp:
+        q = await cls.connect(path)
+        assert isinstance(q, EventQmp)
+        return q
+
     async def _read(self) -> dict[str, Any]:
         msg = await super()._read()
         if "event" in msg:
@@ -139,7 +145,7 @@ async def rig() -> AsyncIterator[Rig]:
                   "-qmp", f"unix:{sock},server=on,wait=off"]
         async with q:
             dev = await PciDevice.setup(q, E810_VENDOR, E810_DEVICE)
-            qmp = await EventQmp.connect(sock)
+            qmp = await EventQmp.open(sock)
             try:
                 yield Rig(q, dev, qmp, DmaArena())
             finally:
@@ -767,7 +773,7 @@ async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> 
                     "-qmp", f"unix:{sock},server=on,wait=off",
                     "-incoming", f"file:{tmp}/state"]
         async with dst:
-            qmp = await EventQmp.connect(sock)
+            qmp = await EventQmp.open(sock)
             try:
                 for _ in range(400):
                     if (await qmp.cmd("query-status"))["status"] == "running":
