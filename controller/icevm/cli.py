@@ -126,6 +126,17 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--errnos", default=",".join(errno_name(e) for e in MATRIX_ERRNOS),
                    metavar="E,E,…", help="errnos to try (default: %(default)s)")
     _add_fault_vm_options(m)
+
+    sh = sub.add_parser(
+        "shell", help="an interactive fault shell on a guest (boots one, or --attach)",
+        description="A REPL of icevm verbs and raw QMP commands on a running guest: boots one "
+                    "(the same options as `icevm boot`) or attaches to one `icevm boot` runs. "
+                    "With stdin not a terminal, runs the verbs line by line and exits non-zero "
+                    "at the first that fails. `help` at the prompt lists the verbs.")
+    _add_vm_options(sh)
+    sh.add_argument("--attach", metavar="RUN_DIR", default=None,
+                    help="the run directory of a guest `icevm boot` runs (the VM options "
+                         "are then ignored)")
     return p
 
 
@@ -204,6 +215,9 @@ async def cmd_boot(args: argparse.Namespace) -> int:
                 await vm.wait_ready()
                 out.print(f"guest agent  ready after {vm.boot_seconds:.1f} s "
                           f"(guest ready after {vm.ready_seconds:.1f} s)", markup=False)
+                # qga.sock serves one client: leave it to `icevm shell --attach` and others.
+                await vm.release_agent()
+                out.print(f"attach       icevm shell --attach {f.run_dir}", markup=False)
             except VMError as e:
                 if not vm.running:
                     raise
@@ -419,8 +433,16 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     return EXIT_CODES[worst]
 
 
+async def cmd_shell(args: argparse.Namespace) -> int:
+    from . import shell
+
+    vm = (shell.AttachedVM(args.attach, boot_timeout=args.boot_timeout, notify=_note)
+          if args.attach is not None else _vm(args))
+    return await shell.run(vm, boot=_boot, notify=_note)
+
+
 COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs,
-            "fault": cmd_fault, "matrix": cmd_matrix}
+            "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell}
 
 
 async def _main(coro: Coroutine[Any, Any, int]) -> int:

@@ -353,6 +353,13 @@ class VM:
             self.boot_seconds = time.monotonic() - self._t0
         return self.boot_seconds
 
+    async def release_agent(self) -> None:
+        """Close this controller's guest agent connection: QEMU's ``qga.sock`` serves one
+        client at a time, so another tool (``icevm shell --attach``) can then use the agent.
+        :meth:`wait_for_agent` connects again."""
+        if self._agent is not None:
+            await self._agent.close()
+
     # ------------------------------------------------------------------ watching QEMU
 
     def _qemu_log_tail(self) -> str | None:
