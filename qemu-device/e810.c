@@ -87,6 +87,9 @@ struct E810State {
     uint64_t dsn;
     bool aer;
 
+    /* migration: the backend's carrier (NetClientState.link_down) */
+    bool mig_link_down;
+
     E810Core core;
 };
 
@@ -466,6 +469,47 @@ static const VMStateDescription e810_vmstate_datapath = {
 };
 
 /*
+ * The device's configuration and the backend's carrier.  The properties
+ * that size the state (vectors, queues) must match on both sides, else
+ * the load fails with a clear message rather than a guest that sees its
+ * MSI-X table or queues change under it.  QEMU does not migrate a NIC's
+ * NetClientState.link_down (set_link): without it a link taken down on the
+ * source would come back up on the destination with no link event, so it
+ * travels here and post_load puts it back, as e1000 does from its STATUS.
+ * intr_count is the interrupt counter QMP reads back.
+ */
+static int e810_config_pre_save(void *opaque)
+{
+    E810State *s = opaque;
+
+    s->mig_link_down = qemu_get_queue(s->nic)->link_down;
+    return 0;
+}
+
+static int e810_config_post_load(void *opaque, int version_id)
+{
+    E810State *s = opaque;
+
+    qemu_get_queue(s->nic)->link_down = s->mig_link_down;
+    return 0;
+}
+
+static const VMStateDescription e810_vmstate_config = {
+    .name = "e810/config-link",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .pre_save = e810_config_pre_save,
+    .post_load = e810_config_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32_EQUAL(msix_vectors, E810State, NULL),
+        VMSTATE_UINT32_EQUAL(num_queues, E810State, NULL),
+        VMSTATE_BOOL(mig_link_down, E810State),
+        VMSTATE_UINT64(core.intr_count, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/*
  * DDP package, flexible-pipeline tables (current and the package's
  * defaults, restored by a PF reset), profile/TCAM id pools and RSS
  * keys/LUTs (e810_ddp.c, e810_rss.c).
@@ -483,10 +527,33 @@ static const VMStateDescription e810_vmstate_ddp = {
     }
 };
 
+/*
+ * Control queues: the admin queue engine runs a command to completion
+ * inside the ATQ tail write (e810_adminq.c), so between two vCPU
+ * instructions no command is half-done in the device: the in-flight state
+ * is the ring registers above plus the descriptors and buffers in guest
+ * RAM (a command the driver posted but whose tail write has not happened
+ * yet is still the driver's).  The indices are masked to their register
+ * fields as the register writes do.
+ */
+static int e810_post_load(void *opaque, int version_id)
+{
+    E810State *s = opaque;
+
+    for (int i = 0; i < E810_CQ_NUM; i++) {
+        E810CtlQ *q = &s->core.cq[i];
+
+        q->head &= PF_FW_ATQH_ATQH_M;
+        q->tail &= PF_FW_ATQH_ATQH_M;
+    }
+    return 0;
+}
+
 static const VMStateDescription e810_vmstate = {
     .name = "e810",
     .version_id = 1,
     .minimum_version_id = 1,
+    .post_load = e810_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_PCI_DEVICE(parent_obj, E810State),
         VMSTATE_MSIX(parent_obj, E810State),
@@ -567,6 +634,8 @@ static const VMStateDescription e810_vmstate = {
     .subsections = (const VMStateDescription * const []) {
         &e810_vmstate_datapath,
         &e810_vmstate_ddp,
+        &e810_vmstate_config,
+        &e810_vmstate_fault,            /* e810_fault.c */
         NULL
     }
 };
