@@ -21,6 +21,9 @@ Shape (every socket and log lives in the run directory)::
       -device pcie-root-port,id=rp0,chassis=1,slot=1
       -netdev user,id=net0 -device e810,bus=rp0,netdev=net0,mac=52:54:00:12:34:56
 
+With ``VMConfig(incoming=<file>)`` the same command line ends in ``-incoming file:<file>``:
+QEMU loads a state :mod:`icevm.snapshot` saved (from the identical command line) and runs it.
+
 With ``NicConfig(backend="socket")`` the netdev is a pair of unix datagram sockets in the run
 directory instead of slirp, the controller holding the other end (:mod:`icevm.netdev`)::
 
@@ -157,6 +160,10 @@ class VMConfig:
     agent: bool = True
     #: Appended verbatim at the end.
     extra_args: Sequence[str] = ()
+    #: Start from this saved state (a migration stream in a file, :mod:`icevm.snapshot`)
+    #: instead of booting: ``-incoming file:<path>``. The rest of the configuration must be
+    #: the one the state was saved from.
+    incoming: Path | None = None
 
     @property
     def files(self) -> RunFiles:
@@ -193,6 +200,11 @@ def validate(cfg: VMConfig) -> None:
         if cfg.nic.backend == "socket" and cfg.nic.netdev != NicConfig.netdev:
             raise UsageError(f"backend='socket' makes its own netdev; netdev={cfg.nic.netdev!r} "
                              "cannot be given with it")
+    if cfg.incoming is not None and ("," in os.fspath(cfg.incoming)
+                                     or not cfg.incoming.is_absolute()):
+        # QEMU's file: URI ends at ",offset=": a comma cannot be escaped in it.
+        raise UsageError(f"a saved state must be an absolute path without commas, not "
+                         f"{os.fspath(cfg.incoming)!r}")
 
 
 def netdev_arg(cfg: VMConfig) -> str:
@@ -269,5 +281,9 @@ def build_argv(cfg: VMConfig) -> list[str]:
             "-netdev", netdev_arg(cfg),
             "-device", f"{n.device},id={n.id},bus=rp0,netdev=net0,mac={n.mac}{props}",
         ]
+    if cfg.incoming is not None:
+        # Loads the state at start-up, then runs it (no -S): the guest carries on where it
+        # was saved, its agent and its gdbstub reachable on this run's sockets.
+        argv += ["-incoming", f"file:{os.fspath(cfg.incoming)}"]
     argv += list(cfg.extra_args)
     return argv

@@ -1,4 +1,5 @@
-"""Fault scenarios: boot a fresh guest → arm a fault → trigger → observe → verdict.
+"""Fault scenarios: a fresh guest (restored from its post-boot state) → arm a fault → trigger →
+observe → verdict.
 
 ::
 
@@ -9,11 +10,15 @@
     verdict.outcome        # Outcome.PASS / DRIVER_BUG / HARNESS_ERROR
     verdict.to_json()
 
-One :class:`Scenario` is one fresh VM (its run directory keeps the console log). What happens in
-it, for a fault at ``ip link set up`` (``request-irq``, ``rmap``):
+One :class:`Scenario` is one fresh VM (its run directory keeps the console log), started from
+the post-boot saved state of its configuration (:mod:`icevm.snapshot`: the first scenario of a
+configuration boots and saves it, the others restore it in well under a second; ``fresh=True``
+or ``ICEVM_SNAPSHOTS=0`` boots each). :func:`run_matrix` runs ``jobs`` of them side by side, each
+VM with its own run directory and sockets. What happens in one, for a fault at ``ip link set
+up`` (``request-irq``, ``rmap``):
 
-1. boot; find the e810 (vendor 0x8086, class 0x0200xx), its netdev, its queues, and from the
-   probe's log whether the driver is in Safe Mode or full mode;
+1. boot (or restore); find the e810 (vendor 0x8086, class 0x0200xx), its netdev, its queues,
+   and from the probe's log whether the driver is in Safe Mode or full mode;
 2. read ``/proc/interrupts`` + ``/sys/kernel/irq/*/actions`` + ``/proc/irq/*/smp_affinity_list``;
 3. arm the fault (:func:`icevm.faults.arm`: kallsyms through the agent, ``ice.ko`` call sites,
    the gdbstub);
@@ -39,6 +44,7 @@ guest) and ``verdict.json``; :func:`icevm.verdicts.load_observation` + ``judge``
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import re
@@ -47,7 +53,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import faults, paths
+from . import faults, paths, snapshot
 from .errors import BuildError, IcevmError, UsageError
 from .faults import MODULES, FaultSpec
 from .guest_image import GuestArtifacts, guest_artifacts
@@ -240,10 +246,12 @@ class _Guest:
 # ------------------------------------------------------------------------------ running
 
 async def run(scenario: Scenario, *, notify: Notify | None = None,
-              datapath: DatapathHook | None = None) -> Verdict:
-    """Run ``scenario`` on a fresh VM and judge it. Never raises for what goes wrong in the
-    VM or the harness (that is a ``HARNESS-ERROR`` verdict); :class:`UsageError` for a bad
-    scenario."""
+              datapath: DatapathHook | None = None, fresh: bool | None = None) -> Verdict:
+    """Run ``scenario`` on a fresh VM and judge it. The VM starts from the post-boot saved
+    state of its configuration (:mod:`icevm.snapshot`; the first run of a configuration boots
+    and saves it); ``fresh=True`` (or ``ICEVM_SNAPSHOTS=0``) boots every time. Never raises
+    for what goes wrong in the VM or the harness (that is a ``HARNESS-ERROR`` verdict);
+    :class:`UsageError` for a bad scenario."""
     scenario.validate()
     t0 = time.monotonic()
     obs = Observation(scenario.fault, scenario.guest, scenario.cpus, scenario.module)
@@ -260,21 +268,33 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
         return judge(obs)
 
     load = scenario.fault.site_def.trigger == "load"
-    vm = VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
-            memory_mb=scenario.memory_mb, iommu=scenario.iommu,
-            append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
-            kernel=art.vmlinux, initrd=art.initrd,
-            boot_timeout=scenario.boot_timeout, notify=notify)
-    r = _Run(vm, scenario, art, obs, say, datapath)
+    made: list[VM] = []
+
+    def new_vm() -> VM:
+        made.append(VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
+                       memory_mb=scenario.memory_mb, iommu=scenario.iommu,
+                       append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
+                       kernel=art.vmlinux, initrd=art.initrd,
+                       boot_timeout=scenario.boot_timeout, notify=notify))
+        return made[-1]
+
+    r: _Run | None = None
     try:
-        say(f"{scenario.label}: booting")
-        async with vm:
+        say(f"{scenario.label}: starting")
+        vm = await snapshot.ready_vm(new_vm, use=None if fresh is None else not fresh,
+                                     notify=notify)
+        try:
+            say(f"{scenario.label}: guest ready ({vm.started_from}, "
+                f"{vm.ready_seconds or 0.0:.1f} s)")
             obs.accel = vm.accel
+            r = _Run(vm, scenario, art, obs, say, datapath)
             try:
                 await (r.load() if load else r.open())
             except BaseException:
-                obs.vm_alive = vm.running  # before leaving the VM stops it
+                obs.vm_alive = vm.running  # before closing the VM stops it
                 raise
+        finally:
+            await vm.close()
     except IcevmError as e:
         obs.error = str(e)
     except TimeoutError as e:
@@ -282,12 +302,13 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     except OSError as e:  # QEMU could not start (being rebuilt, …), a socket vanished
         obs.error = f"{type(e).__name__}: {e}"
     finally:
-        if vm.config is not None and obs.error is not None and "console log:" not in obs.error:
-            obs.error = f"{obs.error}; console log: {vm.files.console_log}"
-        if vm.config is not None:
-            obs.run_dir = str(vm.run_dir)
-            obs.console = vm.console.lines()[r.console_mark:]
-            if not vm.agent_ready:
+        vm_ = made[-1] if made else None
+        if vm_ is not None and vm_.config is not None:
+            if obs.error is not None and "console log:" not in obs.error:
+                obs.error = f"{obs.error}; console log: {vm_.files.console_log}"
+            obs.run_dir = str(vm_.run_dir)
+            obs.console = vm_.console.lines()[r.console_mark if r is not None else 0:]
+            if not vm_.agent_ready:
                 obs.vm_alive = False
     obs.seconds = time.monotonic() - t0
     v = judge(obs)
@@ -432,14 +453,32 @@ def matrix(template: Scenario, errnos: Sequence[int] = faults.MATRIX_ERRNOS) -> 
 
 async def run_matrix(scenarios: Sequence[Scenario], *, notify: Notify | None = None,
                      on_verdict: Callable[[Verdict], None] | None = None,
-                     datapath: DatapathHook | None = None) -> list[Verdict]:
-    """Run ``scenarios`` one after the other (each on its own VM)."""
-    out: list[Verdict] = []
-    for i, sc in enumerate(scenarios, 1):
-        if notify is not None:
-            notify(f"[{i}/{len(scenarios)}] {sc.label}")
-        v = await run(sc, notify=notify, datapath=datapath)
-        out.append(v)
+                     datapath: DatapathHook | None = None, jobs: int = 1,
+                     fresh: bool | None = None) -> list[Verdict]:
+    """Run ``scenarios``, each on its own VM, ``jobs`` at a time (each VM has its own run
+    directory, sockets and gdbstub); the verdicts come back in the order of ``scenarios``,
+    ``on_verdict`` is called as each is judged. ``fresh``: as for :func:`run`. With snapshots,
+    the first scenario of each configuration boots and saves it while the others of that
+    configuration wait for it (one boot per configuration, not one per job)."""
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, not {jobs}")
+    out: list[Verdict | None] = [None] * len(scenarios)
+    sem = asyncio.Semaphore(jobs)
+
+    async def one(i: int, sc: Scenario) -> None:
+        async with sem:
+            if notify is not None:
+                notify(f"[{i + 1}/{len(scenarios)}] {sc.label}")
+            v = await run(sc, notify=notify, datapath=datapath, fresh=fresh)
+        out[i] = v
         if on_verdict is not None:
             on_verdict(v)
-    return out
+
+    tasks = [asyncio.ensure_future(one(i, sc)) for i, sc in enumerate(scenarios)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return [v for v in out if v is not None]

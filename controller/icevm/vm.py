@@ -39,7 +39,7 @@ import re
 import signal
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -161,6 +161,7 @@ class VM:
         qemu: Path | None = None,
         firmware_dir: Path | None = None,
         notify: accel_mod.Notify | None = accel_mod.stderr_note,
+        incoming: Path | None = None,
     ) -> None:
         self.variant = variant
         self.requested_accel = accel
@@ -179,6 +180,12 @@ class VM:
         self._firmware = firmware_dir
         self._notify = notify
         self._given_run_dir = run_dir
+        #: Restore this saved state (:mod:`icevm.snapshot`) instead of booting: ready when the
+        #: agent answers (the ready marker was printed before the state was saved).
+        self.incoming = incoming
+        #: How the guest came up: ``boot``, ``restore`` (from :attr:`incoming`) or ``boot+save``.
+        self.started_from = "boot" if incoming is None else "restore"
+        self._resolved: VMConfig | None = None
 
         self.config: VMConfig | None = None
         self.argv: list[str] = []
@@ -275,13 +282,20 @@ class VM:
             append=self.append, nic=self.nic, iommu=self.iommu, extra_args=self.extra_args,
         )
 
+    async def resolve_config(self) -> VMConfig:
+        """The configuration :meth:`start` will use, without :attr:`incoming` (resolved once:
+        artefacts, accelerator, run directory); :mod:`icevm.snapshot` keys saved states by it."""
+        if self._resolved is None:
+            self._resolved = await self._resolve_config()
+        return self._resolved
+
     async def start(self) -> None:
         """Start QEMU and connect QMP; unless ``wait_agent=False``, also wait for the guest
         agent and the ready marker (:meth:`wait_ready`). On any failure QEMU is stopped."""
         if self._proc is not None:
             raise VMError("the VM was already started")
         try:
-            self.config = await self._resolve_config()
+            self.config = replace(await self.resolve_config(), incoming=self.incoming)
             self.argv = build_argv(self.config)
             await self._spawn()
             await self._guard(self._connect_qmp(), "connecting QMP", QMP_CONNECT_TIMEOUT)
@@ -291,11 +305,33 @@ class VM:
                 await self._guard(self._net.connect(), "connecting to QEMU's netdev socket",
                                   QMP_CONNECT_TIMEOUT)
             self._agent = Agent(self.files.qga_sock)
+            if self.config.incoming is not None:
+                await self._guard(self._resume_incoming(), "loading the saved state",
+                                  self.boot_timeout)
             if self.wait_agent:
                 await self.wait_ready()
         except BaseException:
             await self.close()
             raise
+
+    async def _resume_incoming(self) -> None:
+        """Wait until QEMU has loaded :attr:`incoming`, then run the guest (a state saved
+        stopped loads stopped)."""
+        assert self._qmp is not None
+        delay = 0.005
+        while True:
+            r: Any = await self._qmp.execute("query-migrate")
+            status = r.get("status") if isinstance(r, dict) else None
+            if status == "completed":
+                break
+            if status in ("failed", "cancelled"):
+                raise VMError(f"loading the saved state {self.incoming} {status}: "
+                              f"{r.get('error-desc', 'see qemu.log')}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        st: Any = await self._qmp.execute("query-status")
+        if not (isinstance(st, dict) and st.get("running")):
+            await self._qmp.execute("cont")
 
     async def _spawn(self) -> None:
         assert self.config is not None
@@ -333,7 +369,7 @@ class VM:
         :attr:`ready_seconds`."""
         left = self.boot_timeout - (time.monotonic() - self._t0)
         await self.wait_for_agent(left)
-        if self.ready_marker is not None and self.ready_seconds is None:
+        if self.ready_marker is not None and self.ready_seconds is None and self.incoming is None:
             left = max(1.0, self.boot_timeout - (time.monotonic() - self._t0))
             await self._guard(
                 self.console.wait_for(re.escape(self.ready_marker), left),
