@@ -125,6 +125,8 @@ def parser() -> argparse.ArgumentParser:
                                    "the other; print a summary table. " + VERDICT_EXIT_HELP)
     m.add_argument("--errnos", default=",".join(errno_name(e) for e in MATRIX_ERRNOS),
                    metavar="E,E,…", help="errnos to try (default: %(default)s)")
+    m.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="run N scenarios side by side, each on its own VM (default: 1)")
     _add_fault_vm_options(m)
 
     sh = sub.add_parser(
@@ -411,6 +413,8 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     errnos = [parse_errno(e) for e in args.errnos.split(",") if e.strip()]
     if not errnos:
         raise UsageError("matrix: --errnos is empty")
+    if args.jobs < 1:
+        raise UsageError(f"matrix: --jobs must be at least 1, not {args.jobs}")
     template = _scenario_template(args, FaultSpec("misc", errnos[0]))
     todo = scenarios.matrix(template, errnos)
     _note(f"matrix: {len(todo)} scenarios, each on a fresh {args.variant} guest")
@@ -418,7 +422,7 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     def done(v: verdicts.Verdict) -> None:
         _note(f"{v.observation.spec.label}: {v.outcome}: {v.summary}")
 
-    results = await scenarios.run_matrix(todo, notify=_note, on_verdict=done)
+    results = await scenarios.run_matrix(todo, notify=_note, on_verdict=done, jobs=args.jobs)
     if args.json:
         print(json.dumps([v.to_json() for v in results], indent=2))
     else:
