@@ -600,7 +600,7 @@ async def wait_fired(vm: VM, kind: str, *, since: int = 0, timeout: float = 30.0
 # ------------------------------------------------------------------------------ one run
 
 #: The rebuild after a reset ended (``ice_vsi_rebuild_by_type`` / ``ice_rebuild``).
-REBUILD_END = re.compile(r"VSI rebuilt\. VSI index \d+, type PF|"
+REBUILD_END = re.compile(r"VSI rebuilt\. VSI index \d+, type (?:ICE_VSI_)?PF\b|"
                          r"Rebuild failed, unload and reload driver")
 
 

@@ -697,7 +697,7 @@ TX_TIMEOUT = re.compile(r"NETDEV WATCHDOG: .*transmit queue \d+ timed out|"
 #: ``ice_tx_timeout`` giving up: the device is left down.
 TX_TIMEOUT_FATAL = re.compile(r"tx_timeout recovery unsuccessful")
 #: A rebuild after a reset that ended well (``ice_vsi_rebuild_by_type``) or badly.
-REBUILT = re.compile(r"VSI rebuilt\. VSI index \d+, type PF")
+REBUILT = re.compile(r"VSI rebuilt\. VSI index \d+, type (?:ICE_VSI_)?PF\b")
 REBUILD_FAILED = re.compile(r"Rebuild failed, unload and reload driver|PF VSI rebuild failed")
 
 

@@ -292,7 +292,7 @@ TX_TIMEOUT_LOG = [
     "[   40.1] ice 0000:01:00.0 eth0: tx_timeout: VSI_num: 3, Q 0, NTC: 0x0, HW_HEAD: 0x9, "
     "NTU: 0x9, INT: 0x0",
     "[   40.1] ice 0000:01:00.0 eth0: tx_timeout recovery level 1, txqueue 0",
-    "[   41.0] ice 0000:01:00.0: VSI rebuilt. VSI index 0, type PF",
+    "[   41.0] ice 0000:01:00.0: VSI rebuilt. VSI index 0, type ICE_VSI_PF",
 ]
 
 

@@ -66,7 +66,7 @@ LINK_DOWN = re.compile(r"NIC Link is Down")
 LINK_UP = re.compile(r"NIC Link is up ")
 WATCHDOG = re.compile(r"NETDEV WATCHDOG: CPU: \d+: transmit queue \d+ timed out")
 TX_TIMEOUT = re.compile(r"tx_timeout recovery level (\d+), txqueue (\d+)")
-REBUILT = re.compile(r"VSI rebuilt\. VSI index \d+, type PF")
+REBUILT = re.compile(r"VSI rebuilt\. VSI index \d+, type (?:ICE_VSI_)?PF\b")
 REBUILD_FAILED = re.compile(r"Rebuild failed, unload and reload driver")
 
 
@@ -278,7 +278,7 @@ async def test_aq_error_during_open_fails_with_eio_and_leaves_no_irq(nic: VM) ->
     assert trigger.message == "ip: SIOCSIFFLAGS: Input/output error"
     assert any(TXQ_CTX_FAILED in ln for ln in log), log
     assert any(OPEN_FAILED.search(ln) for ln in log), log
-    assert "0x0C30" in ev.detail.upper() and ev.remaining == 0, ev
+    assert "0x0c30" in ev.detail.lower() and ev.remaining == 0, ev
     assert all(f.remaining == 0 for f in left if f.kind == "aq"), left
     assert txrx(recovered) == [TXRX0]
     assert irq_total(after, f"ice-{IF}-TxRx-0") == 0
@@ -301,7 +301,7 @@ async def test_aq_delay_within_the_drivers_timeout_only_slows_the_open(nic: VM) 
         events=[e.kind for e in rec.fired()], kernel_log=await rec.log(),
         follow_up=[up]))
     assert v.outcome is Outcome.PASS, v.summary
-    assert "0x0C30" in ev.detail.upper(), ev
+    assert "0x0c30" in ev.detail.lower(), ev
     assert txrx(st) == [TXRX0]
 
 
@@ -339,8 +339,14 @@ async def test_aq_delay_past_the_drivers_timeout_fails_the_open_then_recovers(ni
 
 async def test_spurious_interrupts_are_tolerated(nic: VM) -> None:
     """Interrupts with no cause on the queue vector (ice_msix_clean_rings: schedule NAPI,
-    nothing to clean) and on the misc vector (ice_misc_intr: PFINT_OICR reads 0): the counts
-    rise by at least what was sent, nothing is logged, traffic still flows."""
+    nothing to clean, ice_napi_poll re-enables the vector) and on the misc vector
+    (ice_misc_intr: PFINT_OICR reads 0; the thread re-enables it): each one is counted,
+    nothing is logged, and the queue vector keeps working (traffic); the link tests that
+    follow need the misc vector's ARQ interrupts.
+
+    One at a time, each waited for: MSI messages sent back to back to one vector coalesce in
+    the local APIC (one IRR bit), so "5 at once" is one interrupt in the guest, as on real
+    hardware."""
     vm = nic
     await needs(vm, "e810-fault-irq")
     await configure(vm)
@@ -349,25 +355,30 @@ async def test_spurious_interrupts_are_tolerated(nic: VM) -> None:
     q_vec, misc_vec = msix_entry(before, TXRX0), msix_entry(before, misc)
     assert q_vec != misc_vec
     rec = await Recorder(vm).start()
-    specs = [df.parse(f"irq-spurious:{q_vec}:5"), df.parse(f"irq-spurious:{misc_vec}:3")]
-    for f in specs:
-        await df.arm(vm, f)
+    specs = []
+    for action, vec, n in ((TXRX0, q_vec, 3), (misc, misc_vec, 3)):
+        for _ in range(n):
+            count0 = irq_total(await irq_state(vm), action)
+            f = df.parse(f"irq-spurious:{vec}")
+            specs.append(f)
+            await df.arm(vm, f)
 
-    async def counted() -> bool:
-        return len(rec.fired("irq-spurious")) >= 2
+            async def counted(action: str = action, count0: int = count0) -> bool:
+                return irq_total(await irq_state(vm), action) > count0
 
-    assert await until(counted, 10), [str(e) for e in rec.fired()]
+            assert await until(counted, 10), f"{f}: {action}'s count did not move"
     after = await irq_state(vm)
     ok, summary = await ping_host(vm)
     v = verdict(DeviceFaultObservation(
-        faults=[str(f) for f in specs], expected_events=["irq-spurious"],
+        faults=sorted({str(f) for f in specs}), expected_events=["irq-spurious"],
         events=[e.kind for e in rec.fired()], before=before, after=after,
         kernel_log=await rec.log(), traffic_ok=ok, traffic_detail=summary))
     assert v.outcome is Outcome.PASS, v.summary
-    assert irq_total(after, TXRX0) - irq_total(before, TXRX0) >= 5
+    assert irq_total(after, TXRX0) - irq_total(before, TXRX0) >= 3
     assert irq_total(after, misc) - irq_total(before, misc) >= 3
-    details = " | ".join(e.detail for e in rec.fired("irq-spurious"))
-    assert f"vector {q_vec}" in details and f"vector {misc_vec}" in details, details
+    details = [e.detail for e in rec.fired("irq-spurious")]
+    assert len(details) == 6, details
+    assert f"vector {q_vec}" in details[0] and f"vector {misc_vec}" in details[-1], details
 
 
 # --------------------------------------------------------------------------- link
@@ -490,8 +501,8 @@ async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM) -> No
 async def test_corer_rebuilds_and_the_vectors_and_traffic_come_back(nic: VM) -> None:
     """CORER signalled like hardware (GLGEN_RSTAT type + PFINT_OICR GRST): ice_misc_intr sets
     ICE_CORER_RECV, ice_reset_subtask → ice_prepare_for_reset (frees the queue vectors with
-    the VSI) → ice_rebuild → ice_vsi_rebuild_by_type ("VSI rebuilt. VSI index N, type PF") →
-    ice_ena_vsi → ice_open_internal, which requests them again."""
+    the VSI) → ice_rebuild → ice_vsi_rebuild_by_type ("VSI rebuilt. VSI index N, type
+    ICE_VSI_PF") → ice_ena_vsi → ice_open_internal, which requests them again."""
     vm = nic
     await needs(vm, "e810-reset")
     await configure(vm)
