@@ -47,7 +47,7 @@ from rich.console import Console
 from . import paths
 from .agent import Agent
 from .cmdline import NicConfig, RunFiles, VMConfig
-from .console import classify, strip_timestamp
+from .console import classify
 from .errors import IcevmError, UsageError, VMError
 from .shell_verbs import Session, completions, format_event
 from .vm import QMP_READBUF, VM, QmpEvent
@@ -252,14 +252,22 @@ def _out(interactive: bool) -> Console:
 ICE_MESSAGE = re.compile(r"\bice [0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.\d[: ]")
 
 
+#: The kernel's timestamp, wherever it is in the line (the guest's shell prompt on the same
+#: serial console may come first).
+KERNEL_TIMESTAMP = re.compile(r"\[\s*\d+\.\d+\]\s?")
+
+
 def console_note(line: str) -> str | None:
     """What the shell prints for a new console line: a kernel complaint (WARN, BUG, Oops,
-    panic, …) or a message of the ice driver; ``None`` for anything else."""
-    kind = classify(line)
-    if kind is not None and "[ cut here ]" not in line:
-        return f"console {kind}: {strip_timestamp(line)}"
-    if ICE_MESSAGE.search(line):
-        return f"console: {strip_timestamp(line)}"
+    panic, …) or a message of the ice driver, without its timestamp; ``None`` for anything
+    else."""
+    m = KERNEL_TIMESTAMP.search(line)
+    text = line[m.end():] if m is not None else line
+    kind = classify(text)
+    if kind is not None and "[ cut here ]" not in text:
+        return f"console {kind}: {text}"
+    if (m := ICE_MESSAGE.search(text)) is not None:
+        return f"console: {text[m.start():]}"
     return None
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -207,7 +208,7 @@ def test_verb_arguments_complete() -> None:
     assert completions("qmp query-stat", QMP) == ["query-stats", "query-status"]
 
 
-SCHEMA = [
+SCHEMA: list[dict[str, Any]] = [
     {"name": "set_link", "meta-type": "command", "arg-type": "7", "ret-type": "0"},
     {"name": "stop", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
     {"name": "7", "meta-type": "object",
@@ -277,6 +278,10 @@ def test_console_notes_are_complaints_and_ice_messages() -> None:
         "console double_free_irq: Trying to free already-free IRQ 27"
     assert shell.console_note("[ 2.0] ice 0000:01:00.0 eth0: NIC Link is Down") == \
         "console: ice 0000:01:00.0 eth0: NIC Link is Down"
+    assert shell.console_note("/ # \x1b[6n[ 12.4] ice 0000:01:00.0 eth0: MSIX request_irq "
+                              "failed, error: -16") == \
+        "console: ice 0000:01:00.0 eth0: MSIX request_irq failed, error: -16"
+    assert shell.console_note("/ # [   14.9] WARNING: test") == "console warn: WARNING: test"
     assert shell.console_note("[ 2.0] ------------[ cut here ]------------") is None
     assert shell.console_note("[ 2.0] igb: Intel(R) Gigabit Ethernet Network Driver") is None
 

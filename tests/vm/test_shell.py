@@ -1,0 +1,247 @@
+"""``icevm shell`` on the real guest: the REPL through a pseudo-terminal (pexpect), script mode,
+attaching to a guest ``icevm boot`` runs, and the device-fault verbs.
+
+Each test runs the real command (``.venv/bin/icevm``) as a user would, booting its own guest
+under TCG; the run directory it prints is where the test looks for QEMU afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from .conftest import built
+
+pytestmark = pytest.mark.shell
+
+ICEVM = Path(sys.executable).parent / "icevm"
+BOOT = 400.0  # seconds a boot may take on a loaded 2-core machine (TCG)
+RUN_DIR = re.compile(r"run dir (\S+)")
+
+
+def on_screen(text: str) -> re.Pattern[str]:
+    """``text`` as the terminal shows it: prompt_toolkit may redraw part of a line, so escape
+    sequences can come between any two characters."""
+    return re.compile(r"(?:\x1b\[[0-9;?]*[a-zA-Z])*".join(map(re.escape, text)))
+
+
+def shell_env(tmp_path: Path) -> dict[str, str]:
+    return dict(os.environ, TERM="xterm", PROMPT_TOOLKIT_NO_CPR="1", COLUMNS="150",
+                ICEVM_SHELL_HISTORY=str(tmp_path / "history"))
+
+
+def qemu_of(run_dir: str) -> list[int]:
+    """The pids of processes whose command line names ``run_dir`` (QEMU's sockets)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            argv = (p / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in argv and run_dir.encode() in argv:
+            pids.append(int(p.name))
+    return pids
+
+
+def run_script(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(ICEVM), "shell", *args], input=script, text=True,
+                          capture_output=True, env=shell_env(tmp_path), timeout=BOOT + 300,
+                          check=False)
+
+
+def run_dir_of(stderr: str) -> str:
+    m = RUN_DIR.search(stderr)
+    assert m is not None, f"no run dir in:\n{stderr}"
+    return m.group(1)
+
+
+def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
+    built("safe")
+    c = pexpect.spawn(str(ICEVM), ["shell", "--accel", "tcg"], env=shell_env(tmp_path),
+                      encoding="utf-8", timeout=BOOT, dimensions=(50, 150))
+    log = tmp_path / "pty.log"
+    c.logfile_read = log.open("w")
+    prompt = "icevm>"
+    try:
+        c.expect(RUN_DIR)
+        assert isinstance(c.match, re.Match)
+        run_dir = c.match.group(1)
+        c.expect_exact(prompt)
+        c.timeout = 60
+        # Tab completes a QMP command (query-qmp-schema / query-commands) ...
+        c.send("query-statu\t")
+        c.expect(on_screen("query-status"))
+        c.send("\r")
+        c.expect(r'"status": "running"')
+        c.expect_exact(prompt)
+        # ... and a verb and its argument
+        c.send("wat\t")
+        c.expect(on_screen("watch"))
+        c.send(" irq\t")
+        c.expect(on_screen("irqs"))
+        c.send(" 2 0.2\r")
+        c.expect_exact("sample 2/2")
+        c.expect_exact(prompt)
+        # irqs: the ice misc vector
+        c.send("irqs\r")
+        c.expect(r"ice-0000:[0-9a-f]{2}:00\.0:misc")
+        c.expect_exact(prompt)
+        # QMP events print as they come
+        c.send("qmp stop\r")
+        c.expect(r"event \S+ STOP")
+        c.expect_exact(prompt)
+        c.send("qmp cont\r")
+        c.expect(r"event \S+ RESUME")
+        c.expect_exact(prompt)
+        # a guest command through the agent
+        c.send("exec uname -r\r")
+        c.expect_exact(kernel_release)
+        c.expect_exact(prompt)
+        # a kernel warning written two seconds later prints above the idle prompt
+        c.send('sh (sleep 2; echo "<4>WARNING: icevm shell pty test" > /dev/kmsg) '
+               ">/dev/null 2>&1 &\r")
+        c.expect_exact(prompt)
+        c.expect_exact("console warn: WARNING: icevm shell pty test")
+        # a failing command is an error line, not the end of the shell
+        c.send("exec false\r")
+        c.expect_exact("error: guest command 'false' exited with status 1")
+        c.expect_exact(prompt)
+        c.send("quit\r")
+        c.expect(pexpect.EOF)
+    finally:
+        c.close(force=True)
+    assert c.exitstatus == 0, log.read_text()
+    assert qemu_of(run_dir) == []
+    assert (Path(run_dir) / "console.log").is_file()
+    assert "query-status" in (tmp_path / "history").read_text()
+
+
+GOOD = """\
+# comments and blank lines are skipped
+
+irqs
+exec uname -r
+qmp query-status
+{"execute": "query-name"}
+watch irqs 2 0.2
+fault request-irq 0 EBUSY
+sh ip link set eth0 up; echo status=$?
+exec ip link set eth0 up
+irqs
+events 50
+"""
+
+
+def test_script_mode(tmp_path: Path, kernel_release: str) -> None:
+    built("safe")
+    r = run_script(GOOD, tmp_path, "--accel", "tcg")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    echoed = [ln.removeprefix("icevm> ") for ln in out.splitlines() if ln.startswith("icevm> ")]
+    assert echoed == [ln for ln in GOOD.splitlines() if ln and not ln.startswith("#")]
+    assert re.search(r"ice-0000:[0-9a-f]{2}:00\.0:misc", out)
+    assert kernel_release in out
+    assert '"status": "running"' in out
+    assert "sample 2/2" in out
+    # the host-side fault fired on the first open and was disarmed; the second open worked
+    assert "fault request-irq v0 EBUSY fired: attempt 1 call 1: ice-eth0-TxRx-0" in out
+    assert "status=2" in out and "Device or resource busy" in out
+    assert "MSIX request_irq failed, error: -16" in out  # the driver's own line, as it came
+    assert re.search(r"│\s+\d+ │\s+1 │.*ice-eth0-TxRx-0", out)
+    run_dir = run_dir_of(r.stderr)
+    assert qemu_of(run_dir) == []
+    assert f"console log kept: {run_dir}/console.log" in r.stderr
+
+
+def test_script_stops_at_the_first_failed_line(tmp_path: Path) -> None:
+    built("safe")
+    r = run_script("irqs\nfrobnicate eth0\nexec true\n", tmp_path, "--accel", "tcg")
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    run_dir = run_dir_of(r.stderr)
+    assert last == (f"icevm: line 2: frobnicate eth0: unknown verb 'frobnicate' (help lists "
+                    f"the verbs; any QMP command name works too); console log: "
+                    f"{run_dir}/console.log")
+    assert "icevm> irqs" in r.stdout and "icevm> exec true" not in r.stdout
+    assert qemu_of(run_dir) == []  # the VM is gone ...
+    assert "ICEVM-READY" in (Path(run_dir) / "console.log").read_text()  # ... its log kept
+
+    r = run_script("exec true\nexec false\nirqs\n", tmp_path, "--accel", "tcg")
+    assert r.returncode == 1
+    run_dir = run_dir_of(r.stderr)
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"icevm: line 2: exec false: guest command 'false' exited with status 1; "
+        f"console log: {run_dir}/console.log")
+    assert qemu_of(run_dir) == []
+
+
+def test_attach_to_icevm_boot(tmp_path: Path) -> None:
+    built("safe")
+    out = tmp_path / "boot.out"
+    with out.open("w") as f:
+        boot = subprocess.Popen([str(ICEVM), "boot", "--accel", "tcg"], stdout=f,
+                                stderr=subprocess.STDOUT, env=shell_env(tmp_path))
+    try:
+        deadline = time.monotonic() + BOOT
+        while "attach " not in out.read_text():
+            assert boot.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.5)
+        m = re.search(r"^attach\s+icevm shell --attach (\S+)$", out.read_text(), re.M)
+        assert m is not None, out.read_text()
+        run_dir = m.group(1)
+        [qemu] = qemu_of(run_dir)
+        for _ in range(2):  # twice: the first shell must leave QMP and the agent to the next
+            r = run_script("exec true\nirqs\n", tmp_path, "--attach", run_dir)
+            assert r.returncode == 0, r.stderr
+            assert f"attached to QEMU pid {qemu}" in r.stderr
+            assert re.search(r"ice-0000:[0-9a-f]{2}:00\.0:misc", r.stdout)
+            assert "VM stopped" not in r.stderr
+            assert qemu_of(run_dir) == [qemu] and boot.poll() is None  # still running
+    finally:
+        boot.send_signal(signal.SIGTERM)
+        rc = boot.wait(60)
+    assert rc == 143
+    assert qemu_of(run_dir) == []
+
+
+DEVICE = """\
+fault aq add_txqs EBUSY
+fault list
+sh ip link set eth0 up; echo status=$?
+fault clear
+reset corer
+sh sleep 10
+exec ip link set eth0 up
+irqs
+link down
+sh sleep 2; cat /sys/class/net/eth0/carrier
+link up
+"""
+
+
+def test_device_fault_verbs(tmp_path: Path) -> None:
+    built("safe")
+    r = run_script(DEVICE, tmp_path, "--accel", "tcg")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "armed: AQ add_txqs (0x0C30) answers EBUSY (12), next command" in out
+    assert "device: aq-error: opcode 0x0c30 (add_txqs) -> EBUSY (1 left, fired 0)" in out
+    assert re.search(r"event \S+ E810_FAULT aq-error: opcode 0x0c30 \(add_txqs\) -> EBUSY", out)
+    assert "status=2" in out
+    assert re.search(r"event \S+ E810_FAULT reset: corer", out)
+    assert re.search(r"│\s+\d+ │\s+1 │.*ice-eth0-TxRx-0", out)  # rebuilt, and opens again
+    assert "link down (netdev net0)" in out
+    # (asynchronous lines may come between a command and its output)
+    assert re.search(r"cat /sys/class/net/eth0/carrier\n(?:(?:console|event)\b.*\n)*0\n", out)
+    assert "NIC Link is Down" in out  # the driver's reaction, printed as it came
