@@ -8,8 +8,8 @@ from ``ip``'s errno, ``/proc/interrupts`` + ``/sys/kernel/irq/*/actions``, the k
 
 Guests (one at a time, module-scoped, Safe Mode unless the fault needs full mode):
 
-* ``nic``: the AQ, interrupt, link, Rx-descriptor and CORER faults, in file order (the first
-  test finds eth0 down, the follow-ups leave it up);
+* ``nic``: the AQ, interrupt, link, Rx-descriptor faults and the four resets (CORER, GLOBR,
+  EMPR, PFR), in file order (the first test finds eth0 down, the follow-ups leave it up);
 * ``watchdog``: the two faults that end in the stack's Tx watchdog (lost interrupts, a hung
   Tx queue) and the driver's reset-based recovery;
 * ``full``: full mode (DDP) with fewer MSI-X vectors than it wants, and the Rx checksum error
@@ -498,18 +498,22 @@ async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM) -> No
 
 # --------------------------------------------------------------------------- reset
 
-async def test_corer_rebuilds_and_the_vectors_and_traffic_come_back(nic: VM) -> None:
-    """CORER signalled like hardware (GLGEN_RSTAT type + PFINT_OICR GRST): ice_misc_intr sets
-    ICE_CORER_RECV, ice_reset_subtask → ice_prepare_for_reset (frees the queue vectors with
-    the VSI) → ice_rebuild → ice_vsi_rebuild_by_type ("VSI rebuilt. VSI index N, type
-    ICE_VSI_PF") → ice_ena_vsi → ice_open_internal, which requests them again."""
+@pytest.mark.parametrize("kind", ["corer", "globr", "empr", "pfr"])
+async def test_reset_rebuilds_and_the_vectors_and_traffic_come_back(nic: VM, kind: str) -> None:
+    """CORER (GLOBR, EMPR) signalled like hardware (GLGEN_RSTAT type + PFINT_OICR GRST):
+    ice_misc_intr sets ICE_CORER_RECV (…), ice_reset_subtask → ice_prepare_for_reset (frees
+    the queue vectors with the VSI) → ice_rebuild (EMPR: after a 5 s sleep) →
+    ice_vsi_rebuild_by_type ("VSI rebuilt. VSI index N, type ICE_VSI_PF") → ice_ena_vsi →
+    ice_open_internal, which requests them again. PFR: the device raises a critical OICR
+    cause (ECC_ERR), ice_misc_intr sets ICE_PFR_REQ, the driver resets its PF (PFSWR) and
+    rebuilds the same way."""
     vm = nic
     await needs(vm, "e810-reset")
     await configure(vm)
     before = await irq_state(vm)
     assert txrx(before) == [TXRX0]
     rec = await Recorder(vm).start()
-    fault = df.parse("reset:corer")
+    fault = df.parse(f"reset:{kind}")
     await df.arm(vm, fault)
     ev = await rec.wait_fired("reset", timeout=10)
     rebuilt = await rec.wait_log(REBUILT, 180)
@@ -526,8 +530,9 @@ async def test_corer_rebuilds_and_the_vectors_and_traffic_come_back(nic: VM) -> 
         before=before, after=after, traffic_ok=ok, traffic_detail=summary, kernel_log=log))
     print(f"rebuild: {rebuilt}")
     assert v.outcome is Outcome.PASS, v.summary
-    assert "corer" in ev.detail.lower(), ev
+    assert kind in ev.detail.lower(), ev
     assert not any(REBUILD_FAILED.search(ln) for ln in log), log
+    assert txrx(after) == [TXRX0]
 
 
 # --------------------------------------------------------------------------- the watchdog
