@@ -9,7 +9,7 @@ PYTEST := $(VPY) -m pytest
 REPORTS := reports
 
 .PHONY: all venv deps qemu qemu-asan guest patched-module build vm-test unit qtest test lint \
-        bench-boot bench-rx clean-build
+        bench bench-boot bench-rx clean-build
 
 all: build
 
@@ -58,6 +58,10 @@ vm-test: build
 # Every test: lint, unit, qtest, VM.
 test: lint build qemu-asan
 	$(PYTEST) tests -rA --junitxml=$(REPORTS)/all.xml
+
+# The benchmark suite (boot, restore, matrix, rx, tx): bench/*.json and the README's table.
+bench: build
+	$(VPY) scripts/bench
 
 bench-boot: build
 	$(VPY) scripts/bench-boot

@@ -57,6 +57,7 @@ from . import faults, paths, snapshot
 from .errors import BuildError, IcevmError, UsageError
 from .faults import MODULES, FaultSpec
 from .guest_image import GuestArtifacts, guest_artifacts
+from .symbols import Kallsyms, ModuleElf
 from .verdicts import (
     Check,
     CommandResult,
@@ -157,6 +158,39 @@ async def guest_for(scenario: Scenario, notify: Notify | None = None) -> GuestAr
         log.parent.mkdir(parents=True, exist_ok=True)
         await build_guest(scenario.guest, log=log, module=ko, progress=notify)
         return guest_artifacts(scenario.guest, module=ko)
+
+
+_ELF_CACHE: dict[tuple[str, int, int], ModuleElf] = {}
+
+
+async def module_elf(path: Path) -> ModuleElf:
+    """``ice.ko`` parsed once per process (per path, size and mtime): parsing its symbols and
+    relocations takes seconds of host CPU, which a matrix otherwise spent twice per scenario
+    while the other VMs wait for the CPU. Parsed in a thread, so running VMs are not held up."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    elf = _ELF_CACHE.get(key)
+    if elf is None:
+        elf = await asyncio.to_thread(ModuleElf, path)
+        _ELF_CACHE[key] = elf
+    return elf
+
+
+_KALLSYMS_CACHE: dict[tuple[str, int], Kallsyms] = {}
+
+
+async def saved_kallsyms(vm: VM) -> Kallsyms:
+    """The guest's kallsyms lines the faults need (:func:`icevm.faults.read_kallsyms`: seconds
+    of guest time under TCG). A guest restored from a saved state has the saved guest's symbols
+    and module addresses until it loads or unloads a module, so before the trigger they are read
+    once per saved state (per process) and reused; a booted guest is always read."""
+    if vm.incoming is None:
+        return await faults.read_kallsyms(vm)
+    key = (str(vm.incoming), vm.incoming.stat().st_mtime_ns)
+    ks = _KALLSYMS_CACHE.get(key)
+    if ks is None:
+        ks = _KALLSYMS_CACHE[key] = await faults.read_kallsyms(vm)
+    return ks
 
 
 # ------------------------------------------------------------------------------ guest reads
@@ -345,7 +379,9 @@ class _Run:
         self.console_mark = g.vm.console.line_count()
         obs.before = await g.irqs()
         self.say(f"{self.scenario.label}: arming {spec}")
-        armed = await faults.arm(g.vm, spec, self.art.ice_ko, ifname=obs.ifname, bdf=obs.bdf)
+        ko = await module_elf(self.art.ice_ko)
+        ks = await saved_kallsyms(g.vm)
+        armed = await faults.arm(g.vm, spec, ko, ifname=obs.ifname, bdf=obs.bdf, kallsyms=ks)
         obs.target = armed.target.to_json()
         try:
             for i in range(1, spec.times + 1):
@@ -362,8 +398,10 @@ class _Run:
             obs.injections = armed.fired
             obs.injection_error = armed.error
         if armed.fired:
+            # ice was loaded before arming unless the trigger loads it: then read it again.
+            load = spec.site_def.trigger == "load"
             obs.caller_ok, obs.caller_detail = armed.verify(
-                self.art.ice_ko, await faults.read_kallsyms(g.vm))
+                ko, await faults.read_kallsyms(g.vm) if load else ks)
             obs.target = armed.target.to_json()
         obs.after = await g.irqs()
         obs.kernel_log = await self._log()
