@@ -34,6 +34,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import inspect
 import os
 import re
 import signal
@@ -464,11 +465,14 @@ class VM:
     async def _guard(self, aw: Awaitable[T], what: str, seconds: float | None = None) -> T:
         """``await aw``, but fail promptly (one line, naming the console log) if QEMU exits
         first or ``seconds`` pass."""
-        if self._exit_task is None:
-            raise VMError(f"the VM is not running ({what})")
-        if self._exit_task.done():
-            raise self._died(what)
-        if self._qmp_lost is not None and self._qmp_lost.done():
+        if self._exit_task is None or self._exit_task.done() or (
+                self._qmp_lost is not None and self._qmp_lost.done()):
+            if inspect.iscoroutine(aw):
+                aw.close()  # never to run: no "coroutine was never awaited" warning
+            if self._exit_task is None:
+                raise VMError(f"the VM is not running ({what})")
+            if await self._exited_within(1.0):  # QEMU quitting closes QMP first
+                raise self._died(what)
             raise self._qmp_lost_error(what)
         task = asyncio.ensure_future(aw)
         watched: set[asyncio.Future[Any]] = {task, self._exit_task}

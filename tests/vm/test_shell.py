@@ -112,6 +112,20 @@ def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
                ">/dev/null 2>&1 &\r")
         c.expect_exact(prompt)
         c.expect_exact("console warn: WARNING: icevm shell pty test")
+        # watch irqs without a count runs live until Enter
+        c.send("watch irqs\r")
+        c.expect_exact("sample 2")
+        c.send("\r")
+        c.expect_exact(prompt)
+        # Ctrl-C interrupts the running verb, not the shell; the agent is usable after it
+        c.send("sh sleep 600\r")
+        time.sleep(3)
+        c.sendintr()
+        c.expect_exact("interrupted")
+        c.expect_exact(prompt)
+        c.send("exec echo still-here\r")
+        c.expect_exact("still-here")
+        c.expect_exact(prompt)
         # a failing command is an error line, not the end of the shell
         c.send("exec false\r")
         c.expect_exact("error: guest command 'false' exited with status 1")
@@ -182,6 +196,14 @@ def test_script_stops_at_the_first_failed_line(tmp_path: Path) -> None:
     assert r.stderr.strip().splitlines()[-1] == (
         f"icevm: line 2: exec false: guest command 'false' exited with status 1; "
         f"console log: {run_dir}/console.log")
+    assert qemu_of(run_dir) == []
+
+    r = run_script("qmp quit\nirqs\n", tmp_path, "--accel", "tcg")  # QEMU gone
+    assert r.returncode == 1
+    run_dir = run_dir_of(r.stderr)
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"icevm: line 2: irqs: QEMU exited with status 0 while reading /proc/interrupts in "
+        f"the guest; console log: {run_dir}/console.log")
     assert qemu_of(run_dir) == []
 
 
