@@ -143,7 +143,7 @@ static char *e810_fault_aq_str(uint16_t opcode, uint16_t error,
     g_autofree char *delay = delay_ms ?
         g_strdup_printf(" delayed %u ms", delay_ms) : NULL;
 
-    return g_strdup_printf("opcode 0x%04x (%s)%s%s%s", opcode,
+    return g_strdup_printf("opcode 0x%04X (%s)%s%s%s", opcode,
                            e810_aq_opcode_name(opcode), delay ? delay : "",
                            err ? " -> " : "", err ? err : "");
 }
@@ -308,7 +308,7 @@ bool e810_fault_arq_drop(E810Core *core, uint16_t opcode)
         return false;
     }
     ft->arq_drop_fired++;
-    detail = g_strdup_printf("event 0x%04x (%s)", opcode,
+    detail = g_strdup_printf("event 0x%04X (%s)", opcode,
                              e810_aq_opcode_name(opcode));
     e810_fault_fire(core, "arq-drop", detail, ft->arq_drop);
     return true;
@@ -838,7 +838,7 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
     }
     if (ft->aq_held) {
         e810_fault_info_add(&tail, "aq-delay",
-                            g_strdup_printf("opcode 0x%04x (%s) held at the "
+                            g_strdup_printf("opcode 0x%04X (%s) held at the "
                                             "ATQ head",
                                             ft->aq_held_opcode,
                                             e810_aq_opcode_name(
