@@ -308,7 +308,7 @@ async def _run_repl(session: Session, vm: VM, say: Notify) -> int:
     def on_exit(_: Any) -> None:
         if gone.cancelled():
             return
-        say(f"QEMU exited; console log: {vm.files.console_log}")
+        say("QEMU exited")
         if prompt.app.is_running:
             prompt.app.exit(exception=EOFError())
 
@@ -341,7 +341,11 @@ async def _run_repl(session: Session, vm: VM, say: Notify) -> int:
                     loop.remove_signal_handler(signal.SIGINT)
     finally:
         gone.cancel()
-    return 0 if vm.running else 1
+    if not vm.running:
+        rc = f" with status {vm.returncode}" if vm.returncode is not None else ""
+        raise VMError(f"QEMU exited{rc} while the shell ran; console log: "
+                      f"{vm.files.console_log}")
+    return 0
 
 
 async def _lines(stream: IO[str]) -> Any:

@@ -140,6 +140,28 @@ def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
     assert "query-status" in (tmp_path / "history").read_text()
 
 
+def test_repl_ends_when_qemu_goes(tmp_path: Path) -> None:
+    built("safe")
+    c = pexpect.spawn(str(ICEVM), ["shell", "--accel", "tcg"], env=shell_env(tmp_path),
+                      encoding="utf-8", timeout=BOOT, dimensions=(50, 150))
+    try:
+        c.expect(RUN_DIR)
+        assert isinstance(c.match, re.Match)
+        run_dir = c.match.group(1)
+        c.expect_exact("icevm>")
+        c.timeout = 60
+        c.send("qmp quit\r")
+        c.expect(r"event \S+ SHUTDOWN")
+        c.expect_exact("QEMU exited")
+        c.expect_exact(f"icevm: QEMU exited with status 0 while the shell ran; console log: "
+                       f"{run_dir}/console.log")
+        c.expect(pexpect.EOF)
+    finally:
+        c.close(force=True)
+    assert c.exitstatus == 1
+    assert qemu_of(run_dir) == []
+
+
 GOOD = """\
 # comments and blank lines are skipped
 
@@ -152,8 +174,17 @@ fault request-irq 0 EBUSY
 sh ip link set eth0 up; echo status=$?
 exec ip link set eth0 up
 irqs
+sh cat /sys/class/net/eth0/statistics/rx_packets
+inject 0 5
+sh sleep 1; cat /sys/class/net/eth0/statistics/rx_packets
 events 50
 """
+
+
+def output_of(out: str, line: str) -> list[str]:
+    """What a script printed for ``line``, without the asynchronous notes (events, console)."""
+    block = out.split(f"icevm> {line}\n", 1)[1].split("icevm> ", 1)[0]
+    return [ln for ln in block.splitlines() if not re.match(r"(?:event|console)\b", ln)]
 
 
 def test_script_mode(tmp_path: Path, kernel_release: str) -> None:
@@ -172,6 +203,10 @@ def test_script_mode(tmp_path: Path, kernel_release: str) -> None:
     assert "status=2" in out and "Device or resource busy" in out
     assert "MSIX request_irq failed, error: -16" in out  # the driver's own line, as it came
     assert re.search(r"│\s+\d+ │\s+1 │.*ice-eth0-TxRx-0", out)
+    assert output_of(out, "inject 0 5") == ["injected 5 frames of 60 bytes onto Rx queue 0"]
+    [before] = output_of(out, "sh cat /sys/class/net/eth0/statistics/rx_packets")
+    [after] = output_of(out, "sh sleep 1; cat /sys/class/net/eth0/statistics/rx_packets")
+    assert int(after) - int(before) >= 5
     run_dir = run_dir_of(r.stderr)
     assert qemu_of(run_dir) == []
     assert f"console log kept: {run_dir}/console.log" in r.stderr
