@@ -326,7 +326,7 @@ bool e810_fault_irq_drop(E810Core *core, uint32_t vector)
         !e810_fault_consume(&ft->irq_drop[vector])) {
         return false;
     }
-    ft->irq_drop_fired++;
+    ft->irq_drop_fired[vector]++;
     detail = g_strdup_printf("vector %u", vector);
     e810_fault_fire(core, "irq-drop", detail, ft->irq_drop[vector]);
     return true;
@@ -425,7 +425,9 @@ bool e810_fault_tx_hung(E810Core *core, uint32_t q)
     if (!ft->tx_hang_all && !(q < E810_NUM_QUEUES && ft->tx_hang[q])) {
         return false;
     }
-    ft->tx_held++;
+    if (q < E810_NUM_QUEUES) {
+        ft->tx_held[q]++;
+    }
     trace_e810_fault_tx_held(q, core->qtx_comm_dbell[q]);
     return true;
 }
@@ -559,6 +561,7 @@ void qmp_e810_fault_irq(const char *id, uint16_t vector,
             return;
         }
         core->fault.irq_drop[vector] = remaining;
+        core->fault.irq_drop_fired[vector] = 0;
         trace_e810_fault_arm("irq-drop", detail, remaining);
         return;
     }
@@ -720,8 +723,14 @@ void qmp_e810_fault_tx_hang(const char *id, bool has_queue, uint16_t queue,
                        : g_strdup("all Tx queues");
     if (enable) {
         if (has_queue) {
+            if (!ft->tx_hang[queue]) {
+                ft->tx_held[queue] = 0;
+            }
             ft->tx_hang[queue] = 1;
         } else {
+            if (!ft->tx_hang_all) {
+                memset(ft->tx_held, 0, sizeof(ft->tx_held));
+            }
             ft->tx_hang_all = true;
         }
         trace_e810_fault_arm("tx-hang", detail, E810_FAULT_FOREVER);
@@ -853,7 +862,7 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
         if (ft->irq_drop[v]) {
             e810_fault_info_add(&tail, "irq-drop",
                                 g_strdup_printf("vector %u", v),
-                                ft->irq_drop[v], ft->irq_drop_fired);
+                                ft->irq_drop[v], ft->irq_drop_fired[v]);
         }
     }
     if (ft->reset_type && ft->reset_type < ARRAY_SIZE(e810_reset_name)) {
@@ -884,14 +893,19 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
                             f->remaining, f->fired);
     }
     if (ft->tx_hang_all) {
+        uint64_t held = 0;
+
+        for (uint32_t q = 0; q < E810_NUM_QUEUES; q++) {
+            held += ft->tx_held[q];
+        }
         e810_fault_info_add(&tail, "tx-hang", g_strdup("all Tx queues"),
-                            E810_FAULT_FOREVER, ft->tx_held);
+                            E810_FAULT_FOREVER, held);
     }
     for (uint32_t q = 0; q < E810_NUM_QUEUES; q++) {
         if (ft->tx_hang[q]) {
             e810_fault_info_add(&tail, "tx-hang",
                                 g_strdup_printf("Tx queue %u", q),
-                                E810_FAULT_FOREVER, ft->tx_held);
+                                E810_FAULT_FOREVER, ft->tx_held[q]);
         }
     }
     return list;
@@ -1016,7 +1030,7 @@ static const VMStateDescription e810_vmstate_fault_state = {
         VMSTATE_INT32(fault.arq_drop, E810Core),
         VMSTATE_UINT64(fault.arq_drop_fired, E810Core),
         VMSTATE_INT32_ARRAY(fault.irq_drop, E810Core, E810_MAX_VECTORS),
-        VMSTATE_UINT64(fault.irq_drop_fired, E810Core),
+        VMSTATE_UINT32_ARRAY(fault.irq_drop_fired, E810Core, E810_MAX_VECTORS),
         VMSTATE_UINT64(fault.irq_spurious_fired, E810Core),
         VMSTATE_UINT32(fault.reset_type, E810Core),
         VMSTATE_TIMER_PTR(fault.reset_timer, E810Core),
@@ -1029,7 +1043,7 @@ static const VMStateDescription e810_vmstate_fault_state = {
                              e810_vmstate_fault_rx, E810FaultRx),
         VMSTATE_BOOL(fault.tx_hang_all, E810Core),
         VMSTATE_UINT8_ARRAY(fault.tx_hang, E810Core, E810_NUM_QUEUES),
-        VMSTATE_UINT64(fault.tx_held, E810Core),
+        VMSTATE_UINT32_ARRAY(fault.tx_held, E810Core, E810_NUM_QUEUES),
         VMSTATE_END_OF_LIST()
     }
 };

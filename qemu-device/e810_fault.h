@@ -70,9 +70,9 @@ typedef struct E810Fault {
     int32_t arq_drop;               /* remaining; 0: not armed */
     uint64_t arq_drop_fired;
 
-    /* MSI-X: per-vector remaining drops (0: none), spurious sent */
+    /* MSI-X: per-vector remaining drops (0: none) and drops so far */
     int32_t irq_drop[E810_MAX_VECTORS];
-    uint64_t irq_drop_fired;
+    uint32_t irq_drop_fired[E810_MAX_VECTORS];
     uint64_t irq_spurious_fired;
 
     /* core/global/EMP reset in progress (ICE_RESET_* type, 0: none) */
@@ -92,7 +92,7 @@ typedef struct E810Fault {
     /* Tx hang */
     bool tx_hang_all;
     uint8_t tx_hang[E810_NUM_QUEUES];
-    uint64_t tx_held;               /* doorbells not acted on */
+    uint32_t tx_held[E810_NUM_QUEUES];  /* doorbells not acted on */
 } E810Fault;
 
 /* lifecycle (e810_core.c) */

@@ -427,6 +427,15 @@ async def test_irq_drop_loses_exactly_the_next_messages(rig: Rig) -> None:
     await msix.swint(3)
     assert await msix.sent(3), "the third message goes out"
     assert await query(rig) == []
+    # per vector: one armed "until cleared" counts its own drops only
+    await rig.qmp.cmd("e810-fault-irq", vector=4, action="drop", count=0)
+    await rig.qmp.cmd("e810-fault-irq", vector=6, action="drop", count=0)
+    for _ in range(3):
+        await msix.swint(4)
+    assert not await msix.sent(4)
+    assert await query(rig) == [
+        {"kind": "irq-drop", "detail": "vector 4", "remaining": -1, "fired": 3},
+        {"kind": "irq-drop", "detail": "vector 6", "remaining": -1, "fired": 0}]
 
 
 async def test_irq_drop_of_a_queue_interrupt_leaves_nothing_pending(rig: Rig) -> None:
