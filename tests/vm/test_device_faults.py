@@ -381,6 +381,54 @@ async def test_spurious_interrupts_are_tolerated(nic: VM) -> None:
     assert f"vector {q_vec}" in details[0] and f"vector {misc_vec}" in details[-1], details
 
 
+async def test_one_lost_queue_interrupt_stalls_rx_until_tx_revives_the_vector(nic: VM) -> None:
+    """One lost MSI-X message of the TxRx vector: the device auto-masked the vector when it
+    "sent" it (GLINT_DYN_CTL.INTENA clear until the driver's ice_napi_poll re-enables it), so
+    with only Rx traffic nothing more arrives and nothing in the driver looks: the frames sit
+    in the ring. The driver's only safety net is for Tx: ice_check_for_hang_subtask (service
+    task, about once a second) fires a software interrupt (ice_trigger_sw_intr, which also
+    re-arms the vector) on a Tx ring whose packet count did not move; so the first frames the
+    guest sends revive the vector, and the stalled Rx frames are taken with them. No Tx
+    timeout on the way."""
+    vm = nic
+    await needs(vm, "e810-fault-irq")
+    await configure(vm)
+    before = await irq_state(vm)
+    vec = msix_entry(before, TXRX0)
+    rx_path = f"/sys/class/net/{IF}/statistics/rx_packets"
+    rec = await Recorder(vm).start()
+    fault = df.parse(f"irq-drop:{vec}:1")
+    await df.arm(vm, fault)
+    # Rx only: UDP to an address that is not the guest's (IP drops it without a word; the
+    # driver counts it), so the guest has no reason to send anything.
+    foreign = UdpFlow(src_mac=PEER_MAC, dst_mac=DEFAULT_MAC, src_ip=PEER_IP,
+                      dst_ip="192.0.2.99", sport=40001, dport=9)
+    rx0 = await read_int(vm, rx_path)
+    n = 5
+    await vm.inject(foreign.frames(n, start=9_000_000), flush=True)
+    await rec.wait_fired("irq-drop", timeout=10)
+
+    async def taken() -> bool:
+        return await read_int(vm, rx_path) - rx0 >= n
+
+    stalled = not await until(taken, 8, 0.5)  # several service-task periods
+    stalled_irqs = irq_total(await irq_state(vm), TXRX0) - irq_total(before, TXRX0)
+    ok, summary = await ping_host(vm, 5)
+    revived = await until(taken, 10)
+    after = await irq_state(vm)
+    log = await rec.log()
+    v = verdict(DeviceFaultObservation(
+        faults=[str(fault)], expected_events=["irq-drop"],
+        events=[e.kind for e in rec.fired()], before=before, after=after, kernel_log=log,
+        traffic_ok=ok, traffic_detail=summary))
+    assert v.outcome is Outcome.PASS, v.summary
+    assert stalled and stalled_irqs == 0, \
+        "Rx frames were taken after a lost interrupt with no Tx: something re-armed the vector"
+    assert revived, "the stalled Rx frames were not taken after the guest sent"
+    assert not any(WATCHDOG.search(ln) or TX_TIMEOUT.search(ln) for ln in log), log
+    assert len(rec.fired("irq-drop")) == 1
+
+
 # --------------------------------------------------------------------------- link
 
 async def test_link_flap_is_seen_as_carrier_down_then_up(nic: VM) -> None:
@@ -604,6 +652,65 @@ async def test_tx_hang_ends_in_tx_timeout_and_recovery(watchdog: VM) -> None:
     await configure(vm)
     await tx_timeout_and_recovery(vm, df.parse("tx-hang:0"), "tx-hang",
                                   lambda: df.arm(vm, df.parse("tx-resume:0")))
+
+
+async def test_one_lost_misc_interrupt_leaves_the_driver_deaf_until_a_reset(watchdog: VM,
+                                                                          ) -> None:
+    """One lost MSI-X message of the misc (OICR/ARQ) vector: it stays auto-masked, and the
+    driver has no fallback for it — ARQ events are read only when ice_misc_intr has set
+    ICE_ADMINQ_EVENT_PENDING (ice_clean_adminq_subtask), and nothing kicks the misc vector
+    the way ice_check_for_hang_subtask kicks queue vectors. So link changes go unseen, even
+    after the fault is gone, until a reset re-enables the vector (here a PCI function reset
+    through sysfs: ice_reset_prep/ice_reset_done → ice_rebuild → ice_ena_misc_vector)."""
+    vm = watchdog
+    await needs(vm, "e810-fault-irq", "e810-link-flap", "e810-fault-clear")
+    await configure(vm)
+    st = await irq_state(vm)
+    misc = next(a for ln in st.misc_lines(None) for a in ln.actions)
+    bdf = misc.removeprefix("ice-").removesuffix(":misc")
+    vec = msix_entry(st, misc)
+    changes0 = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
+    rec = await Recorder(vm).start()
+
+    async def flap_seen() -> bool:
+        mark = vm.events_mark()
+        await df.arm(vm, df.parse("link-flap:2000"))
+
+        async def down() -> bool:
+            return await carrier(vm) == 0
+
+        seen = await until(down, 6, 0.25)
+        await df.wait_fired(vm, "link-up", since=mark, timeout=30)
+        return seen
+
+    await df.arm(vm, df.parse(f"irq-drop:{vec}:1"))
+    first = await flap_seen()  # its link-down event's interrupt is the one lost
+    await df.clear(vm)
+    second = await flap_seen()  # the fault is gone; the vector is still masked
+    changes = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
+    reset = await run(vm, "/bin/sh", "-c", f"echo 1 > /sys/bus/pci/devices/{bdf}/reset")
+    await rec.wait_log(REBUILT, 120)
+    await configure(vm)
+    third = await flap_seen()
+
+    async def up() -> bool:
+        return await carrier(vm) == 1
+
+    await until(up, 30)
+    ok, summary = await ping_host(vm)
+    log = await rec.log()
+    v = verdict(DeviceFaultObservation(
+        faults=[f"irq-drop:{vec}:1", "link-flap:2000 x3"],
+        expected_events=["irq-drop", "link-down", "link-up"],
+        events=[e.kind for e in rec.fired()], follow_up=[reset], kernel_log=log,
+        traffic_ok=ok, traffic_detail=summary))
+    print(f"carrier dropped in flap 1: {first}, flap 2: {second}, after the reset: {third}")
+    assert v.outcome is Outcome.PASS, v.summary
+    assert len(rec.fired("irq-drop")) == 1
+    assert not first and not second and changes == changes0, \
+        "the driver saw a link change after losing one misc interrupt"
+    assert third, "the link flap after the reset went unseen"
+    assert sum(bool(LINK_DOWN.search(ln)) for ln in log) == 1, log
 
 
 # --------------------------------------------------------------------------- full mode
