@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -510,10 +511,13 @@ async def test_lost_link_up_event_leaves_the_carrier_down_until_reopen(nic: VM) 
 
 # --------------------------------------------------------------------------- Rx descriptors
 
-async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM) -> None:
+@pytest.mark.parametrize("error", ["rxe", "oversize"])
+async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM, error: str) -> None:
     """ice_clean_rx_irq frees a frame whose flex descriptor has STATUS0_RXE set
     (dev_kfree_skb_any; continue) before it is counted: rx_packets and the stack see only the
-    others. (No driver counter counts these drops: there is none for RXE in 6.12.)"""
+    others. (No driver counter counts these drops: there is none for RXE in 6.12.) The flex
+    write-back has no oversize bit: the device reports an oversize frame as a MAC error,
+    RXE, with the same result."""
     vm = nic
     await needs(vm, "e810-fault-rx-desc")
     await configure(vm)
@@ -522,9 +526,9 @@ async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM) -> No
     rx0 = await read_int(vm, f"/sys/class/net/{IF}/statistics/rx_packets")
     err0 = await read_int(vm, f"/sys/class/net/{IF}/statistics/rx_errors")
     rec = await Recorder(vm).start()
-    fault = df.parse(f"rx-desc:rxe:0:{k}")
+    fault = df.parse(f"rx-desc:{error}:0:{k}")
     await df.arm(vm, fault)
-    await vm.inject(FLOW.frames(n, start=7_000_000), flush=True)
+    await vm.inject(FLOW.frames(n, start=7_000_000 + 1000 * len(error)), flush=True)
 
     async def delivered() -> bool:
         return await udp_noports(vm) - noports0 >= n - k
@@ -538,7 +542,7 @@ async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM) -> No
     v = verdict(DeviceFaultObservation(
         faults=[str(fault)], expected_events=["rx-desc-error"],
         events=[e.kind for e in rec.fired()], kernel_log=await rec.log()))
-    print(f"rxe on {k} of {n}: stack got {got}, rx_packets +{rx}, rx_errors +{errs}")
+    print(f"{error} on {k} of {n}: stack got {got}, rx_packets +{rx}, rx_errors +{errs}")
     assert v.outcome is Outcome.PASS, v.summary
     assert len(fired) == k
     assert got == n - k and rx == n - k
@@ -759,22 +763,22 @@ async def test_fewer_msix_vectors_probe_with_fewer_queue_vectors(full: VM) -> No
 
 async def test_rx_checksum_error_bits_count_in_rx_csum_bad(full: VM) -> None:
     """With NETIF_F_RXCSUM (full mode), ice_rx_csum sees STATUS0_XSUM_L4E / _IPE and counts
-    hw_csum_rx_error ("rx_csum_bad.nic" in ethtool -S) and hands the frame up as
-    CHECKSUM_NONE: the stack checks the (good) checksum itself and still delivers it."""
+    hw_csum_rx_error ("rx_csum_bad.nic" in ethtool -S), XSUM_EIPE (IPv4) in hw_rx_eipe_error
+    ("rx_eipe_error.nic"), and hands the frame up as CHECKSUM_NONE: the stack checks the
+    (good) checksum itself and still delivers it."""
     vm = full
     await needs(vm, "e810-fault-rx-desc")
     await configure(vm)
-    n = 8
     s0 = await ethtool_stats(vm)
     noports0 = await udp_noports(vm)
     rec = await Recorder(vm).start()
-    specs = [df.parse("rx-desc:l4e:any:2"), df.parse("rx-desc:ipe:any:1")]
-    for f in specs[:1]:
+    specs = [df.parse("rx-desc:l4e:any:2"), df.parse("rx-desc:ipe:any:1"),
+             df.parse("rx-desc:eipe:any:1")]
+    n = 4 * len(specs)
+    for i, f in enumerate(specs):  # one fault at a time: each takes the next frames
         await df.arm(vm, f)
-    await vm.inject(FLOW.frames(n // 2, start=8_000_000), flush=True)
-    await asyncio.sleep(1.0)
-    await df.arm(vm, specs[1])
-    await vm.inject(FLOW.frames(n // 2, start=8_100_000), flush=True)
+        await vm.inject(FLOW.frames(4, start=8_000_000 + 1000 * i), flush=True)
+        await until(functools.partial(_fired_for, rec, f), 10)
 
     async def delivered() -> bool:
         return await udp_noports(vm) - noports0 >= n
@@ -791,9 +795,16 @@ async def test_rx_checksum_error_bits_count_in_rx_csum_bad(full: VM) -> None:
         faults=[str(f) for f in specs], expected_events=["rx-desc-error"],
         events=[e.kind for e in rec.fired()], kernel_log=await rec.log()))
     assert v.outcome is Outcome.PASS, v.summary
-    assert len(rec.fired("rx-desc-error")) == 3
+    assert len(rec.fired("rx-desc-error")) == 4
     assert s1["rx_csum_bad.nic"] - s0["rx_csum_bad.nic"] == 3, moved
+    assert s1["rx_eipe_error.nic"] - s0["rx_eipe_error.nic"] == 1, moved
     assert got == n, "frames with a checksum error bit are still delivered (CHECKSUM_NONE)"
+
+
+async def _fired_for(rec: Recorder, f: df.DeviceFault) -> bool:
+    """All of ``f``'s Rx descriptor errors have been written."""
+    want = f.count if f.count is not None else 1
+    return sum(f"{f.rx_error}" in e.detail for e in rec.fired("rx-desc-error")) >= want
 
 
 # --------------------------------------------------------------------------- reset + request_irq
