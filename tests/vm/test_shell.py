@@ -107,6 +107,12 @@ def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
         c.send("exec uname -r\r")
         c.expect_exact(kernel_release)
         c.expect_exact(prompt)
+        # the device's link comes back 1.5 s after the flap: its event prints at the idle prompt
+        c.send("link flap 1500\r")
+        c.expect(r"event \S+ E810_FAULT link-down")
+        c.expect_exact(prompt)
+        c.expect(r"event \S+ E810_FAULT link-up")
+        c.expect_exact(prompt)
         # a kernel warning written two seconds later prints above the idle prompt
         c.send('sh (sleep 2; echo "<4>WARNING: icevm shell pty test" > /dev/kmsg) '
                ">/dev/null 2>&1 &\r")
