@@ -12,6 +12,7 @@ import struct
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -684,6 +685,54 @@ async def test_tx_hang_stops_the_head_until_resumed(rig: Rig, aq: AdminQ, one_qu
     assert await tx_done(rig, ring, 0) and await tx_done(rig, ring, 1)
     assert [e["kind"] for e in await rig.qmp.faults()] == ["tx-resume"]
     assert await query(rig) == []
+
+
+async def test_tx_while_the_link_is_flapped_down_completes_but_sends_nothing(
+        rig: Rig, aq: AdminQ) -> None:
+    with tempfile.TemporaryDirectory(prefix="e810flt-pcap-") as tmp:
+        pcap = Path(tmp) / "tx.pcap"
+        await rig.qmp.cmd("object-add", **{"qom-type": "filter-dump", "id": "fd0",
+                                           "netdev": "n0", "queue": "rx", "file": str(pcap)})
+        qlen = 8
+        ring = rig.arena.alloc(16 * qlen, align=128)
+        await add_txq(rig, aq, 0, ring, qlen)
+        await rig.qmp.cmd("e810-link-flap", **{"down-ms": 60000})
+        lost, sent = udp_frame(b"while down"), udp_frame(b"after the flap")
+        for i, frame in enumerate((lost, sent)):
+            buf = rig.arena.alloc(len(frame))
+            await rig.qt.memwrite(buf, frame)
+            await rig.qt.memwrite(ring + 16 * i, struct.pack(
+                "<QQ", buf, ((TX_CMD_EOP | TX_CMD_RS) << 4) | (len(frame) << 34)))
+            await rig.wr(QTX_COMM_DBELL, i + 1)
+            assert await tx_done(rig, ring, i), "completed either way"
+            if i == 0:
+                await rig.qmp.cmd("e810-fault-clear")
+        await rig.qmp.cmd("object-del", id="fd0")  # flushes the pcap
+        frames = pcap_frames(pcap)
+    out = [f[:len(sent)] for f in frames]  # short frames are padded to 60 bytes
+    assert out == [sent], "nothing leaves a port whose link is down"
+
+
+async def test_spurious_on_a_masked_vector_is_pending_in_the_pba(rig: Rig) -> None:
+    """The message goes through QEMU's MSI-X code like any other: masked, it is a PBA bit."""
+    msix = Msix(rig)
+    await msix.enable()
+    await rig.qt.writel(rig.dev.bar(3) + 16 * 6 + 12, 1)  # mask vector 6
+    await rig.qmp.cmd("e810-fault-irq", vector=6, action="spurious")
+    assert not await msix.sent(6)
+    assert await rig.qt.readl(rig.dev.bar(3) + 0x8000) & (1 << 6)
+    await rig.qt.writel(rig.dev.bar(3) + 16 * 6 + 12, 0)  # unmask: delivered now
+    assert await msix.sent(6)
+
+
+def pcap_frames(path: Path) -> list[bytes]:
+    raw = path.read_bytes() if path.exists() else b""
+    frames, off = [], 24
+    while off + 16 <= len(raw):
+        _s, _us, incl, _orig = struct.unpack_from("<IIII", raw, off)
+        frames.append(raw[off + 16: off + 16 + incl])
+        off += 16 + incl
+    return frames
 
 
 # --------------------------------------------------------------------------- clear, errors
