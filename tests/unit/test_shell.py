@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import errno
 import io
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
+from rich.table import Table
 
 from icevm import cli, shell
 from icevm.cmdline import NicConfig, VMConfig, build_argv
 from icevm.errors import UsageError, VMError
+from icevm.interrupts import Snapshot
 from icevm.shell_verbs import (
     VERBS,
     ConsoleTail,
@@ -32,10 +35,13 @@ from icevm.shell_verbs import (
     Session,
     WatchIrqs,
     completions,
+    format_event,
+    ice_lines,
     parse,
     qmp_argument_names,
+    vector_table,
 )
-from icevm.vm import VM
+from icevm.vm import VM, QmpEvent
 
 QMP = frozenset({"query-status", "query-stats", "stop", "cont", "set_link", "quit",
                  "e810-inject", "e810-reset", "system_reset"})
@@ -314,3 +320,55 @@ def test_attach_to_a_run_dir_whose_vm_is_gone_is_one_line(
     err = capsys.readouterr().err.strip()
     assert err == (f"icevm: cannot connect to {tmp_path}/qmp.sock: No such file or directory "
                    "(is the VM of this run directory still running?)")
+
+
+# ------------------------------------------------------------------------------ output
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_irqs_shows_the_e810s_lines_only() -> None:
+    snap = Snapshot.parse((DATA / "interrupts-q35-ice-up-cpus2.txt").read_text())
+    assert [ln.irq for ln in ice_lines(snap)] == ["27", "28"]
+    # a line of the device without an ice- action (its name gone) is still the device's
+    lines = (DATA / "interrupts-q35-ice-up-cpus2.txt").read_text().replace(
+        "ice-eth0-TxRx-0", "")
+    assert [ln.irq for ln in ice_lines(Snapshot.parse(lines))] == ["27", "28"]
+    # nothing of ice: nothing, even with the device known
+    gone = Snapshot.parse((DATA / "interrupts-q35-ice-removed-cpus2.txt").read_text())
+    assert ice_lines(gone, "0000:01:00.0") == []
+
+
+def _rows(table: Table) -> dict[str, list[str]]:
+    buf = io.StringIO()
+    Console(file=buf, width=120).print(table)
+    return {ln.split("│")[-2].strip(): [c.strip() for c in ln.split("│")[1:-2]]
+            for ln in buf.getvalue().splitlines() if ln.startswith("│")}
+
+
+def test_vector_table_counts_and_changes() -> None:
+    text = (DATA / "interrupts-q35-ice-up-cpus2.txt").read_text()
+    after = Snapshot.parse(text.replace("28:          1", "28:          7"))
+    assert _rows(vector_table(after)) == {
+        "ice-0000:01:00.0:misc": ["27", "0", "0", "0", "0"],
+        "ice-eth0-TxRx-0": ["28", "1", "7", "0", "7"]}
+    before = Snapshot.parse(text)
+    assert _rows(vector_table(after, before=before))["ice-eth0-TxRx-0"] == \
+        ["28", "1", "7", "0", "7", "6"]
+    no_txrx = Snapshot.parse("".join(ln for ln in text.splitlines(keepends=True)
+                                     if "TxRx" not in ln))
+    assert _rows(vector_table(after, before=no_txrx)) == {
+        "ice-0000:01:00.0:misc": ["27", "0", "0", "0", "0", "0"],
+        "ice-eth0-TxRx-0": ["28", "1", "7", "0", "7", "new"]}
+
+
+def test_events_print_as_one_line() -> None:
+    t = 1_764_000_000.25
+    stamp = time.strftime("%H:%M:%S", time.localtime(t)) + ".250"
+    assert format_event(QmpEvent(0, "STOP", {}, t)) == f"{stamp} STOP"
+    assert format_event(QmpEvent(1, "SHUTDOWN", {"reason": "host-qmp-quit", "guest": False},
+                                 t)) == \
+        f'{stamp} SHUTDOWN {{"guest": false, "reason": "host-qmp-quit"}}'
+    ev = QmpEvent(2, "E810_FAULT", {"device": "nic0", "kind": "reset", "detail": "corer",
+                                    "remaining": 0}, t)
+    assert format_event(ev) == f"{stamp} E810_FAULT reset: corer"
