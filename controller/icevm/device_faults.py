@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import UsageError, VMError
 
 if TYPE_CHECKING:
+    from .verdicts import DeviceFaultObservation, DeviceVerdict
     from .vm import VM, QmpEvent
 
 # ------------------------------------------------------------------------------ the driver's names
@@ -608,8 +609,8 @@ REBUILD_END = re.compile(r"VSI rebuilt\. VSI index \d+, type (?:ICE_VSI_)?PF\b|"
 class Session:
     """What :func:`run_session` did and saw (the verdict's observation plus the evidence)."""
 
-    observation: Any  # verdicts.DeviceFaultObservation (late import: verdicts is heavier)
-    verdict: Any  # verdicts.DeviceVerdict
+    observation: DeviceFaultObservation
+    verdict: DeviceVerdict
     events: list[FaultEvent]
     kernel_log: list[str]
 
