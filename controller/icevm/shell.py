@@ -112,8 +112,9 @@ def _peer_pid(sock: socket.socket) -> int:
 class AttachedVM(VM):
     """A guest another icevm process runs (``icevm boot``), reached through its run directory.
 
-    :meth:`start` connects QMP to ``qmp.sock`` and the agent to ``qga.sock`` (waiting up to the
-    boot timeout for the guest agent, e.g. while ``icevm boot`` still boots); every VM method
+    :meth:`start` connects QMP to ``qmp.sock`` and the agent to ``qga.sock``, waiting up to the
+    boot timeout for the agent and the guest's ready marker (while ``icevm boot`` still boots,
+    or still holds the agent: the connection waits in QEMU's backlog); every VM method
     works as usual, except that QEMU's exit status is not ours to know and :meth:`close` only
     disconnects."""
 
@@ -156,7 +157,7 @@ class AttachedVM(VM):
         try:
             await self._attach_qmp(files)
             self._agent = Agent(files.qga_sock)
-            await self.wait_for_agent(self.boot_timeout)
+            await self.wait_ready()  # the agent, and the guest's ready marker on the console
         except BaseException:
             await self.close()
             raise

@@ -251,26 +251,35 @@ def test_script_stops_at_the_first_failed_line(tmp_path: Path) -> None:
 def test_attach_to_icevm_boot(tmp_path: Path) -> None:
     built("safe")
     out = tmp_path / "boot.out"
+
+    def wait_for(pattern: str) -> re.Match[str]:
+        deadline = time.monotonic() + BOOT
+        while (m := re.search(pattern, out.read_text(), re.M)) is None:
+            assert boot.poll() is None, out.read_text()
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.2)
+        return m
+
     with out.open("w") as f:
         boot = subprocess.Popen([str(ICEVM), "boot", "--accel", "tcg"], stdout=f,
                                 stderr=subprocess.STDOUT, env=shell_env(tmp_path))
     try:
-        deadline = time.monotonic() + BOOT
-        while "attach " not in out.read_text():
-            assert boot.poll() is None, out.read_text()
-            assert time.monotonic() < deadline, out.read_text()
-            time.sleep(0.5)
-        m = re.search(r"^attach\s+icevm shell --attach (\S+)$", out.read_text(), re.M)
-        assert m is not None, out.read_text()
-        run_dir = m.group(1)
+        run_dir = wait_for(r"^run dir\s+(\S+)$").group(1)
+        wait_for(r"^agent socket ")
         [qemu] = qemu_of(run_dir)
-        for _ in range(2):  # twice: the first shell must leave QMP and the agent to the next
-            r = run_script("exec true\nirqs\n", tmp_path, "--attach", run_dir)
+        # The first shell attaches while the guest still boots and `icevm boot` waits for the
+        # agent itself (qga.sock serves one client): whoever is second waits its turn.
+        first = run_script("exec true\nirqs\n", tmp_path, "--attach", run_dir)
+        wait_for(r"^attach\s+icevm shell --attach " + re.escape(run_dir) + "$")
+        assert "guest agent  ready after" in out.read_text()
+        # ... and after `icevm boot` let go of the agent, the next one attaches at once.
+        second = run_script("exec true\nirqs\n", tmp_path, "--attach", run_dir)
+        for r in (first, second):
             assert r.returncode == 0, r.stderr
             assert f"attached to QEMU pid {qemu}" in r.stderr
             assert re.search(r"ice-0000:[0-9a-f]{2}:00\.0:misc", r.stdout)
             assert "VM stopped" not in r.stderr
-            assert qemu_of(run_dir) == [qemu] and boot.poll() is None  # still running
+        assert qemu_of(run_dir) == [qemu] and boot.poll() is None  # still running
     finally:
         boot.send_signal(signal.SIGTERM)
         rc = boot.wait(60)
