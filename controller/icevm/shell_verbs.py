@@ -438,6 +438,7 @@ class _Nic:
     bdf: str | None
     ifname: str | None
     mac: str | None
+    vectors: int  # the PF VSI's queue vectors (max of Rx and Tx queues)
 
 
 def ice_lines(snap: Snapshot, bdf: str | None = None) -> list[IrqLine]:
@@ -578,7 +579,7 @@ class Session:
             if dev.ifname is not None:
                 r = await self.vm.exec(["cat", f"/sys/class/net/{dev.ifname}/address"])
                 mac = r.out.strip() or None if r.rc == 0 else None
-            self._nic = _Nic(dev.bdf, dev.ifname, mac)
+            self._nic = _Nic(dev.bdf, dev.ifname, mac, dev.queue_vectors)
         return self._nic
 
     # ---- verbs
@@ -697,6 +698,10 @@ class Session:
         nic = await self.nic()
         if nic.ifname is None:
             raise VMError("fault: ice has no netdev in the guest (is it bound?)")
+        if spec.vector >= nic.vectors:
+            raise UsageError(f"fault {spec.site}: vector {spec.vector} does not exist: "
+                             f"{nic.ifname} has {nic.vectors} queue vector"
+                             f"{'s' if nic.vectors != 1 else ''}")
         armed = await faults.arm(self.vm, spec, self._ice_ko(), ifname=nic.ifname,
                                  bdf=nic.bdf)
         armed.next_attempt()

@@ -231,6 +231,12 @@ def test_script_stops_at_the_first_failed_line(tmp_path: Path) -> None:
     assert qemu_of(run_dir) == []  # the VM is gone ...
     assert "ICEVM-READY" in (Path(run_dir) / "console.log").read_text()  # ... its log kept
 
+    r = run_script("fault request-irq 1 EBUSY\n", tmp_path, "--accel", "tcg")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith(
+        "icevm: line 1: fault request-irq 1 EBUSY: fault request-irq: vector 1 does not exist: "
+        "eth0 has 1 queue vector; console log: ")
+
     r = run_script("exec true\nexec false\nirqs\n", tmp_path, "--accel", "tcg")
     assert r.returncode == 1
     run_dir = run_dir_of(r.stderr)
