@@ -533,8 +533,10 @@ static const VMStateDescription e810_vmstate_ddp = {
  * instructions no command is half-done in the device: the in-flight state
  * is the ring registers above plus the descriptors and buffers in guest
  * RAM (a command the driver posted but whose tail write has not happened
- * yet is still the driver's).  The indices are masked to their register
- * fields as the register writes do.
+ * yet is still the driver's).  The one exception is a command held by an
+ * armed AQ delay fault: it and its completion timer travel in the
+ * e810/faults subsection (e810_fault.c).  The indices are masked to their
+ * register fields as the register writes do.
  */
 static int e810_post_load(void *opaque, int version_id)
 {
