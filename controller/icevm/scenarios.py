@@ -54,7 +54,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import faults, paths, snapshot
-from .errors import BuildError, IcevmError, UsageError
+from .errors import BuildError, IcevmError, UsageError, VMError
 from .faults import MODULES, FaultSpec
 from .guest_image import GuestArtifacts, guest_artifacts
 from .symbols import Kallsyms, ModuleElf
@@ -174,6 +174,14 @@ async def module_elf(path: Path) -> ModuleElf:
         elf = await asyncio.to_thread(ModuleElf, path)
         _ELF_CACHE[key] = elf
     return elf
+
+
+async def _exited(vm: VM, grace: float = 1.0) -> bool:
+    """Whether QEMU has exited (waiting up to ``grace`` s for its exit to be noticed)."""
+    deadline = time.monotonic() + grace
+    while vm.running and time.monotonic() < deadline:  # noqa: ASYNC110 (no exit event to await)
+        await asyncio.sleep(0.05)
+    return not vm.running
 
 
 _KALLSYMS_CACHE: dict[tuple[str, int], Kallsyms] = {}
@@ -381,7 +389,14 @@ class _Run:
         self.say(f"{self.scenario.label}: arming {spec}")
         ko = await module_elf(self.art.ice_ko)
         ks = await saved_kallsyms(g.vm)
-        armed = await faults.arm(g.vm, spec, ko, ifname=obs.ifname, bdf=obs.bdf, kallsyms=ks)
+        try:
+            armed = await faults.arm(g.vm, spec, ko, ifname=obs.ifname, bdf=obs.bdf,
+                                     kallsyms=ks)
+        except (IcevmError, OSError) as e:
+            if await _exited(g.vm):  # QEMU died under the arming: say that, not the symptom
+                raise VMError(f"QEMU exited with status {g.vm.returncode} while arming the "
+                              f"fault; console log: {g.vm.files.console_log}") from e
+            raise
         obs.target = armed.target.to_json()
         try:
             for i in range(1, spec.times + 1):
