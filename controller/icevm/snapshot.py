@@ -209,6 +209,12 @@ def prune(base: Path | None = None, keep: int = KEEP, min_age: float = MIN_AGE) 
     removed: list[Path] = []
     for d in b.iterdir():
         if not d.is_dir():
+            # the lock of a state that is gone (an old one only: a fresh one may be held)
+            if d.suffix == ".lock" and not d.with_suffix("").is_dir():
+                with contextlib.suppress(OSError):
+                    if now - d.stat().st_mtime > min_age:
+                        d.unlink()
+                        removed.append(d)
             continue
         stamp = d / paths.STAMP
         try:

@@ -115,13 +115,19 @@ def test_prune_keeps_the_recently_used_and_young_ones(tmp_path: Path) -> None:
     leftover.mkdir()
     os.utime(leftover, (old, old))
     young = _complete(tmp_path, "young")  # just saved: beyond `keep` but too young to remove
+    for name in ("gone.lock", "young.lock"):
+        (tmp_path / name).write_text("")
+        os.utime(tmp_path / name, (old, old))
+    (tmp_path / "fresh.lock").write_text("")  # maybe held right now
     removed = snapshot.prune(tmp_path, keep=2, min_age=600)
-    assert {p.name for p in removed} == {"s0", "s1", "s2", "s3", ".s9.123.456"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["s4", young.name]
+    assert {p.name for p in removed} == {"s0", "s1", "s2", "s3", ".s9.123.456", "gone.lock"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "fresh.lock", "s4", young.name, "young.lock"]
     # Within min_age nothing goes, however many there are; the old one does.
     _complete(tmp_path, "another")
     assert [p.name for p in snapshot.prune(tmp_path, keep=1, min_age=600)] == ["s4"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["another", young.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "another", "fresh.lock", young.name, "young.lock"]
 
 
 def test_snapshots_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
