@@ -95,11 +95,14 @@ def seqs(frames: list[bytes]) -> list[int]:
     return out
 
 
+@pytest.mark.parametrize("guest", ["safe", pytest.param("full", marks=pytest.mark.full_mode)])
 async def test_migration_during_traffic_loses_no_frame_and_no_aq_command(
-        tmp_path: Path) -> None:
+        tmp_path: Path, guest: str) -> None:
+    """Safe Mode (one queue), and full mode (the DDP package, RSS over the queues: the
+    flexible-pipeline tables, keys and LUTs must come across for the frames to land)."""
     nic = NicConfig(backend="socket")
     state = tmp_path / "state"
-    src = guest_vm("safe", nic=nic)
+    src = guest_vm(guest, nic=nic)
     stop = asyncio.Event()
     try:
         await src.start()
@@ -139,7 +142,7 @@ async def test_migration_during_traffic_loses_no_frame_and_no_aq_command(
           f"{len(entered_src)} entered the source NIC, {aq_before} AQ loop rounds")
     assert entered_src == list(range(len(entered_src))), "frames reordered/lost before saving"
 
-    dst = guest_vm("safe", nic=nic, incoming=state)
+    dst = guest_vm(guest, nic=nic, incoming=state)
     try:
         await dst.start()
         assert dst.started_from == "restore"
