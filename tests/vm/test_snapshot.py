@@ -9,7 +9,8 @@ post-boot snapshots scenarios start from.
 * :func:`icevm.snapshot.ready_vm` boots and saves once, then restores: the agent answers, the
   guest's clock and kernel log carry on, the e810 is still bound;
 * a ``request-irq`` fault scenario judged on a restored guest (gdbstub breakpoints armed
-  after the restore) gets the verdict it gets on a fresh boot.
+  after the restore) gets the verdict it gets on a fresh boot;
+* ``run_matrix(jobs=2)`` runs two VMs at once, each in its own run directory.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -238,3 +240,32 @@ async def test_fault_verdict_on_a_restored_guest_is_the_fresh_boot_verdict() -> 
     assert restored.outcome is fresh.outcome, restored.summary
     assert ({c.name: c.ok for c in restored.checks} == {c.name: c.ok for c in fresh.checks})
     assert restored.observation.injections == fresh.observation.injections >= 1
+
+
+def _qemu_children() -> int:
+    kids = Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split()
+    n = 0
+    for k in kids:
+        with contextlib.suppress(FileNotFoundError):
+            n += Path(f"/proc/{k}/comm").read_text().startswith("qemu-system")
+    return n
+
+
+async def test_matrix_jobs_run_vms_side_by_side() -> None:
+    """``run_matrix(jobs=2)``: two VMs at once (seen as two QEMU children when a guest is
+    ready), each in its own run directory, verdicts in the order given."""
+    built("safe")
+    specs = [FaultSpec("request-irq", e, vector=0) for e in (errno.EBUSY, errno.ENOMEM)]
+    todo = [scenarios.Scenario(s, guest="safe", cpus=2, accel="tcg") for s in specs]
+    seen: list[int] = []
+
+    def note(msg: str) -> None:
+        if ": guest ready" in msg:
+            seen.append(_qemu_children())
+
+    verdicts = await scenarios.run_matrix(todo, jobs=2, notify=note)
+    assert [v.observation.spec for v in verdicts] == specs
+    assert all(v.outcome is Outcome.PASS for v in verdicts), [v.summary for v in verdicts]
+    dirs = {v.observation.run_dir for v in verdicts}
+    assert len(dirs) == 2 and None not in dirs
+    assert max(seen) == 2, f"QEMUs running when a guest was ready: {seen}"
