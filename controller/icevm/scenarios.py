@@ -402,7 +402,18 @@ class _Run:
             for i in range(1, spec.times + 1):
                 armed.next_attempt()
                 fired = armed.fired
-                obs.attempts.append(await trigger(i))
+                try:
+                    obs.attempts.append(await trigger(i))
+                except VMError as e:
+                    # A dead gdbstub connection leaves its breakpoint in the guest, which then
+                    # stops there for good: name that cause, not only its symptom.
+                    try:
+                        armed.check_alive()
+                    except VMError as dead:
+                        if g.vm.running:
+                            raise VMError(f"{dead} (a guest at its breakpoint then stops), and "
+                                          f"then {e}") from e
+                    raise
                 obs.fired.append(armed.fired > fired)
                 armed.check_alive()
                 if armed.fired == fired:

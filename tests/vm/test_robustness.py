@@ -157,6 +157,10 @@ async def test_qemu_killed_mid_scenario() -> None:
 @pytest.mark.asyncio
 async def test_guest_hung_agent_silent() -> None:
     async def freeze(_pid: int, d: Path) -> None:
+        # After the controller has attached its gdbstub and let the guest run on (a `stop`
+        # before that would be undone by the gdbstub's continue).
+        await gdbstub_attached(d)
+        await asyncio.sleep(1.0)
         await spare_qmp(d, "stop")
 
     sab = Saboteur(freeze)
@@ -181,9 +185,7 @@ async def test_gdbstub_socket_gone() -> None:
     async def drop_gdbstub(_pid: int, d: Path) -> None:
         # Once the controller is attached (a connected socket next to the listening one), QEMU
         # drops its gdbstub: the connection closes under the armed fault.
-        async with asyncio.timeout(120):
-            while len(unix_sockets_at(d / "gdb.sock")) < 2:  # noqa: ASYNC110 (polls /proc)
-                await asyncio.sleep(0.05)
+        await gdbstub_attached(d)
         await spare_qmp(d, "human-monitor-command", **{"command-line": "gdbserver none"})
 
     sab = Saboteur(drop_gdbstub)
@@ -201,6 +203,14 @@ def unix_sockets_at(path: Path) -> set[str]:
         if len(parts) >= 8 and parts[7] == str(path):
             inodes.add(parts[6])
     return inodes
+
+
+async def gdbstub_attached(run_dir: Path) -> None:
+    """Until the controller is attached to QEMU's gdbstub (a connected socket next to the
+    listening one)."""
+    async with asyncio.timeout(120):
+        while len(unix_sockets_at(run_dir / "gdb.sock")) < 2:  # noqa: ASYNC110 (polls /proc)
+            await asyncio.sleep(0.05)
 
 
 def _controller_qmp_sockets(run_dir: Path) -> list[int]:
