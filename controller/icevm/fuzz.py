@@ -23,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import random
 import re
+import shutil
 import struct
 import tempfile
 import time
@@ -1122,6 +1124,16 @@ async def run_fuzz(opts: FuzzOptions, log: Callable[[str], None] = lambda m: Non
     """Fuzz until the duration or iteration budget is spent; save each new failure's
     minimised trace in the corpus."""
     target = Target.find(opts.asan, opts.timeout)
+    with tempfile.TemporaryDirectory(prefix="icevm-fuzz-") as tmp:
+        # A private copy of the binary: a `make qemu`/`make qemu-asan` relinking it during a
+        # long run must not pull it from under the fuzzer (one did, an hour's run lost).
+        private = Path(tmp) / target.binary.name
+        await asyncio.to_thread(shutil.copy2, target.binary, private)
+        return await _run_fuzz(opts, dataclasses.replace(target, binary=private), log)
+
+
+async def _run_fuzz(opts: FuzzOptions, target: Target, log: Callable[[str], None]
+                    ) -> FuzzResult:
     rng = random.Random(opts.seed)
     cov = Coverage()
     fz = Fuzzer(rng, cov)
