@@ -437,7 +437,8 @@ class GdbStub:
                             self._writer.write(b"+")
                         self._dispatch(decode_rle(payload))
         except (ConnectionError, OSError) as e:
-            why = f"connection lost: {e}"
+            # EOF, a reset or a broken pipe: which one depends on timing, the cause is one.
+            why = f"connection closed by QEMU's gdbstub ({type(e).__name__})"
         except asyncio.CancelledError:
             why = "connection closed"
             raise
@@ -484,7 +485,8 @@ class GdbStub:
             self._writer.write(data)
             await self._writer.drain()
         except (ConnectionError, OSError) as e:
-            self._fail_all(GdbError(f"{self.name}: connection lost: {e}"))
+            self._fail_all(GdbError(f"{self.name}: connection closed by QEMU's gdbstub "
+                                    f"({type(e).__name__})"))
             raise GdbError(str(self._closed_exc)) from e
 
     async def _send_packet(self, payload: bytes) -> None:

@@ -354,12 +354,16 @@ async def test_a_guest_build_killed_half_way_is_never_used_and_is_rebuilt(
             while line := (await proc.stdout.readline()).decode():
                 out.append(line)
                 if kill_at is not None and kill_at in line:
-                    await asyncio.sleep(1.0)  # inside the image write
+                    # Killed while the staged image's initramfs is being written.
+                    while not list(cache.glob("guest/*/.safe.*/initrd.img")):  # noqa: ASYNC110
+                        await asyncio.sleep(0.01)
                     proc.kill()
+                    kill_at = None
             return await proc.wait(), "".join(out)
 
     rc, out = await build(kill_at="making the initramfs")
     assert rc == -signal.SIGKILL, out
+    assert list(cache.glob("guest/*/.safe.*/initrd.img")), "nothing half-written to check"
     saved = os.environ.get("ICEVM_CACHE")
     os.environ["ICEVM_CACHE"] = str(cache)
     try:
