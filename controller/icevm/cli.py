@@ -162,6 +162,9 @@ def _add_fault_vm_options(p: argparse.ArgumentParser) -> None:
                    help="add an emulated VT-d with interrupt remapping")
     g.add_argument("--boot-timeout", type=float, default=300.0, metavar="S",
                    help="seconds to wait for the guest (default: 300)")
+    g.add_argument("--fresh", action="store_true", default=None,
+                   help="boot every guest instead of restoring the cached post-boot state "
+                        "(also ICEVM_SNAPSHOTS=0)")
     p.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
 
 
@@ -387,7 +390,7 @@ async def cmd_fault(args: argparse.Namespace) -> int:
                      times=args.times, guest=args.variant, cpus=args.cpus)
     sc = _scenario_template(args, spec)
     with err_console.status(f"{sc.label}…"):
-        v = await scenarios.run(sc, notify=_note)
+        v = await scenarios.run(sc, notify=_note, fresh=args.fresh)
     if args.json:
         print(json.dumps(v.to_json(), indent=2))
     else:
@@ -422,7 +425,8 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     def done(v: verdicts.Verdict) -> None:
         _note(f"{v.observation.spec.label}: {v.outcome}: {v.summary}")
 
-    results = await scenarios.run_matrix(todo, notify=_note, on_verdict=done, jobs=args.jobs)
+    results = await scenarios.run_matrix(todo, notify=_note, on_verdict=done, jobs=args.jobs,
+                                         fresh=args.fresh)
     if args.json:
         print(json.dumps([v.to_json() for v in results], indent=2))
     else:
