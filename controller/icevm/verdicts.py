@@ -237,13 +237,14 @@ class Observation:
         return self.kernel_log[:end]
 
 
-@dataclass(frozen=True)
-class Verdict:
+class _Judged:
+    """What a verdict of either kind answers from its outcome and checks: the exit code
+    and the failed checks. A plain mixin (not a dataclass), so the dataclass fields of
+    :class:`Verdict` and :class:`DeviceVerdict` stay their own."""
+
+    __slots__ = ()
     outcome: Outcome
-    summary: str
     checks: tuple[Check, ...]
-    observation: Observation
-    findings: tuple[Finding, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -252,6 +253,15 @@ class Verdict:
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.ok]
+
+
+@dataclass(frozen=True)
+class Verdict(_Judged):
+    outcome: Outcome
+    summary: str
+    checks: tuple[Check, ...]
+    observation: Observation
+    findings: tuple[Finding, ...] = ()
 
     @property
     def short(self) -> str:
@@ -730,19 +740,11 @@ class DeviceFaultObservation:
 
 
 @dataclass(frozen=True)
-class DeviceVerdict:
+class DeviceVerdict(_Judged):
     outcome: Outcome
     summary: str
     checks: tuple[Check, ...]
     findings: tuple[Finding, ...] = ()
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_CODES[self.outcome]
-
-    @property
-    def failed(self) -> list[Check]:
-        return [c for c in self.checks if not c.ok]
 
     def check(self, name: str) -> Check:
         """The check called ``name`` (KeyError when it was not made)."""
