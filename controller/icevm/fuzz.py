@@ -39,7 +39,7 @@ from typing import Any
 
 from qemu.qmp import ExecuteError, QMPClient, QMPError
 
-from . import paths
+from . import paths, qtest
 from .errors import BuildError
 from .qtest import PciDevice, QTest, QTestError
 
@@ -1068,38 +1068,16 @@ class Fuzzer:
         return name
 
 
-def set_bits(buf: bytearray, lsb: int, width: int, value: int) -> None:
-    for i in range(width):
-        byte, bit = divmod(lsb + i, 8)
-        if (value >> i) & 1:
-            buf[byte] |= 1 << bit
-        else:
-            buf[byte] &= ~(1 << bit) & 0xFF
-
-
 def rlan_ctx(base: int, qlen: int, dbuf: int, rxmax: int, *, dsize: int, crcstrip: int,
              head: int, dtype: int) -> list[int]:
-    """The eight QRX_CONTEXT dwords (ice_rlan_ctx_info[])."""
-    ctx = bytearray(32)
-    set_bits(ctx, 0, 13, head)
-    set_bits(ctx, 32, 57, base >> 7)
-    set_bits(ctx, 89, 13, qlen)
-    set_bits(ctx, 102, 7, dbuf >> 7)
-    set_bits(ctx, 114, 2, dtype)
-    set_bits(ctx, 116, 1, dsize)
-    set_bits(ctx, 117, 1, crcstrip)
-    set_bits(ctx, 174, 14, rxmax)
-    return list(struct.unpack("<8I", bytes(ctx)))
+    """The eight QRX_CONTEXT dwords the fuzzer writes: l2tsel, lrxqthresh and prefena clear."""
+    return qtest.rlan_ctx(base, qlen, dbuf, rxmax, dsize=dsize, crcstrip=crcstrip, head=head,
+                          dtype=dtype, l2tsel=0, lrxqthresh=0, prefena=0)
 
 
 def tlan_ctx(base: int, qlen: int, pf_q: int) -> bytes:
-    """The 22-byte Tx queue context of 0x0C30 (ice_tlan_ctx_info[])."""
-    ctx = bytearray(22)
-    set_bits(ctx, 0, 57, base >> 7)
-    set_bits(ctx, 78, 2, 2)
-    set_bits(ctx, 135, 13, qlen)
-    set_bits(ctx, 153, 11, pf_q & 0x7FF)
-    return bytes(ctx)
+    """The Tx queue context the fuzzer writes: tso_ena and legacy_int clear."""
+    return qtest.tlan_ctx(base, qlen, pf_q, tso_ena=0, legacy_int=0)
 
 
 # ------------------------------------------------------------------------------ the driver

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import struct
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -325,3 +326,52 @@ class DmaArena:
             raise QTestError("qtest DMA arena exhausted")
         self.next = addr + size
         return addr
+
+
+# ------------------------------------------------------------------ queue contexts
+# The packed Rx/Tx queue contexts the driver writes (ice_set_ctx over ice_rlan_ctx_info[] /
+# ice_tlan_ctx_info[]). The defaults are what ice_setup_rx_ctx/ice_setup_tx_ctx set; the
+# fuzzer passes 0 for the optional bits it leaves clear.
+
+def set_bits(buf: bytearray, lsb: int, width: int, value: int) -> None:
+    """Store the low ``width`` bits of ``value`` at bit ``lsb`` of a little-endian context
+    (ice_set_ctx's packing)."""
+    for i in range(width):
+        byte, bit = divmod(lsb + i, 8)
+        if (value >> i) & 1:
+            buf[byte] |= 1 << bit
+        else:
+            buf[byte] &= ~(1 << bit) & 0xFF
+
+
+def rlan_ctx(base: int, qlen: int, dbuf: int, rxmax: int, *, dsize: int = 1,
+             crcstrip: int = 1, head: int = 0, dtype: int = 0, l2tsel: int = 1,
+             lrxqthresh: int = 1, prefena: int = 1) -> list[int]:
+    """The eight QRX_CONTEXT dwords (ice_rlan_ctx_info[]); ``base`` and ``dbuf`` in bytes."""
+    ctx = bytearray(32)
+    set_bits(ctx, 0, 13, head)
+    set_bits(ctx, 32, 57, base >> 7)
+    set_bits(ctx, 89, 13, qlen)
+    set_bits(ctx, 102, 7, dbuf >> 7)
+    set_bits(ctx, 114, 2, dtype)
+    set_bits(ctx, 116, 1, dsize)
+    set_bits(ctx, 117, 1, crcstrip)
+    set_bits(ctx, 119, 1, l2tsel)
+    set_bits(ctx, 174, 14, rxmax)
+    set_bits(ctx, 198, 3, lrxqthresh)
+    set_bits(ctx, 201, 1, prefena)
+    return list(struct.unpack("<8I", bytes(ctx)))
+
+
+def tlan_ctx(base: int, qlen: int, pf_q: int, *, tso_ena: int = 1,
+             legacy_int: int = 1) -> bytes:
+    """The 22-byte Tx queue context of AQ 0x0C30 (ice_tlan_ctx_info[]); ``pf_q`` is taken
+    modulo 2048 (its 11-bit field)."""
+    ctx = bytearray(22)
+    set_bits(ctx, 0, 57, base >> 7)
+    set_bits(ctx, 78, 2, 2)  # vmvf_type PF
+    set_bits(ctx, 135, 13, qlen)
+    set_bits(ctx, 152, 1, tso_ena)
+    set_bits(ctx, 153, 11, pf_q)
+    set_bits(ctx, 164, 1, legacy_int)
+    return bytes(ctx)

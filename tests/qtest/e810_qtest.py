@@ -149,46 +149,6 @@ SCHED_TC_TEID = 0x11  # the default tree: root 0x10 -> TC0 0x11 -> entry point 0
 MSIX_PBA_OFFSET = 0x8000  # in BAR3, after the table at 0
 
 
-def set_bits(buf: bytearray, lsb: int, width: int, value: int) -> None:
-    """Store ``value`` in ``width`` bits at bit ``lsb`` of a little-endian context
-    (ice_set_ctx's packing)."""
-    for i in range(width):
-        byte, bit = divmod(lsb + i, 8)
-        if (value >> i) & 1:
-            buf[byte] |= 1 << bit
-        else:
-            buf[byte] &= ~(1 << bit) & 0xFF
-
-
-def rlan_ctx(base: int, qlen: int, dbuf: int, rxmax: int, *, dsize: int = 1,
-             crcstrip: int = 1, head: int = 0) -> list[int]:
-    """The eight QRX_CONTEXT dwords (ice_rlan_ctx_info[]); ``dbuf`` in bytes."""
-    ctx = bytearray(32)
-    set_bits(ctx, 0, 13, head)
-    set_bits(ctx, 32, 57, base >> 7)
-    set_bits(ctx, 89, 13, qlen)
-    set_bits(ctx, 102, 7, dbuf >> 7)
-    set_bits(ctx, 116, 1, dsize)
-    set_bits(ctx, 117, 1, crcstrip)
-    set_bits(ctx, 119, 1, 1)  # l2tsel
-    set_bits(ctx, 174, 14, rxmax)
-    set_bits(ctx, 198, 3, 1)  # lrxqthresh
-    set_bits(ctx, 201, 1, 1)  # prefena
-    return list(struct.unpack("<8I", bytes(ctx)))
-
-
-def tlan_ctx(base: int, qlen: int, pf_q: int) -> bytes:
-    """The 22-byte Tx queue context of 0x0C30 (ice_tlan_ctx_info[])."""
-    ctx = bytearray(22)
-    set_bits(ctx, 0, 57, base >> 7)
-    set_bits(ctx, 78, 2, 2)  # vmvf_type PF
-    set_bits(ctx, 135, 13, qlen)
-    set_bits(ctx, 152, 1, 1)  # tso_ena
-    set_bits(ctx, 153, 11, pf_q)
-    set_bits(ctx, 164, 1, 1)  # legacy_int
-    return bytes(ctx)
-
-
 class Qmp:
     """A minimal QMP client on a unix socket (greeting, capabilities, commands)."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest
+from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx, tlan_ctx
 
 from .e810_qtest import (
     E810_DEVICE,
@@ -41,8 +41,6 @@ from .e810_qtest import (
     msix_pending,
     qemu_or_skip,
     qtest_args,
-    rlan_ctx,
-    tlan_ctx,
 )
 
 pytestmark = [pytest.mark.qtest, pytest.mark.asyncio]

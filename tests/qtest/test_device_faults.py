@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest
+from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx, tlan_ctx
 
 from .e810_qtest import (
     E810_DEVICE,
@@ -51,8 +51,6 @@ from .e810_qtest import (
     Qmp,
     qemu_or_skip,
     qtest_args,
-    rlan_ctx,
-    tlan_ctx,
 )
 
 pytestmark = [pytest.mark.qtest, pytest.mark.asyncio]
