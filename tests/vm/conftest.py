@@ -7,10 +7,12 @@ these tests *skip* with the make target to run; under ``CI=true`` the suite-wide
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import subprocess
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,18 @@ def safe_guest() -> Built:
 @pytest.fixture(scope="session")
 def kernel_release() -> str:
     return locked_kernel_release()
+
+
+async def until(probe: Callable[[], Awaitable[bool]], timeout: float,  # noqa: ASYNC109
+                interval: float = 0.3) -> bool:
+    """Poll ``probe`` every ``interval`` s until it is true (``True``) or ``timeout`` s pass
+    (``False``)."""
+    deadline = time.monotonic() + timeout
+    while not await probe():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True
 
 
 def guest_vm(variant: str = "safe", *, cpus: int = 2, **kw: Any) -> VM:

@@ -36,7 +36,7 @@ from icevm.interrupts import Snapshot
 from icevm.packets import Frame, UdpFlow
 from icevm.vm import INJECT_COMMAND, VM
 
-from .conftest import guest_vm
+from .conftest import guest_vm, until
 
 pytestmark = [pytest.mark.datapath, pytest.mark.asyncio(loop_scope="module")]
 
@@ -91,21 +91,10 @@ async def udp_snmp(vm: VM) -> dict[str, int]:
     return dict(zip(head, map(int, values), strict=True))
 
 
-async def until(probe: Callable[[], Awaitable[bool]], timeout: float,  # noqa: ASYNC109
-                interval: float = 0.2) -> bool:
-    """Poll ``probe`` until it is true (``True``) or ``timeout`` s pass (``False``)."""
-    deadline = time.monotonic() + timeout
-    while not await probe():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
-
-
 async def poll(what: str, probe: Callable[[], Awaitable[bool]],
                timeout: float) -> None:  # noqa: ASYNC109
     """:func:`until`, failing with ``what`` on timeout."""
-    if not await until(probe, timeout):
+    if not await until(probe, timeout, 0.2):
         raise AssertionError(f"{what} within {timeout:g} s")
 
 
@@ -230,7 +219,7 @@ async def test_rx_counts_exactly_the_injected_frames(wire: VM) -> None:
     async def all_in() -> bool:
         return await stat(wire, "rx_packets") - rx0 >= N_RX
 
-    await until(all_in, 60)
+    await until(all_in, 60, 0.2)
     rx = await settle_rx(wire)
     entered = len(await wire.stop_pcap(pcap))
     assert rx - rx0 == N_RX, (

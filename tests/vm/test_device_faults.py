@@ -25,7 +25,6 @@ import contextlib
 import errno
 import functools
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
@@ -46,7 +45,7 @@ from icevm.verdicts import (
 )
 from icevm.vm import VM
 
-from .conftest import guest_vm
+from .conftest import guest_vm, until
 
 pytestmark = [pytest.mark.device_faults, pytest.mark.asyncio(loop_scope="module")]
 
@@ -80,16 +79,6 @@ async def needs(vm: VM, *commands: str) -> None:
     if missing:
         pytest.skip(f"this QEMU has no QMP {', '.join(missing)} yet: run `make qemu` once "
                     f"qemu-device/ has it")
-
-
-async def until(probe: Callable[[], Awaitable[bool]], timeout: float,  # noqa: ASYNC109
-                interval: float = 0.3) -> bool:
-    deadline = time.monotonic() + timeout
-    while not await probe():
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(interval)
-    return True
 
 
 async def irq_state(vm: VM) -> IrqState:
