@@ -224,6 +224,17 @@ async def boot(variant: str = "safe", *, cpus: int = 2, options: dict[str, str] 
 
 # --------------------------------------------------------------------------- guests
 
+@contextlib.asynccontextmanager
+async def configured() -> AsyncIterator[VM]:
+    """A fresh safe guest after :func:`configure`, closed on the way out (a fixture's own VM)."""
+    vm = await boot()
+    try:
+        await configure(vm)
+        yield vm
+    finally:
+        await vm.close()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def nic() -> AsyncIterator[VM]:
     vm = await boot()
@@ -580,12 +591,8 @@ async def test_reset_rebuilds_and_the_vectors_and_traffic_come_back(nic: VM, kin
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def watchdog() -> AsyncIterator[VM]:
-    vm = await boot()
-    try:
-        await configure(vm)
+    async with configured() as vm:
         yield vm
-    finally:
-        await vm.close()
 
 
 async def tx_timeout_and_recovery(vm: VM, fault: df.DeviceFault, event: str,
@@ -800,12 +807,8 @@ async def _fired_for(rec: Recorder, f: df.DeviceFault) -> bool:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def gdb() -> AsyncIterator[VM]:
-    vm = await boot()
-    try:
-        await configure(vm)
+    async with configured() as vm:
         yield vm
-    finally:
-        await vm.close()
 
 
 async def test_corer_with_request_irq_failing_in_the_rebuild(gdb: VM) -> None:
