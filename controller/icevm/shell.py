@@ -224,16 +224,7 @@ class AttachedVM(VM):
         if self._closed:
             return
         self._closed = True
-        if self._agent is not None:
-            with contextlib.suppress(Exception):
-                await self._agent.close()
-        if self._qmp is not None:
-            with contextlib.suppress(Exception):
-                await self._qmp.disconnect()
-        if self._event_task is not None:
-            self._event_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._event_task
+        await self._disconnect()
         if self._pidfd is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self._pidfd)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes
 import inspect
 import os
 import re
@@ -56,6 +55,7 @@ from .errors import IcevmError, VMError
 from .interrupts import Snapshot
 from .netdev import Captured, FrameMatch, Responder, SocketNetdev
 from .pcap import Pcap, read_pcap
+from .proc import die_with_parent
 
 T = TypeVar("T")
 
@@ -71,27 +71,6 @@ DEFAULT_BOOT_TIMEOUT = 300.0
 QMP_CONNECT_TIMEOUT = 30.0
 QUIT_TIMEOUT = 5.0
 QMP_READBUF = 16 << 20
-
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-
-
-def _load_libc() -> Any:
-    global _libc
-    if _libc is None:
-        try:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        except OSError:
-            _libc = False
-    return _libc
-
-
-def _child_setup() -> None:  # pragma: no cover - runs in the forked child
-    """In QEMU's child before exec: die with the parent (no orphan if Python is killed)."""
-    libc = _libc
-    if libc:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
 
 _run_seq = 0
 
@@ -351,12 +330,12 @@ class VM:
             self._net = SocketNetdev(f.net_ctl_sock, f.net_qemu_sock)
             self._net.open()
         (f.run_dir / "cmdline").write_text("\0".join(self.argv) + "\0")
-        _load_libc()
+        child_setup = die_with_parent()
         with f.qemu_log.open("ab") as log:
             self._t0 = time.monotonic()
             self._proc = await asyncio.create_subprocess_exec(
                 *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, preexec_fn=_child_setup, cwd=f.run_dir,
+                start_new_session=True, preexec_fn=child_setup, cwd=f.run_dir,
             )
         self._exit_task = asyncio.ensure_future(self._proc.wait())
 
@@ -808,17 +787,7 @@ class VM:
                 await self.shutdown()
         finally:
             self._signal(signal.SIGKILL)
-            if self._agent is not None:
-                with contextlib.suppress(Exception):
-                    await self._agent.close()
-            if self._qmp is not None:
-                with contextlib.suppress(Exception):
-                    await self._qmp.disconnect()
-            for t in (self._event_task, self._qmp_lost):
-                if t is not None:
-                    t.cancel()
-                    with contextlib.suppress(BaseException):
-                        await t
+            await self._disconnect()
             if self._exit_task is not None and not self._exit_task.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(self._exit_task), 5.0)
@@ -828,6 +797,21 @@ class VM:
                 for s in self.files.sockets:
                     with contextlib.suppress(FileNotFoundError):
                         s.unlink()
+
+    async def _disconnect(self) -> None:
+        """Close the agent and QMP connections and end the QMP event tasks (errors
+        suppressed): the part of :meth:`close` an attached VM shares."""
+        if self._agent is not None:
+            with contextlib.suppress(Exception):
+                await self._agent.close()
+        if self._qmp is not None:
+            with contextlib.suppress(Exception):
+                await self._qmp.disconnect()
+        for t in (self._event_task, self._qmp_lost):
+            if t is not None:
+                t.cancel()
+                with contextlib.suppress(BaseException):
+                    await t
 
     async def __aenter__(self) -> VM:
         await self.start()
