@@ -255,6 +255,16 @@ class _Judged:
         return [c for c in self.checks if not c.ok]
 
 
+def _outcome(checks: Sequence[Check], passed: str) -> tuple[Outcome, str]:
+    """HARNESS_ERROR naming the failed harness checks, else DRIVER_BUG naming the failed
+    driver checks, else PASS summarised as ``passed``."""
+    for kind, outcome in ((HARNESS, Outcome.HARNESS_ERROR), (DRIVER, Outcome.DRIVER_BUG)):
+        bad = [c for c in checks if c.kind == kind and not c.ok]
+        if bad:
+            return outcome, "; ".join(f"{c.name}: {c.detail}" for c in bad)
+    return Outcome.PASS, passed
+
+
 @dataclass(frozen=True)
 class Verdict(_Judged):
     outcome: Outcome
@@ -612,7 +622,6 @@ def judge(obs: Observation) -> Verdict:
 
     # ---- outcome
     harness_failed = [c for c in checks if c.kind == HARNESS and not c.ok]
-    driver_failed = [c for c in checks if c.kind == DRIVER and not c.ok]
     fatal = [f for f in console_findings if f.kind in FATAL]
     if harness_failed and not obs.vm_alive and obs.injections and fatal:
         outcome = Outcome.DRIVER_BUG
@@ -621,15 +630,9 @@ def judge(obs: Observation) -> Verdict:
                             _quote(fatal[0].excerpt, 40)))
         summary = f"the guest died after the fault fired: {strip_timestamp(fatal[0].line)}"
         findings = findings + tuple(console_findings)
-    elif harness_failed:
-        outcome = Outcome.HARNESS_ERROR
-        summary = "; ".join(f"{c.name}: {c.detail}" for c in harness_failed)
-    elif driver_failed:
-        outcome = Outcome.DRIVER_BUG
-        summary = "; ".join(f"{c.name}: {c.detail}" for c in driver_failed)
     else:
-        outcome = Outcome.PASS
-        summary = (f"{spec.describe()}: the driver failed cleanly and recovered")
+        outcome, summary = _outcome(
+            checks, f"{spec.describe()}: the driver failed cleanly and recovered")
     return Verdict(outcome, summary, tuple(checks), obs, findings)
 
 
@@ -837,17 +840,7 @@ def judge_device(obs: DeviceFaultObservation) -> DeviceVerdict:
         add("traffic flows", D, obs.traffic_ok, obs.traffic_detail or
             ("frames went both ways" if obs.traffic_ok else "no traffic"))
 
-    harness_failed = [c for c in checks if c.kind == H and not c.ok]
-    driver_failed = [c for c in checks if c.kind == D and not c.ok]
-    if harness_failed:
-        outcome = Outcome.HARNESS_ERROR
-        summary = "; ".join(f"{c.name}: {c.detail}" for c in harness_failed)
-    elif driver_failed:
-        outcome = Outcome.DRIVER_BUG
-        summary = "; ".join(f"{c.name}: {c.detail}" for c in driver_failed)
-    else:
-        outcome = Outcome.PASS
-        summary = f"{', '.join(obs.faults)}: the driver coped"
+    outcome, summary = _outcome(checks, f"{', '.join(obs.faults)}: the driver coped")
     return DeviceVerdict(outcome, summary, tuple(checks), findings)
 
 
