@@ -672,23 +672,28 @@ def summary_table(verdicts: Sequence[Verdict], title: str = "fault scenarios") -
     return t
 
 
+def _checks_table(checks: Iterable[Check], title: str = "") -> Table:
+    """The checks as a table: name, kind, ok/FAIL, the detail with its evidence."""
+    t = Table(title=title or None, show_header=True, title_justify="left")
+    t.add_column("check")
+    t.add_column("kind")
+    t.add_column("result")
+    t.add_column("detail / evidence", overflow="fold")
+    for c in checks:
+        res = Text("ok", style="green") if c.ok else Text(
+            "FAIL", style="bold red" if c.kind == DRIVER else "bold yellow")
+        body = "\n".join([c.detail, *(f"  {e}" for e in c.evidence)])
+        t.add_row(Text(c.name), c.kind, res, Text(body))  # Text: "[ice]" is not markup
+    return t
+
+
 def detail(v: Verdict) -> RenderableType:
     """A verdict in full: the checks, their evidence and the kernel's complaints."""
     o = v.observation
     head = Text.assemble(("verdict ", "bold"), outcome_text(v.outcome),
                          f"  {o.spec.describe()}  ({o.guest} guest, {o.cpus} CPUs, "
                          f"{o.module} ice.ko{f', {o.accel}' if o.accel else ''})")
-    t = Table(show_header=True, title_justify="left")
-    t.add_column("check")
-    t.add_column("kind")
-    t.add_column("result")
-    t.add_column("detail / evidence", overflow="fold")
-    for c in v.checks:
-        res = Text("ok", style="green") if c.ok else Text(
-            "FAIL", style="bold red" if c.kind == DRIVER else "bold yellow")
-        body = "\n".join([c.detail, *(f"  {e}" for e in c.evidence)])
-        t.add_row(Text(c.name), c.kind, res, Text(body))  # Text: "[ice]" is not markup
-    parts: list[RenderableType] = [head, t]
+    parts: list[RenderableType] = [head, _checks_table(v.checks)]
     if v.findings:
         f = v.findings[0]
         parts.append(Text(f"kernel log excerpt ({len(v.findings)} complaint"
@@ -846,15 +851,5 @@ def judge_device(obs: DeviceFaultObservation) -> DeviceVerdict:
 
 def device_detail(v: DeviceVerdict, title: str = "") -> RenderableType:
     """A device-fault verdict in full (a table of the checks)."""
-    t = Table(title=title or None, show_header=True, title_justify="left")
-    t.add_column("check")
-    t.add_column("kind")
-    t.add_column("result")
-    t.add_column("detail / evidence", overflow="fold")
-    for c in v.checks:
-        res = Text("ok", style="green") if c.ok else Text(
-            "FAIL", style="bold red" if c.kind == DRIVER else "bold yellow")
-        t.add_row(Text(c.name), c.kind, res,
-                  Text("\n".join([c.detail, *(f"  {e}" for e in c.evidence)])))
     head = Text.assemble(("verdict ", "bold"), outcome_text(v.outcome), f"  {v.summary}")
-    return Group(head, t)
+    return Group(head, _checks_table(v.checks, title))
