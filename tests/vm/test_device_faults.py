@@ -119,6 +119,13 @@ async def carrier(vm: VM) -> int:
         return -1
 
 
+def carrier_is(vm: VM, state: int) -> Callable[[], Awaitable[bool]]:
+    """A probe for :func:`until`: eth0's carrier is ``state`` (1 up, 0 down)."""
+    async def probe() -> bool:
+        return await carrier(vm) == state
+    return probe
+
+
 async def ethtool_stats(vm: VM) -> dict[str, int]:
     out = (await vm.exec(["ethtool", "-S", IF], check=True)).out
     return {k: int(v) for k, v in re.findall(r"^\s*([\w.]+): (\d+)$", out, re.M)}
@@ -143,11 +150,7 @@ async def configure(vm: VM) -> None:
     await vm.sh(f"ip addr show dev {IF} | grep -q 'inet {GUEST_IP}/' || "
                 f"ip addr add {GUEST_IP}/24 dev {IF}", check=True)
     await vm.exec(["arp", "-i", IF, "-s", PEER_IP, PEER_MAC], check=True)
-
-    async def up() -> bool:
-        return await carrier(vm) == 1
-
-    assert await until(up, 60), f"{IF} has no carrier"
+    assert await until(carrier_is(vm, 1), 60), f"{IF} has no carrier"
 
 
 async def ping_host(vm: VM, n: int = 3) -> tuple[bool, str]:
@@ -444,17 +447,9 @@ async def test_link_flap_is_seen_as_carrier_down_then_up(nic: VM) -> None:
     fault = df.parse("link-flap:3000")
     await df.arm(vm, fault)
     await rec.wait_fired("link-down", timeout=10)
-
-    async def down() -> bool:
-        return await carrier(vm) == 0
-
-    saw_down = await until(down, 10, 0.2)
+    saw_down = await until(carrier_is(vm, 0), 10, 0.2)
     await rec.wait_fired("link-up", timeout=30)
-
-    async def up() -> bool:
-        return await carrier(vm) == 1
-
-    assert await until(up, 30), "carrier did not come back after the link came up"
+    assert await until(carrier_is(vm, 1), 30), "carrier did not come back after the link came up"
     changes = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
     log = await rec.log()
     ok, summary = await ping_host(vm)
@@ -481,20 +476,12 @@ async def test_lost_link_up_event_leaves_the_carrier_down_until_reopen(nic: VM) 
     flap = df.parse("link-flap:2000")
     await df.arm(vm, flap)
     await rec.wait_fired("link-down", timeout=10)
-
-    async def down() -> bool:
-        return await carrier(vm) == 0
-
-    assert await until(down, 20), "the link-down event did not reach the driver"
+    assert await until(carrier_is(vm, 0), 20), "the link-down event did not reach the driver"
     drop = df.parse("arq-drop:1")
     await df.arm(vm, drop)  # the next ARQ event: the link-up one
     await rec.wait_fired("link-up", timeout=30)
     dropped = await rec.wait_fired("arq-drop", timeout=10)
-
-    async def up() -> bool:
-        return await carrier(vm) == 1
-
-    came_back = await until(up, 15, 0.5)  # the service task runs every second or so
+    came_back = await until(carrier_is(vm, 1), 15, 0.5)  # the service task runs every second or so
     log = await rec.log()
     await vm.exec(["ip", "link", "set", IF, "down"], check=True)
     await configure(vm)
@@ -675,11 +662,7 @@ async def test_one_lost_misc_interrupt_leaves_the_driver_deaf_until_a_reset(watc
     async def flap_seen() -> bool:
         mark = vm.events_mark()
         await df.arm(vm, df.parse("link-flap:2000"))
-
-        async def down() -> bool:
-            return await carrier(vm) == 0
-
-        seen = await until(down, 6, 0.25)
+        seen = await until(carrier_is(vm, 0), 6, 0.25)
         await df.wait_fired(vm, "link-up", since=mark, timeout=30)
         return seen
 
@@ -692,11 +675,7 @@ async def test_one_lost_misc_interrupt_leaves_the_driver_deaf_until_a_reset(watc
     await rec.wait_log(REBUILT, 120)
     await configure(vm)
     third = await flap_seen()
-
-    async def up() -> bool:
-        return await carrier(vm) == 1
-
-    await until(up, 30)
+    await until(carrier_is(vm, 1), 30)
     ok, summary = await ping_host(vm)
     log = await rec.log()
     v = verdict(DeviceFaultObservation(
