@@ -7,12 +7,13 @@ import contextlib
 import json
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from icevm import paths
-from icevm.qtest import DmaArena, PciDevice, QTest
+from icevm.qtest import DmaArena, PciDevice, QTest, tlan_ctx
 from icevm.rss import toeplitz  # noqa: F401  (re-exported for the qtests)
 
 E810_VENDOR = 0x8086
@@ -147,6 +148,32 @@ PRTRPB_RDPC = 0x000AC260
 OPC_ADD_TXQS = 0x0C30
 SCHED_TC_TEID = 0x11  # the default tree: root 0x10 -> TC0 0x11 -> entry point 0x12
 MSIX_PBA_OFFSET = 0x8000  # in BAR3, after the table at 0
+
+
+async def add_txq(aq: AdminQ, pf_q: int, ring: int, qlen: int) -> None:
+    """0x0C30 with one queue under TC0, as ice_vsi_cfg_txq sends it."""
+    # txq_id, rsvd, q_teid (written by the device), txq_ctx[22], rsvd[2], info
+    perq = struct.pack("<HHI", pf_q, 0, 0) + tlan_ctx(ring, qlen, pf_q)
+    perq += bytes(2) + bytes([0, 0x7]) + bytes(14)  # info.valid_sections GENERIC|CIR|EIR
+    buf = struct.pack("<IB3x", SCHED_TC_TEID, 1) + perq
+    assert len(buf) == 56
+    params = bytes([1]) + bytes(15)
+    d = AqDesc(OPC_ADD_TXQS, datalen=len(buf), params=params)
+    d.flags |= 0x400  # RD
+    out, data = await aq.send(d, buf)
+    assert out.retval == 0, out
+    assert struct.unpack_from("<I", data, 8 + 4)[0] != 0, "leaf TEID written back"
+
+
+def pcap_frames(path: Path) -> list[bytes]:
+    """The frames of a pcap file (none when it does not exist yet)."""
+    raw = path.read_bytes() if path.exists() else b""
+    frames, off = [], 24
+    while off + 16 <= len(raw):
+        _s, _us, incl, _orig = struct.unpack_from("<IIII", raw, off)
+        frames.append(raw[off + 16: off + 16 + incl])
+        off += 16 + incl
+    return frames
 
 
 class Qmp:

@@ -14,13 +14,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx, tlan_ctx
+from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx
 
 from .e810_qtest import (
     E810_DEVICE,
     E810_VENDOR,
     GLINT_DYN_CTL,
-    OPC_ADD_TXQS,
     PRTRPB_RDPC,
     QINT_CAUSE_ENA_M,
     QINT_RQCTL,
@@ -33,12 +32,12 @@ from .e810_qtest import (
     QRXFLXP_CNTXT,
     QTX_COMM_DBELL,
     QTX_COMM_HEAD,
-    SCHED_TC_TEID,
     AdminQ,
-    AqDesc,
     Qmp,
+    add_txq,
     msix_enable_masked,
     msix_pending,
+    pcap_frames,
     qemu_or_skip,
     qtest_args,
 )
@@ -272,31 +271,6 @@ async def test_unwritable_buffer_ends_the_frame_with_rxe(rig: Rig) -> None:
 
 # --------------------------------------------------------------------------- Tx
 
-async def add_txq(rig: Rig, aq: AdminQ, pf_q: int, ring: int, qlen: int) -> None:
-    """0x0C30 with one queue under TC0, as ice_vsi_cfg_txq sends it."""
-    # txq_id, rsvd, q_teid (written by the device), txq_ctx[22], rsvd[2], info
-    perq = struct.pack("<HHI", pf_q, 0, 0) + tlan_ctx(ring, qlen, pf_q)
-    perq += bytes(2) + bytes([0, 0x7]) + bytes(14)  # info.valid_sections GENERIC|CIR|EIR
-    buf = struct.pack("<IB3x", SCHED_TC_TEID, 1) + perq
-    assert len(buf) == 56
-    params = bytes([1]) + bytes(15)
-    d = AqDesc(OPC_ADD_TXQS, datalen=len(buf), params=params)
-    d.flags |= 0x400  # RD
-    out, data = await aq.send(d, buf)
-    assert out.retval == 0, out
-    assert struct.unpack_from("<I", data, 8 + 4)[0] != 0, "leaf TEID written back"
-
-
-def pcap_frames(path: Path) -> list[bytes]:
-    raw = path.read_bytes() if path.exists() else b""
-    frames, off = [], 24
-    while off + 16 <= len(raw):
-        _s, _us, incl, _orig = struct.unpack_from("<IIII", raw, off)
-        frames.append(raw[off + 16: off + 16 + incl])
-        off += 16 + incl
-    return frames
-
-
 @pytest_asyncio.fixture
 async def aq(rig: Rig) -> AdminQ:
     q = AdminQ(rig.qt, rig.dev, rig.arena)
@@ -308,7 +282,7 @@ async def test_tx_frame_goes_out_and_rs_descriptor_completes(rig: Rig, aq: Admin
     await arm(rig, 2)
     qt, qlen = rig.qt, 16
     ring = rig.arena.alloc(qlen * TX_DESC, align=128)
-    await add_txq(rig, aq, 0, ring, qlen)
+    await add_txq(aq, 0, ring, qlen)
     await qt.writel(rig.reg(QINT_TQCTL), QINT_CAUSE_ENA_M | (1 << 11) | 1)
     frame = udp_frame(b"guest says hi" * 4)
     a, b = rig.arena.alloc(64), rig.arena.alloc(len(frame))
@@ -336,7 +310,7 @@ async def test_tx_garbage_ring_is_bounded_and_qemu_lives(rig: Rig, aq: AdminQ) -
     everywhere (and beyond the ring): each is at most one lap, QEMU answers at once."""
     qt, qlen = rig.qt, 256  # longer than E810_TX_MAX_DESCS (128): a frame without EOP
     ring = rig.arena.alloc(qlen * TX_DESC, align=128)
-    await add_txq(rig, aq, 0, ring, qlen)
+    await add_txq(aq, 0, ring, qlen)
     descs = b""
     for i in range(qlen):
         kind = i % 4
@@ -401,7 +375,7 @@ async def tx_segmentation(rig: Rig, aq: AdminQ, proto: int) -> list[bytes]:
     it; returns the frames that reached the netdev."""
     qt, qlen = rig.qt, 16
     ring = rig.arena.alloc(qlen * TX_DESC, align=128)
-    await add_txq(rig, aq, 0, ring, qlen)
+    await add_txq(aq, 0, ring, qlen)
     payload = bytes(i % 251 for i in range(3000))
     src_ip, dst_ip = bytes([192, 0, 2, 15]), bytes([192, 0, 2, 1])
     if proto == 6:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx, tlan_ctx
+from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx
 
 from .e810_qtest import (
     E810_DEVICE,
@@ -45,10 +45,11 @@ from .e810_qtest import (
     QRXFLXP_CNTXT,
     QTX_COMM_DBELL,
     QTX_COMM_HEAD,
-    SCHED_TC_TEID,
     AdminQ,
     AqDesc,
     Qmp,
+    add_txq,
+    pcap_frames,
     qemu_or_skip,
     qtest_args,
 )
@@ -529,7 +530,7 @@ async def test_global_reset_is_signalled_then_completes(
 async def test_corer_drops_the_queues(rig: Rig, aq: AdminQ) -> None:
     qlen = 8
     ring = rig.arena.alloc(16 * qlen, align=128)
-    await add_txq(rig, aq, 0, ring, qlen)
+    await add_txq(aq, 0, ring, qlen)
     await setup_rxq(rig, 0)
     await tx_frame(rig, ring, 0)
     await rig.qmp.cmd("e810-reset", type="corer")
@@ -636,17 +637,6 @@ async def test_rx_desc_error_keeps_to_its_queue(rig: Rig) -> None:
     assert await rx_status(rig, r0, 1) & L4E
 
 
-async def add_txq(rig: Rig, aq: AdminQ, pf_q: int, ring: int, qlen: int) -> None:
-    """0x0C30 with one queue under TC0, as ice_vsi_cfg_txq sends it."""
-    perq = struct.pack("<HHI", pf_q, 0, 0) + tlan_ctx(ring, qlen, pf_q)
-    perq += bytes(2) + bytes([0, 0x7]) + bytes(14)
-    buf = struct.pack("<IB3x", SCHED_TC_TEID, 1) + perq
-    d = AqDesc(OPC_ADD_TXQS, datalen=len(buf), params=bytes([1]) + bytes(15))
-    d.flags |= 0x400
-    out, _ = await aq.send(d, buf)
-    assert out.retval == 0
-
-
 async def tx_frame(rig: Rig, ring: int, i: int) -> None:
     frame = udp_frame(b"tx")
     buf = rig.arena.alloc(len(frame))
@@ -664,7 +654,7 @@ async def tx_done(rig: Rig, ring: int, i: int) -> bool:
 async def test_tx_hang_stops_the_head_until_resumed(rig: Rig, aq: AdminQ, one_queue: bool) -> None:
     qlen = 8
     ring = rig.arena.alloc(16 * qlen, align=128)
-    await add_txq(rig, aq, 0, ring, qlen)
+    await add_txq(aq, 0, ring, qlen)
     target = {"queue": 0} if one_queue else {}
     what = "Tx queue 0" if one_queue else "all Tx queues"
     await rig.qmp.cmd("e810-fault-tx-hang", id="nic0", enable=True, **target)
@@ -693,7 +683,7 @@ async def test_tx_while_the_link_is_flapped_down_completes_but_sends_nothing(
                                            "netdev": "n0", "queue": "rx", "file": str(pcap)})
         qlen = 8
         ring = rig.arena.alloc(16 * qlen, align=128)
-        await add_txq(rig, aq, 0, ring, qlen)
+        await add_txq(aq, 0, ring, qlen)
         await rig.qmp.cmd("e810-link-flap", **{"down-ms": 60000})
         lost, sent = udp_frame(b"while down"), udp_frame(b"after the flap")
         for i, frame in enumerate((lost, sent)):
@@ -723,22 +713,12 @@ async def test_spurious_on_a_masked_vector_is_pending_in_the_pba(rig: Rig) -> No
     assert await msix.sent(6)
 
 
-def pcap_frames(path: Path) -> list[bytes]:
-    raw = path.read_bytes() if path.exists() else b""
-    frames, off = [], 24
-    while off + 16 <= len(raw):
-        _s, _us, incl, _orig = struct.unpack_from("<IIII", raw, off)
-        frames.append(raw[off + 16: off + 16 + incl])
-        off += 16 + incl
-    return frames
-
-
 # --------------------------------------------------------------------------- clear, errors
 
 async def test_clear_disarms_everything(rig: Rig, aq: AdminQ) -> None:
     qlen = 8
     ring = rig.arena.alloc(16 * qlen, align=128)
-    await add_txq(rig, aq, 0, ring, qlen)
+    await add_txq(aq, 0, ring, qlen)
     await rig.qmp.cmd("e810-fault-aq", opcode=0x0C30, error=AQ_RC_EIO, count=0)
     await rig.qmp.cmd("e810-fault-arq-drop", count=5)
     await rig.qmp.cmd("e810-fault-irq", vector=7, action="drop", count=0)
