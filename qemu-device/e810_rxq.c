@@ -296,6 +296,9 @@ static uint16_t e810_rx_ptype(struct NetRxPkt *pkt, const uint8_t *frame,
     return v6 ? pt + PTYPE_IPV6_OFFSET : pt;
 }
 
+/* The SCTP common header: ports, verification tag, CRC32c checksum */
+#define E810_SCTP_HDR_LEN 12
+
 /* status_error0 checksum bits: L3L4P when the L3/L4 checksums were checked */
 static uint16_t e810_rx_csum_status(struct NetRxPkt *pkt)
 {
@@ -312,6 +315,20 @@ static uint16_t e810_rx_csum_status(struct NetRxPkt *pkt)
     }
     if (!l3_ok) {
         st |= RX_STATUS0_XSUM_IPE;
+    }
+    /*
+     * net/eth.c bounds the TCP and UDP headers by the frame but takes SCTP
+     * on the IP protocol number alone, and net_rx_pkt's SCTP checksum walk
+     * then runs off the end of its iovec when the IP header length points
+     * past the frame (found by scripts/fuzz-device on the ASan build:
+     * heap-buffer-overflow in _net_rx_pkt_validate_sctp_sum).  A frame
+     * without a whole SCTP common header is reported as not checked, so
+     * the driver claims nothing about its checksums.
+     */
+    if (l4 == ETH_L4_HDR_PROTO_SCTP &&
+        net_rx_pkt_get_l4_hdr_offset(pkt) + E810_SCTP_HDR_LEN >
+        net_rx_pkt_get_total_len(pkt)) {
+        return 0;
     }
     if (l4 != ETH_L4_HDR_PROTO_INVALID &&
         net_rx_pkt_validate_l4_csum(pkt, &l4_ok) && !l4_ok) {

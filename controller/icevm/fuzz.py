@@ -1201,7 +1201,7 @@ async def save_finding(target: Target, opts: FuzzOptions, sess_seed: int, setup:
               "replay: .venv/bin/python scripts/fuzz-device --replay " +
               str(path.relative_to(paths.REPO) if path.is_relative_to(paths.REPO) else path)]
     header += [f"  {ln}" for ln in failure.detail.splitlines()[:25]]
-    path.write_text(format_trace(small, header))
+    path.write_text(format_trace(setup + small, header))  # replayable on its own
     log(f"saved {path} ({len(small)} actions)")
     return path
 
