@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import shlex
+import signal
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .errors import BuildError
@@ -65,3 +68,28 @@ async def run(
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or [""]
         raise BuildError(f"{label} failed (exit {proc.returncode}): {tail[0]}")
     return out.decode(errors="replace")
+
+
+# ------------------------------------------------------------------ children that die with us
+
+_PR_SET_PDEATHSIG = 1
+_libc: Any = None
+
+
+def die_with_parent() -> Callable[[], None]:
+    """A ``preexec_fn`` for QEMU children: the child gets SIGKILL when this process dies, so a
+    killed controller (or fuzzer) leaves no QEMU behind. Load libc here, in the parent: the
+    forked child must not import or allocate."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            _libc = False
+    return _child_setup
+
+
+def _child_setup() -> None:  # pragma: no cover - runs in the forked child
+    libc = _libc
+    if libc:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

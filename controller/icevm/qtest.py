@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from .errors import VMError
+from .proc import die_with_parent
 
 PCI_CFG_ADDR = 0xCF8
 PCI_CFG_DATA = 0xCFC
@@ -88,10 +89,12 @@ class QTest:
         argv = [str(self.qemu), "-qtest", f"unix:{sock}", "-qtest-log", "/dev/null",
                 "-display", "none", "-nodefaults", "-no-user-config", *self.args,
                 "-accel", "qtest"]
+        child_setup = die_with_parent()
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True, env={**os.environ, **self.env} if self.env else None)
+                start_new_session=True, env={**os.environ, **self.env} if self.env else None,
+                preexec_fn=child_setup)
         died: asyncio.Future[Any] = asyncio.ensure_future(self.proc.wait())
         waiters: set[asyncio.Future[Any]] = {accepted, died}
         try:
