@@ -85,19 +85,6 @@
 /* ------------------------------------------------------------------ */
 /* the RLAN context                                                    */
 
-static uint64_t ctx_bits(const uint8_t *ctx, size_t ctx_len,
-                         unsigned lsb, unsigned width)
-{
-    uint64_t v = 0;
-    unsigned byte = lsb / 8;
-
-    for (unsigned i = 0; i < 8 && byte + i < ctx_len; i++) {
-        v |= (uint64_t)ctx[byte + i] << (8 * i);
-    }
-    v >>= lsb % 8;
-    return width >= 64 ? v : v & ((1ULL << width) - 1);
-}
-
 void e810_rxq_ctx(E810Core *core, uint32_t q, E810RxCtx *c)
 {
     uint8_t raw[E810_QRX_CONTEXT_DWORDS * 4];
@@ -105,16 +92,16 @@ void e810_rxq_ctx(E810Core *core, uint32_t q, E810RxCtx *c)
     for (int i = 0; i < E810_QRX_CONTEXT_DWORDS; i++) {
         stl_le_p(raw + 4 * i, core->qrx_context[i][q]);
     }
-    c->head = ctx_bits(raw, sizeof(raw), 0, 13);
-    c->base = ctx_bits(raw, sizeof(raw), 32, 57) << 7;
-    c->qlen = ctx_bits(raw, sizeof(raw), 89, 13);
-    c->dbuf = ctx_bits(raw, sizeof(raw), 102, 7) << 7;
-    c->hbuf = ctx_bits(raw, sizeof(raw), 109, 5) << 6;
-    c->dtype = ctx_bits(raw, sizeof(raw), 114, 2);
-    c->dsize = ctx_bits(raw, sizeof(raw), 116, 1);
-    c->crcstrip = ctx_bits(raw, sizeof(raw), 117, 1);
-    c->l2tsel = ctx_bits(raw, sizeof(raw), 119, 1);
-    c->rxmax = ctx_bits(raw, sizeof(raw), 174, 14);
+    c->head = e810_ctx_bits(raw, sizeof(raw), 0, 13);
+    c->base = e810_ctx_bits(raw, sizeof(raw), 32, 57) << 7;
+    c->qlen = e810_ctx_bits(raw, sizeof(raw), 89, 13);
+    c->dbuf = e810_ctx_bits(raw, sizeof(raw), 102, 7) << 7;
+    c->hbuf = e810_ctx_bits(raw, sizeof(raw), 109, 5) << 6;
+    c->dtype = e810_ctx_bits(raw, sizeof(raw), 114, 2);
+    c->dsize = e810_ctx_bits(raw, sizeof(raw), 116, 1);
+    c->crcstrip = e810_ctx_bits(raw, sizeof(raw), 117, 1);
+    c->l2tsel = e810_ctx_bits(raw, sizeof(raw), 119, 1);
+    c->rxmax = e810_ctx_bits(raw, sizeof(raw), 174, 14);
 }
 
 /* Is the context usable?  Says why not (once per enable) if it is not. */

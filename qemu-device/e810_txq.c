@@ -203,19 +203,6 @@ typedef struct E810TxFrame {
     uint16_t rs[E810_TX_MAX_DESCS];
 } E810TxFrame;
 
-static uint64_t tx_ctx_bits(const uint8_t *ctx, size_t ctx_len,
-                            unsigned lsb, unsigned width)
-{
-    uint64_t v = 0;
-    unsigned byte = lsb / 8;
-
-    for (unsigned i = 0; i < 8 && byte + i < ctx_len; i++) {
-        v |= (uint64_t)ctx[byte + i] << (8 * i);
-    }
-    v >>= lsb % 8;
-    return v & ((1ULL << width) - 1);
-}
-
 static void e810_tx_out(void *opaque, const struct iovec *iov, int iovcnt,
                         const struct iovec *virt_iov, int virt_iovcnt)
 {
@@ -570,8 +557,8 @@ void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val)
         /* e810-fault-tx-hang: the doorbell waits for the resume */
         return;
     }
-    base = tx_ctx_bits(ctx, sizeof(core->txq_ctx[q]), 0, 57) << 7;
-    qlen = tx_ctx_bits(ctx, sizeof(core->txq_ctx[q]), 135, 13);
+    base = e810_ctx_bits(ctx, sizeof(core->txq_ctx[q]), 0, 57) << 7;
+    qlen = e810_ctx_bits(ctx, sizeof(core->txq_ctx[q]), 135, 13);
     tail = val & QTX_COMM_HEAD_HEAD_M;
     if (qlen < 2) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: Tx queue %u context has qlen "
