@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from icevm.packets import checksum as inet_csum
 from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx
 
 from .e810_qtest import (
@@ -83,21 +84,14 @@ async def rig() -> AsyncIterator[Rig]:
 
 def udp_frame(payload: bytes, dst: bytes = bytes.fromhex("525400123456")) -> bytes:
     """Ethernet/IPv4/UDP with correct IP and UDP checksums."""
-    def csum(b: bytes) -> int:
-        if len(b) % 2:
-            b += b"\0"
-        s = sum(int(w) for w in struct.unpack(f"!{len(b) // 2}H", b))
-        while s >> 16:
-            s = (s & 0xFFFF) + (s >> 16)
-        return ~s & 0xFFFF
 
     src_ip, dst_ip = bytes([192, 0, 2, 1]), bytes([192, 0, 2, 15])
     udp_len = 8 + len(payload)
     pseudo = src_ip + dst_ip + struct.pack("!BBH", 0, 17, udp_len)
     udp = struct.pack("!HHHH", 40000, 9, udp_len, 0) + payload
-    udp = udp[:6] + struct.pack("!H", csum(pseudo + udp) or 0xFFFF) + udp[8:]
+    udp = udp[:6] + struct.pack("!H", inet_csum(pseudo + udp) or 0xFFFF) + udp[8:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + udp_len, 1, 0, 64, 17, 0, src_ip, dst_ip)
-    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", inet_csum(ip)) + ip[12:]
     return dst + bytes.fromhex("020000000001") + b"\x08\x00" + ip + udp
 
 
@@ -347,15 +341,6 @@ async def test_doorbell_on_a_queue_never_added_is_ignored(rig: Rig) -> None:
         await rig.qt.writel(rig.reg(QTX_COMM_DBELL + 4 * 7), 5)
     assert rig.qt.alive
     assert await rig.qt.readl(rig.reg(QTX_COMM_HEAD + 4 * 7)) == 0
-
-
-def inet_csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(int(w) for w in struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
 
 
 def l4_ok(frame: bytes) -> bool:
