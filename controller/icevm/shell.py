@@ -49,7 +49,7 @@ from .agent import Agent
 from .cmdline import NicConfig, RunFiles, VMConfig
 from .console import classify
 from .errors import IcevmError, UsageError, VMError
-from .shell_verbs import Session, completions, format_event
+from .shell_verbs import Session, completions, format_event, sayer
 from .vm import QMP_READBUF, VM, QmpEvent
 
 PROMPT = "icevm> "
@@ -369,7 +369,7 @@ async def _run_script(session: Session, stream: IO[str], out: Console) -> int:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        out.print(f"{PROMPT}{line}", markup=False, highlight=False)
+        session.say(f"{PROMPT}{line}")
         try:
             if not await session.run_line(line):
                 break
@@ -388,8 +388,7 @@ async def run(vm: VM, *, boot: Callable[[VM], Awaitable[None]], notify: Notify,
     attached = isinstance(vm, AttachedVM)
     out = _out(interactive)
 
-    def say(msg: str) -> None:
-        out.print(msg, markup=False, highlight=False)
+    say = sayer(out)
 
     def on_event(ev: QmpEvent) -> None:
         say(f"event {format_event(ev)}")

@@ -479,6 +479,14 @@ def vector_table(snap: Snapshot, bdf: str | None = None, before: Snapshot | None
     return t
 
 
+def sayer(out: Console) -> Callable[[str], None]:
+    """A printer for one-line notes (events, console lines, echoed script lines): never wrapped
+    at the console's width, since a script's reader splits its output on lines."""
+    def say(msg: str) -> None:
+        out.print(msg, markup=False, highlight=False, soft_wrap=True)
+    return say
+
+
 def format_event(ev: QmpEvent) -> str:
     """``14:02:03.123 STOP`` / ``… E810_FAULT reset: corer`` / ``… NAME {json}``."""
     ts = time.strftime("%H:%M:%S", time.localtime(ev.timestamp)) + \
@@ -500,7 +508,7 @@ class Session:
         self.vm = vm
         self.out = out
         self.interactive = interactive
-        self.say = say or (lambda msg: out.print(msg, markup=False, highlight=False))
+        self.say = say or sayer(out)
         self.qmp_commands: frozenset[str] = frozenset()
         self.qmp_args: dict[str, tuple[str, ...]] = {}
         self._nic: _Nic | None = None

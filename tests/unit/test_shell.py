@@ -39,6 +39,7 @@ from icevm.shell_verbs import (
     ice_lines,
     parse,
     qmp_argument_names,
+    sayer,
     vector_table,
 )
 from icevm.vm import VM, QmpEvent
@@ -372,3 +373,16 @@ def test_events_print_as_one_line() -> None:
     ev = QmpEvent(2, "E810_FAULT", {"device": "nic0", "kind": "reset", "detail": "corer",
                                     "remaining": 0}, t)
     assert format_event(ev) == f"{stamp} E810_FAULT reset: corer"
+
+
+def test_a_long_note_stays_one_line_in_script_mode() -> None:
+    """The kernel's link-up line is longer than the script console's 160 columns; wrapped, its
+    tail looked like the output of the next command (a CI failure of test_script_mode)."""
+    note = ("console: ice 0000:01:00.0 eth0: NIC Link is up 25 Gbps Full Duplex, Requested FEC: "
+            "RS-FEC, Negotiated FEC: RS-FEC, Autoneg Advertised: Off, Autoneg Negotiated: True, "
+            "Flow Control: Rx/Tx")
+    out = shell._out(False)
+    with out.capture() as cap:
+        sayer(out)(note)
+    assert len(note) > out.width
+    assert cap.get() == note + "\n"
