@@ -244,9 +244,17 @@ static void e810_flex_tcam(E810Core *core, E810FlexTables *t, int pool,
             }
         }
         if (t && addr < E810_FLEX_TCAM) {
-            trace_e810_flex_tcam(addr, prof, live, ldq_le_p(e + 2) &
-                                 0xFFFFFFFFFFull, ldq_le_p(e + 7) &
-                                 0xFFFFFFFFFFull);
+            /*
+             * The two 5-byte halves of the key (value, invert). Loaded from a
+             * padded copy: an 8-byte load at e + 7 would read past the entry,
+             * and past the buffer for the last entry of a full one.
+             */
+            uint8_t k[16] = { 0 };
+
+            memcpy(k, e + 2, E810_FLEX_KEY_SZ);
+            trace_e810_flex_tcam(addr, prof, live,
+                                 ldq_le_p(k) & 0xFFFFFFFFFFull,
+                                 ldq_le_p(k + 5) & 0xFFFFFFFFFFull);
         }
     }
 }
