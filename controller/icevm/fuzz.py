@@ -41,7 +41,7 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from . import paths, qtest
 from .errors import BuildError
-from .qtest import PciDevice, QTest, QTestError
+from .qtest import PciDevice, QTest, QTestError, sanitizer_report
 
 E810_VENDOR, E810_DEVICE = 0x8086, 0x159B
 MAC = "52:54:00:12:34:56"
@@ -160,43 +160,20 @@ class Failure:
         return f"{self.kind}: {self.summary}"
 
 
-_ASAN = re.compile(r"ERROR: AddressSanitizer: ([\w-]+)")
-_UBSAN = re.compile(r"([\w./-]+:\d+(?::\d+)?): runtime error: ([^\n]*)")
-_FRAME = re.compile(r"#\d+ 0x[0-9a-f]+ in (\S+) (\S+)")
 _ASSERT = re.compile(r"(assertion failed[^\n]*|Assertion [^\n]* failed[^\n]*|"
                      r"\*\*\s*\nERROR:[^\n]*|ERROR:[^\n]*assert[^\n]*)", re.IGNORECASE)
 
 
 def classify_stderr(text: str) -> Failure | None:
     """A sanitizer report or failed assertion in QEMU's stderr, else None."""
-    m = _ASAN.search(text)
-    if m:
-        return Failure("sanitizer", f"AddressSanitizer {m.group(1)} at {_first_frame(text)}",
-                       _excerpt(text, m.start()))
-    m = _UBSAN.search(text)
-    if m:
-        where = re.sub(r"^.*?/(hw|net|system|util|include)/", r"\1/", m.group(1))
-        return Failure("sanitizer", f"UBSan {where}: {m.group(2).strip()}",
-                       _excerpt(text, m.start()))
+    found = sanitizer_report(text)
+    if found is not None:
+        return Failure("sanitizer", found[0], found[1])
     m = _ASSERT.search(text)
     if m:
-        return Failure("assert", " ".join(m.group(1).split())[:200], _excerpt(text, m.start()))
+        return Failure("assert", " ".join(m.group(1).split())[:200],
+                       "\n".join(text[m.start():].splitlines()[:60]))
     return None
-
-
-def _first_frame(text: str) -> str:
-    frames = _FRAME.findall(text)
-    for func, where in frames:
-        if "/e810" in where or func.startswith("e810_"):
-            return f"{func} ({where.rsplit('/', 1)[-1]})"
-    for func, where in frames:
-        if not func.startswith(("__asan", "__interceptor", "__sanitizer")):
-            return f"{func} ({where.rsplit('/', 1)[-1]})"
-    return "unknown frame"
-
-
-def _excerpt(text: str, start: int, n: int = 60) -> str:
-    return "\n".join(text[start:].splitlines()[:n])
 
 
 # ------------------------------------------------------------------------------ QEMU sessions
@@ -242,6 +219,7 @@ class Session:
         self.qmp = QMPClient("icevm-fuzz")
         self.sent: list[str] = []
         self.qt.sent = self.sent
+        self.qt.check_sanitizer = False  # classify_stderr judges the session's stderr
 
     async def start(self) -> None:
         await self.qt.start()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import struct
 import tempfile
@@ -42,6 +43,40 @@ class QTestError(VMError):
     """QEMU answered FAIL/ERR, died, or did not answer in time."""
 
 
+_ASAN = re.compile(r"ERROR: AddressSanitizer: ([\w-]+)")
+_UBSAN = re.compile(r"([\w./-]+:\d+(?::\d+)?): runtime error: ([^\n]*)")
+_FRAME = re.compile(r"#\d+ 0x[0-9a-f]+ in (\S+) (\S+)")
+
+
+def sanitizer_report(text: str) -> tuple[str, str] | None:
+    """The first AddressSanitizer or UBSan report in QEMU's stderr, as (one-line summary naming
+    the first e810 frame, the report's first 60 lines); None when there is none."""
+    m = _ASAN.search(text)
+    if m:
+        return (f"AddressSanitizer {m.group(1)} at {_first_frame(text)}",
+                _excerpt(text, m.start()))
+    m = _UBSAN.search(text)
+    if m:
+        where = re.sub(r"^.*?/(hw|net|system|util|include)/", r"\1/", m.group(1))
+        return f"UBSan {where}: {m.group(2).strip()}", _excerpt(text, m.start())
+    return None
+
+
+def _first_frame(text: str) -> str:
+    frames = _FRAME.findall(text)
+    for func, where in frames:
+        if "/e810" in where or func.startswith("e810_"):
+            return f"{func} ({where.rsplit('/', 1)[-1]})"
+    for func, where in frames:
+        if not func.startswith(("__asan", "__interceptor", "__sanitizer")):
+            return f"{func} ({where.rsplit('/', 1)[-1]})"
+    return "unknown frame"
+
+
+def _excerpt(text: str, start: int, n: int = 60) -> str:
+    return "\n".join(text[start:].splitlines()[:n])
+
+
 class QTest:
     """One QEMU process under ``-accel qtest`` with a qtest socket and its stderr captured."""
 
@@ -52,6 +87,9 @@ class QTest:
         self.timeout = timeout
         #: extra environment for QEMU (the sanitizer options of ``make qemu-asan``)
         self.env = dict(env) if env else None
+        #: ``close`` raises when QEMU's stderr holds a sanitizer report (the fuzzer, which
+        #: classifies reports itself, turns this off)
+        self.check_sanitizer = True
         #: when a list, every command line sent is appended to it (the fuzzer's trace)
         self.sent: list[str] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
@@ -133,9 +171,14 @@ class QTest:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 await self.proc.wait()
+        report = None
+        if self.log_path is not None and self.log_path.exists():
+            report = sanitizer_report(self.log_path.read_text(errors="replace"))
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+        if report is not None and self.check_sanitizer:
+            raise QTestError(f"QEMU's sanitizer reported: {report[0]}\n{report[1]}")
 
     # ------------------------------------------------------------------ raw protocol
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,19 @@ E810_VENDOR = 0x8086
 E810_DEVICE = 0x159B
 
 
+#: ``ICEVM_QTEST_ASAN=1``: run every qtest on ``make qemu-asan``'s build, where a sanitizer
+#: report fails the test (``QTest.close``); ``make qtest`` and ``make test`` run both builds.
+ASAN = os.environ.get("ICEVM_QTEST_ASAN", "") not in ("", "0")
+
+
 def qemu_or_skip() -> QTest:
+    if ASAN:
+        from icevm.build import SANITIZER_ENV, qemu_asan_binary
+
+        binary = qemu_asan_binary()
+        if not binary.exists() or not paths.is_complete(paths.firmware_dir()):
+            pytest.skip(f"ASan QEMU not built ({binary}): run `make qemu-asan`")
+        return QTest(binary, [], env=SANITIZER_ENV, timeout=60.0)
     binary = paths.qemu_binary()
     if not binary.exists() or not paths.is_complete(paths.firmware_dir()):
         pytest.skip(f"QEMU not built ({binary}): run `make qemu`")
