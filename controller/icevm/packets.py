@@ -163,6 +163,20 @@ def ipv4(
     return hdr[:10] + struct.pack("!H", csum) + hdr[12:] + payload
 
 
+def ihl_past_the_frame(dst: MacLike, src: MacLike, src_ip: IpLike, dst_ip: IpLike, *,
+                       proto: int, ihl: int = 15) -> bytes:
+    """A hostile 60-byte frame: an IPv4 header whose IHL claims ``ihl`` words (up to 60 bytes)
+    and ``proto``, in a frame that holds only the 20-byte base header (a valid header checksum
+    over those 20 bytes). What QEMU's own igb model overran the heap on (scripts/repro-igb-sctp:
+    ``proto=132``, SCTP)."""
+    if not 0 <= ihl < 16:
+        raise ValueError(f"IHL {ihl} out of 0..15")
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, ETH_ZLEN - ETH_HLEN, 1, 0, 64, proto, 0,
+                      ip_bytes(src_ip), ip_bytes(dst_ip))
+    hdr = hdr[:10] + struct.pack("!H", checksum(hdr)) + hdr[12:]
+    return ethernet(dst, src, ETH_P_IPV4, hdr)
+
+
 def udp(
     src_ip: IpLike, dst_ip: IpLike, sport: int, dport: int, payload: bytes, *,
     udp_checksum: int | None = None,

@@ -292,3 +292,16 @@ def test_pcap_rejects_garbage() -> None:
     with pytest.raises(PcapError):
         parse_pcap(b"\xd4\xc3")
     assert pcap_bytes([])[:4] == bytes.fromhex("d4c3b2a1")
+
+
+def test_ihl_past_the_frame_claims_a_header_the_frame_does_not_hold() -> None:
+    f = packets.ihl_past_the_frame("52:54:00:12:34:56", "02:00:00:00:00:01", "192.0.2.1",
+                                   "192.0.2.15", proto=132)
+    assert len(f) == packets.ETH_ZLEN
+    ip = f[packets.ETH_HLEN:]
+    assert ip[0] == 0x4F and (ip[0] & 0xF) * 4 == 60 > len(ip)  # 60-byte header, 46 bytes held
+    assert ip[9] == 132
+    assert packets.checksum(ip[:20]) == 0  # the 20 bytes that are there sum right
+    with pytest.raises(ValueError, match="IHL 16"):
+        packets.ihl_past_the_frame("52:54:00:12:34:56", "02:00:00:00:00:01", "192.0.2.1",
+                                   "192.0.2.15", proto=132, ihl=16)
