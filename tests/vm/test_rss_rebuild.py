@@ -21,7 +21,8 @@ combined 1`` then CORER, or a CORER before ``-X`` and then another CORER, rebuil
 The device does nothing unusual here: every admin-queue command of both steps is answered with
 success, and the list is the driver's own memory. The first test is the control (a CORER with
 the default hash rebuilds cleanly); the second asserts the harness's verdict on the stock
-driver is DRIVER-BUG naming the Oops. If a fixed driver makes it pass, this test says so.
+driver is DRIVER-BUG naming the Oops. The Oops is intermittent (see that test), so it gets a
+few fresh guests. If a fixed driver makes it pass, this test says so.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ pytestmark = [pytest.mark.full_mode, pytest.mark.asyncio(loop_scope="module")]
 SYMMETRIC = "Hash function set to: Symmetric Toeplitz"
 OOPS = re.compile(r"Oops: general protection fault|BUG: unable to handle")
 OOPS_RIP = re.compile(r"RIP: 0010:ice_replay_rss_cfg\+")
+ATTEMPTS = 6
 
 
 @pytest_asyncio.fixture(loop_scope="module")
@@ -83,8 +85,9 @@ async def test_corer_with_the_default_hash_rebuilds(full: VM) -> None:
     assert v.outcome is Outcome.PASS, v.summary
 
 
-async def test_corer_after_ethtool_x_oopses_the_stock_driver(full: VM) -> None:
-    vm = full
+async def x_then_corer(vm: VM) -> tuple[bool, list[str]]:
+    """``ethtool -X eth0 equal 2``, then a CORER: (whether the driver oopsed, the kernel log of
+    the CORER). Step 1 is checked on the spot: the hash function must have changed."""
     rec = await Recorder(vm).start()
     r = await vm.exec(["ethtool", "-X", IF, "equal", "2"], 120)
     assert r.rc == 0, r.err
@@ -92,19 +95,40 @@ async def test_corer_after_ethtool_x_oopses_the_stock_driver(full: VM) -> None:
     # step 1: the hash function changed although only the indirection table was asked for
     assert any(SYMMETRIC in ln for ln in log), log
 
-    before = await irq_state(vm)
     rec = await Recorder(vm).start()
     await df.arm(vm, df.parse("reset:corer"))
     await rec.wait_fired("reset", timeout=10)
-    oops = await rec.wait_log(OOPS, 180)
+    done = re.compile(f"{OOPS.pattern}|{REBUILT.pattern}")
+    await rec.wait_log(done, 180)
     log = await rec.log()
-    v = verdict(DeviceFaultObservation(
-        faults=["ethtool -X eth0 equal 2", "reset:corer"], expected_events=["reset"],
-        events=[e.kind for e in rec.fired()], before=before, kernel_log=log))
-    print(f"the Oops: {oops}")
-    assert any(OOPS_RIP.search(ln) for ln in log), \
-        "an Oops, but not in ice_replay_rss_cfg:\n" + "\n".join(log[-40:])
-    assert v.outcome is Outcome.DRIVER_BUG, (
-        f"verdict {v.outcome} ({v.summary}): the stock driver no longer oopses here; if ice "
-        "was fixed, turn this into a PASS test")
-    assert not any(REBUILT.search(ln) for ln in log)
+    return any(OOPS.search(ln) for ln in log), log
+
+
+async def test_corer_after_ethtool_x_oopses_the_stock_driver() -> None:
+    """Intermittent: of the first 12 runs of these two steps on a fresh guest, 9 oopsed and 3
+    rebuilt cleanly. Each attempt is a fresh guest; the test needs one Oops in ``ATTEMPTS``, and every
+    attempt must end one of the two ways (an Oops elsewhere, or neither, fails it)."""
+    seen: list[str] = []
+    for attempt in range(1, ATTEMPTS + 1):
+        vm = await boot("full")
+        try:
+            await needs(vm, "e810-reset")
+            await configure(vm)
+            before = await irq_state(vm)
+            oopsed, log = await x_then_corer(vm)
+            v = verdict(DeviceFaultObservation(
+                faults=["ethtool -X eth0 equal 2", "reset:corer"], expected_events=["reset"],
+                events=["reset"], before=before, kernel_log=log))
+        finally:
+            await vm.close()
+        if not oopsed:
+            seen.append(f"attempt {attempt}: rebuilt cleanly ({v.outcome})")
+            continue
+        assert any(OOPS_RIP.search(ln) for ln in log), \
+            "an Oops, but not in ice_replay_rss_cfg:\n" + "\n".join(log[-40:])
+        assert v.outcome is Outcome.DRIVER_BUG, v.summary
+        assert not any(REBUILT.search(ln) for ln in log)
+        print(f"attempt {attempt}: {next(ln for ln in log if OOPS.search(ln))}")
+        return
+    pytest.fail(f"no Oops in {ATTEMPTS} fresh guests ({'; '.join(seen)}): if ice was fixed, "
+                "turn this into a PASS test")
