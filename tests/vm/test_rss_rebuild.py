@@ -106,8 +106,9 @@ async def x_then_corer(vm: VM) -> tuple[bool, list[str]]:
 
 async def test_corer_after_ethtool_x_oopses_the_stock_driver() -> None:
     """Intermittent: of the first 12 runs of these two steps on a fresh guest, 9 oopsed and 3
-    rebuilt cleanly. Each attempt is a fresh guest; the test needs one Oops in ``ATTEMPTS``, and every
-    attempt must end one of the two ways (an Oops elsewhere, or neither, fails it)."""
+    rebuilt cleanly. Each attempt is a fresh guest; the test needs one Oops in ``ATTEMPTS``,
+    and every attempt must end one of the two ways (an Oops elsewhere, or neither, fails
+    it)."""
     seen: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
         vm = await boot("full")
