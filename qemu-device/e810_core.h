@@ -290,6 +290,24 @@ struct E810Core {
     E810Fault fault;
 };
 
+/*
+ * A bit field of a queue context (RLAN/TLAN) as the driver packs it:
+ * ``width`` bits from bit ``lsb``, little-endian, bytes past ``ctx_len``
+ * read as zero.
+ */
+static inline uint64_t e810_ctx_bits(const uint8_t *ctx, size_t ctx_len,
+                                     unsigned lsb, unsigned width)
+{
+    uint64_t v = 0;
+    unsigned byte = lsb / 8;
+
+    for (unsigned i = 0; i < 8 && byte + i < ctx_len; i++) {
+        v |= (uint64_t)ctx[byte + i] << (8 * i);
+    }
+    v >>= lsb % 8;
+    return width >= 64 ? v : v & ((1ULL << width) - 1);
+}
+
 /* e810_regs.c */
 extern const MemoryRegionOps e810_mmio_ops;
 void e810_regs_reset(E810Core *core);
@@ -311,24 +329,6 @@ void e810_intr_fw_event(E810Core *core);
 bool e810_intr_spurious(E810Core *core, uint32_t vector);
 void e810_intr_dyn_ctl_write(E810Core *core, uint32_t vector, uint32_t val);
 uint32_t e810_intr_oicr_read(E810Core *core);
-
-/*
- * A bit field of a queue context (RLAN/TLAN) as the driver packs it:
- * ``width`` bits from bit ``lsb``, little-endian, bytes past ``ctx_len``
- * read as zero.
- */
-static inline uint64_t e810_ctx_bits(const uint8_t *ctx, size_t ctx_len,
-                                     unsigned lsb, unsigned width)
-{
-    uint64_t v = 0;
-    unsigned byte = lsb / 8;
-
-    for (unsigned i = 0; i < 8 && byte + i < ctx_len; i++) {
-        v |= (uint64_t)ctx[byte + i] << (8 * i);
-    }
-    v >>= lsb % 8;
-    return width >= 64 ? v : v & ((1ULL << width) - 1);
-}
 void e810_intr_queue_cause(E810Core *core, uint32_t ctl, bool tx, uint32_t q);
 void e810_intr_post_load(E810Core *core);
 void e810_intr_realize(E810Core *core);
