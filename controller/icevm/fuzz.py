@@ -41,7 +41,7 @@ from qemu.qmp import ExecuteError, QMPClient, QMPError
 
 from . import paths, qtest
 from .errors import BuildError
-from .qtest import PciDevice, QTest, QTestError, sanitizer_report
+from .qtest import PciDevice, QTest, QTestError, report_excerpt, sanitizer_report
 
 E810_VENDOR, E810_DEVICE = 0x8086, 0x159B
 MAC = "52:54:00:12:34:56"
@@ -172,7 +172,7 @@ def classify_stderr(text: str) -> Failure | None:
     m = _ASSERT.search(text)
     if m:
         return Failure("assert", " ".join(m.group(1).split())[:200],
-                       "\n".join(text[m.start():].splitlines()[:60]))
+                       report_excerpt(text, m.start()))
     return None
 
 

@@ -54,11 +54,11 @@ def sanitizer_report(text: str) -> tuple[str, str] | None:
     m = _ASAN.search(text)
     if m:
         return (f"AddressSanitizer {m.group(1)} at {_first_frame(text)}",
-                _excerpt(text, m.start()))
+                report_excerpt(text, m.start()))
     m = _UBSAN.search(text)
     if m:
         where = re.sub(r"^.*?/(hw|net|system|util|include)/", r"\1/", m.group(1))
-        return f"UBSan {where}: {m.group(2).strip()}", _excerpt(text, m.start())
+        return f"UBSan {where}: {m.group(2).strip()}", report_excerpt(text, m.start())
     return None
 
 
@@ -73,7 +73,8 @@ def _first_frame(text: str) -> str:
     return "unknown frame"
 
 
-def _excerpt(text: str, start: int, n: int = 60) -> str:
+def report_excerpt(text: str, start: int, n: int = 60) -> str:
+    """``n`` lines of ``text`` from ``start``: the evidence quoted with a report."""
     return "\n".join(text[start:].splitlines()[:n])
 
 
@@ -172,12 +173,12 @@ class QTest:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 await self.proc.wait()
         report = None
-        if self.log_path is not None and self.log_path.exists():
+        if self.check_sanitizer and self.log_path is not None and self.log_path.exists():
             report = sanitizer_report(self.log_path.read_text(errors="replace"))
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-        if report is not None and self.check_sanitizer:
+        if report is not None:
             raise QTestError(f"QEMU's sanitizer reported: {report[0]}\n{report[1]}")
 
     # ------------------------------------------------------------------ raw protocol
