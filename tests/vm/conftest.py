@@ -89,10 +89,11 @@ async def until(probe: Callable[[], Awaitable[bool]], timeout: float,  # noqa: A
 
 
 def guest_vm(variant: str = "safe", *, cpus: int = 2, **kw: Any) -> VM:
-    """A VM (not yet started) of the built artefacts under TCG, or ``pytest.skip``."""
+    """A VM (not yet started) of the built artefacts under TCG, or ``pytest.skip``; ``kw``
+    adds to or overrides the VM's arguments (``qemu=`` another build, ``kernel=``…)."""
     b = built(variant)
-    return VM(variant=variant, accel="tcg", cpus=cpus, kernel=b.kernel, initrd=b.initrd,
-              qemu=b.qemu, firmware_dir=b.firmware, **kw)
+    return VM(**{"variant": variant, "accel": "tcg", "cpus": cpus, "kernel": b.kernel,
+                 "initrd": b.initrd, "qemu": b.qemu, "firmware_dir": b.firmware, **kw})
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

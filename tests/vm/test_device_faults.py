@@ -26,6 +26,7 @@ import errno
 import functools
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -126,6 +127,13 @@ def carrier_is(vm: VM, state: int) -> Callable[[], Awaitable[bool]]:
     return probe
 
 
+def if_exists(vm: VM) -> Callable[[], Awaitable[bool]]:
+    """A probe for :func:`until`: eth0 is registered (after boot, or after a reload of ice)."""
+    async def probe() -> bool:
+        return (await vm.exec(["test", "-e", f"/sys/class/net/{IF}"])).rc == 0
+    return probe
+
+
 async def ethtool_stats(vm: VM) -> dict[str, int]:
     out = (await vm.exec(["ethtool", "-S", IF], check=True)).out
     return {k: int(v) for k, v in re.findall(r"^\s*([\w.]+): (\d+)$", out, re.M)}
@@ -210,15 +218,14 @@ def verdict(obs: DeviceFaultObservation) -> DeviceVerdict:
 
 
 async def boot(variant: str = "safe", *, cpus: int = 2, options: dict[str, str] | None = None,
-               ) -> VM:
-    """A guest with the e810 on the controller's wire, once eth0 exists."""
-    vm = guest_vm(variant, cpus=cpus, nic=NicConfig(backend="socket", options=options or {}))
+               **kw: Any) -> VM:
+    """A guest with the e810 on the controller's wire, once eth0 exists; ``kw`` goes to
+    :func:`guest_vm` (another QEMU build or kernel)."""
+    vm = guest_vm(variant, cpus=cpus, nic=NicConfig(backend="socket", options=options or {}),
+                  **kw)
     await vm.start()
     try:
-        async def has_if() -> bool:
-            return (await vm.exec(["test", "-e", f"/sys/class/net/{IF}"])).rc == 0
-
-        assert await until(has_if, 120), "no eth0"
+        assert await until(if_exists(vm), 120), "no eth0"
     except BaseException:
         await vm.close()
         raise
@@ -228,9 +235,10 @@ async def boot(variant: str = "safe", *, cpus: int = 2, options: dict[str, str] 
 # --------------------------------------------------------------------------- guests
 
 @contextlib.asynccontextmanager
-async def configured() -> AsyncIterator[VM]:
-    """A fresh safe guest after :func:`configure`, closed on the way out (a fixture's own VM)."""
-    vm = await boot()
+async def configured(variant: str = "safe", **kw: Any) -> AsyncIterator[VM]:
+    """A fresh guest (:func:`boot`) after :func:`configure`, closed on the way out (a
+    fixture's own VM)."""
+    vm = await boot(variant, **kw)
     try:
         await configure(vm)
         yield vm

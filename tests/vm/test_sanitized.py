@@ -16,7 +16,6 @@ stops on before the guest starts. That is QEMU's, harmless on x86, and outside t
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -25,12 +24,14 @@ import pytest_asyncio
 from icevm import device_faults as df
 from icevm import packets
 from icevm.build import SANITIZER_ENV, qemu_asan_binary
-from icevm.cmdline import DEFAULT_MAC, NicConfig
+from icevm.cmdline import DEFAULT_MAC
+from icevm.console import scan
 from icevm.guest_image import guest_artifacts
 from icevm.qtest import sanitizer_report
+from icevm.verdicts import COMPLAINTS
 from icevm.vm import VM
 
-from .conftest import built, until
+from .conftest import until
 from .test_device_faults import (
     GUEST_IP,
     IF,
@@ -40,14 +41,16 @@ from .test_device_faults import (
     Recorder,
     carrier_is,
     configure,
+    configured,
+    if_exists,
     needs,
     ping_host,
+    read_int,
 )
 
 pytestmark = [pytest.mark.sanitized, pytest.mark.asyncio(loop_scope="module")]
 
 DDP_LOADED = "The DDP package was successfully loaded"
-BAD_CONSOLE = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Kernel panic")
 
 
 def qemu_log(vm: VM) -> str:
@@ -63,35 +66,23 @@ def assert_clean(vm: VM) -> None:
 
 
 async def rx_packets(vm: VM) -> int:
-    return int((await vm.read_file(f"/sys/class/net/{IF}/statistics/rx_packets")).decode())
+    return await read_int(vm, f"/sys/class/net/{IF}/statistics/rx_packets")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def asan_vm() -> AsyncIterator[VM]:
-    b = built("full")
     binary = qemu_asan_binary()
     if not binary.exists():
         pytest.skip(f"ASan QEMU not built ({binary}): run `make qemu-asan`")
     mp = pytest.MonkeyPatch()
     for k, v in SANITIZER_ENV.items():  # QEMU inherits the controller's environment
         mp.setenv(k, v)
-    kernel = guest_artifacts("full").kernel  # the bzImage (see the module docstring)
-    vm = VM(variant="full", accel="tcg", cpus=2, kernel=kernel, initrd=b.initrd, qemu=binary,
-            firmware_dir=b.firmware, nic=NicConfig(backend="socket"))
     try:
-        await vm.start()
-
-        async def has_if() -> bool:
-            return (await vm.exec(["test", "-e", f"/sys/class/net/{IF}"])).rc == 0
-
-        assert await until(has_if, 120), "no eth0"
-        await configure(vm)
-        yield vm
+        # the bzImage (see the module docstring)
+        async with configured("full", qemu=binary, kernel=guest_artifacts("full").kernel) as vm:
+            yield vm
     finally:
-        try:
-            await vm.close()
-        finally:
-            mp.undo()
+        mp.undo()
 
 
 async def test_the_package_downloads_and_eth0_opens(asan_vm: VM) -> None:
@@ -172,13 +163,10 @@ async def test_unload_and_reload_the_driver(asan_vm: VM) -> None:
     await vm.exec(["rmmod", "ice"], 120, check=True)
     await vm.exec(["modprobe", "ice"], 180, check=True)
 
-    async def has_if() -> bool:
-        return (await vm.exec(["test", "-e", f"/sys/class/net/{IF}"])).rc == 0
-
-    assert await until(has_if, 120), "no eth0 after reloading ice"
+    assert await until(if_exists(vm), 120), "no eth0 after reloading ice"
     await configure(vm)
     ok, summary = await ping_host(vm, 3)
     assert ok, summary
-    bad = BAD_CONSOLE.search(vm.console.text())
-    assert bad is None, bad
+    complaints = scan(vm.console.text().splitlines(), kinds=COMPLAINTS)
+    assert not complaints, complaints
     assert_clean(vm)
