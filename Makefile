@@ -35,14 +35,14 @@ guest: venv
 	$(VPY) -m icevm.build guest safe full
 
 # Debian's ice.ko with guest-image/patches/ice-free-irq-dev-id.patch, built out of tree by the
-# kernel's own gcc-14 (icevm.module_build), and the guest images carrying it.
+# kernel's own gcc-14 (icevm.build.module_build), and the guest images carrying it.
 patched-module: deps
-	$(VPY) -m icevm.module_build
+	$(VPY) -m icevm.build patched-module
 
 build: qemu guest patched-module
 
 lint: venv
-	$(VPY) -m ruff check controller tests scripts
+	$(VPY) -m ruff check controller tests scripts scripts/*
 	$(VPY) -m mypy
 
 unit: venv

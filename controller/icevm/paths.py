@@ -12,7 +12,8 @@ import os
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+CONTROLLER_DIR = Path(__file__).resolve().parent
+REPO = CONTROLLER_DIR.parents[1]
 DEVICE_DIR = REPO / "qemu-device"
 GUEST_IMAGE_DIR = REPO / "guest-image"
 QEMU_LOCK = DEVICE_DIR / "qemu-source.lock"
@@ -82,7 +83,7 @@ def guest_key() -> str:
             h.update(p.relative_to(GUEST_IMAGE_DIR).as_posix().encode())
             h.update(p.read_bytes())
     for name in ("guest_image.py", "newc.py"):
-        h.update(Path(__file__).with_name(name).read_bytes())
+        h.update((CONTROLLER_DIR / "build" / name).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .errors import BuildError
+from icevm import paths
+from icevm.errors import BuildError
 
 #: A build step's progress callback: one short line per step (the CLI shows it with rich).
 Progress = Callable[[str], None]

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest_asyncio
 
-from icevm.qtest import PciDevice, QTest
+from icevm.devtest.qtest import PciDevice, QTest
 
 from .e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from icevm import paths
-from icevm.qtest import DmaArena, PciDevice, QTest, tlan_ctx
-from icevm.rss import toeplitz  # noqa: F401  (re-exported for the qtests)
+from icevm.devtest.qtest import DmaArena, PciDevice, QTest, tlan_ctx
+from icevm.net.rss import toeplitz  # noqa: F401  (re-exported for the qtests)
 
 E810_VENDOR = 0x8086
 E810_DEVICE = 0x159B
@@ -28,7 +28,7 @@ ASAN = os.environ.get("ICEVM_QTEST_ASAN", "") not in ("", "0")
 
 def qemu_or_skip() -> QTest:
     if ASAN:
-        from icevm.build import SANITIZER_ENV, qemu_asan_binary
+        from icevm.artifacts import SANITIZER_ENV, qemu_asan_binary
 
         binary = qemu_asan_binary()
         if not binary.exists() or not paths.is_complete(paths.firmware_dir()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest
+from icevm.devtest.qtest import DmaArena, PciDevice, QTest
 
 from .e810_qtest import (
     GLGEN_RSTAT,

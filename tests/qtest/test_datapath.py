@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from icevm.packets import checksum as inet_csum
-from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx
+from icevm.devtest.qtest import DmaArena, PciDevice, QTest, rlan_ctx
+from icevm.net.packets import checksum as inet_csum
 
 from .e810_qtest import (
     E810_DEVICE,

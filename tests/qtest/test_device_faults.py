@@ -1,4 +1,4 @@
-"""Device-side fault injection over QMP (issue 7), without a guest: each fault is armed with
+"""Device-side fault injection over QMP, without a guest: each fault is armed with
 its QMP command, the device is driven through MMIO and DMA the way the ice driver drives it,
 and the effect is read back from registers and guest memory -- plus the ``E810_FAULT`` event
 and ``e810-query-faults``."""
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest, rlan_ctx
+from icevm.devtest.qtest import DmaArena, PciDevice, QTest, rlan_ctx
 
 from .e810_qtest import (
     E810_DEVICE,

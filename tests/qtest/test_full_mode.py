@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 import pytest_asyncio
 
-from icevm.qtest import DmaArena, PciDevice, QTest
+from icevm.devtest.qtest import DmaArena, PciDevice, QTest
 
 from .e810_qtest import (
     E810_DEVICE,

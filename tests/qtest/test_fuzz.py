@@ -1,4 +1,5 @@
-"""The device against a hostile driver: the qtest fuzzer (icevm.fuzz) on the ASan+UBSan build.
+"""The device against a hostile driver: the qtest fuzzer (icevm.devtest.fuzz) on the ASan+UBSan
+build.
 
 - a two-minute fuzz run (fixed seed and action count, so it is the same run every time) must
   end with no crash, no sanitizer report and no hang, having reached most of the device;
@@ -18,9 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from icevm import fuzz
-from icevm.errors import BuildError
-from icevm.qtest import QTestError
+from icevm.devtest import fuzz
+from icevm.errors import BuildError, QTestError
 
 pytestmark = [pytest.mark.qtest, pytest.mark.robustness]
 
@@ -94,7 +94,7 @@ async def test_same_seed_same_run() -> None:
 @pytest.mark.asyncio
 async def test_watchdog_reports_a_qemu_that_stops_answering() -> None:
     target = dataclasses.replace(asan_target(), timeout=2.0)
-    s = fuzz.Session(target)
+    s = fuzz.FuzzSession(target)
     try:
         await s.start()
         await s.ping()
@@ -111,7 +111,7 @@ async def test_watchdog_reports_a_qemu_that_stops_answering() -> None:
 
 @pytest.mark.asyncio
 async def test_a_dying_qemu_is_a_failure() -> None:
-    s = fuzz.Session(asan_target())
+    s = fuzz.FuzzSession(asan_target())
     try:
         await s.start()
         assert s.qt.proc is not None

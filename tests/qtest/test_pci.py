@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from icevm.qtest import PciDevice, QTest, QTestError
+from icevm.devtest.qtest import PciDevice, QTest
+from icevm.errors import QTestError
 
 from .e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
 

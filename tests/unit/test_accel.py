@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from icevm import accel
 from icevm.errors import UsageError, VMError
+from icevm.qemu import accel
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from icevm.cmdline import (
+from icevm.errors import UsageError
+from icevm.qemu.cmdline import (
     BASE_APPEND,
     DEFAULT_MAC,
     NicConfig,
@@ -16,7 +17,6 @@ from icevm.cmdline import (
     kernel_append,
     opt_value,
 )
-from icevm.errors import UsageError
 
 
 def config(tmp: Path = Path("/r"), **kw: Any) -> VMConfig:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from icevm.console import ConsoleLog, classify, clean, excerpt, scan, strip_timestamp
 from icevm.errors import VMError
+from icevm.guest.console import ConsoleLog, classify, clean, excerpt, scan, strip_timestamp
 
 DATA = Path(__file__).parent / "data"
 PANIC_LOG = DATA / "console-panic-noroot.log"

@@ -12,21 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from icevm import device_faults as df
-from icevm.device_faults import DeviceFault, FaultEvent, parse
 from icevm.errors import UsageError
-from icevm.verdicts import (
+from icevm.inject import device as df
+from icevm.inject.device import DeviceFault, FaultEvent, parse
+from icevm.judge.verdicts import (
     CommandResult,
     DeviceFaultObservation,
     IrqState,
     Outcome,
     judge_device,
 )
-from icevm.vm import QmpEvent
+from icevm.qemu.vm import QmpEvent
 
 
 def _ice_source() -> Path:
-    from icevm import module_build as mb
+    from icevm.build import module_build as mb
 
     d = mb.source_dir(mb.read_module_lock().source) / mb.ICE_DIR
     if not (d / "ice_adminq_cmd.h").is_file():

@@ -21,7 +21,8 @@ import pytest
 
 from icevm import paths
 from icevm.errors import UsageError
-from icevm.faults import (
+from icevm.inject.gdbstub import Hit
+from icevm.inject.host import (
     MATRIX_ERRNOS,
     SITES,
     ArmedFault,
@@ -36,8 +37,7 @@ from icevm.faults import (
     parse_spec,
     validate_vector,
 )
-from icevm.gdbstub import Hit
-from icevm.symbols import Kallsyms, ModuleElf
+from icevm.inject.symbols import Kallsyms, ModuleElf
 
 DATA = Path(__file__).parent / "data" / "faults"
 RELEASE = "6.12.117+deb13-amd64"
@@ -316,11 +316,11 @@ def test_rmap_counts_every_call_by_irq() -> None:
 
 
 # ------------------------------------------------------------------------------ scenario helpers
-# identify-*.txt: scenarios.IDENTIFY's output in real guests (safe with 2 CPUs, booted normally
+# identify-*.txt: probe.IDENTIFY's output in real guests (safe with 2 CPUs, booted normally
 # and with icevm.load=0; full with 4 CPUs).
 
 def test_identify_output() -> None:
-    from icevm.scenarios import parse_identify
+    from icevm.guest.probe import parse_identify
 
     data = Path(__file__).parent / "data"
     safe = parse_identify((data / "identify-safe-bound.txt").read_text())
@@ -335,7 +335,7 @@ def test_identify_output() -> None:
 
 
 def test_driver_mode_from_the_probe_log() -> None:
-    from icevm.scenarios import driver_mode
+    from icevm.guest.probe import driver_mode
 
     def log(run: str) -> list[str]:
         return (DATA / run / "kernel.log").read_text().splitlines()
@@ -348,7 +348,7 @@ def test_driver_mode_from_the_probe_log() -> None:
 
 
 def test_matrix_scenarios() -> None:
-    from icevm.scenarios import Scenario, matrix
+    from icevm.judge.scenarios import Scenario, matrix
 
     t = Scenario(FaultSpec("misc", errno.EBUSY), guest="full", cpus=3, module="patched",
                  accel="tcg")

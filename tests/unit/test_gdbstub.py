@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from icevm.errors import VMError
-from icevm.gdbstub import (
-    GdbError,
-    GdbReplyError,
+from icevm.errors import GdbError, GdbReplyError, VMError
+from icevm.inject.gdbstub import (
     GdbStub,
     Hit,
     called_from,

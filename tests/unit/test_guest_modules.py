@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from icevm import guest_image as gi
-from icevm import paths
+from icevm import artifacts, paths
+from icevm.build import guest_image as gi
 from icevm.errors import BuildError
 
 RELEASE = "6.12.117+deb13-amd64"
@@ -213,15 +213,15 @@ def test_guest_artifacts_require_the_stamp(tmp_path: Path, monkeypatch: pytest.M
     (d / "kernel-release").write_text(RELEASE + "\n")
     (d / "modules.json").write_text('{"modules": [{"name": "ice", "path": "/x/ice.ko"}]}')
     with pytest.raises(BuildError, match=r"^guest image safe not built: run `make guest`$"):
-        gi.guest_artifacts("safe")
+        artifacts.guest_artifacts("safe")
     (d / paths.STAMP).write_text("safe\n")
-    art = gi.guest_artifacts("safe")
+    art = artifacts.guest_artifacts("safe")
     assert (art.release, art.modules, art.initrd) == (RELEASE, ("/x/ice.ko",), d / "initrd.img")
     (d / "vmlinux").unlink()
     with pytest.raises(BuildError, match="not built"):
-        gi.guest_artifacts("safe")
+        artifacts.guest_artifacts("safe")
     with pytest.raises(BuildError, match="unknown guest variant 'fast'"):
-        gi.guest_artifacts("fast")
+        artifacts.guest_artifacts("fast")
 
 
 def _initrd_files(blob: bytes) -> dict[str, int]:
@@ -239,7 +239,7 @@ def _initrd_files(blob: bytes) -> dict[str, int]:
 
 def test_built_images_differ_only_by_the_ddp_package() -> None:
     try:
-        safe, full = gi.guest_artifacts("safe"), gi.guest_artifacts("full")
+        safe, full = artifacts.guest_artifacts("safe"), artifacts.guest_artifacts("full")
     except BuildError:
         pytest.skip("guest images not built (make guest)")
     s, f = _initrd_files(safe.initrd.read_bytes()), _initrd_files(full.initrd.read_bytes())

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from icevm.interrupts import IrqLine, ParseError, Snapshot, diff, parse_line
+from icevm.errors import ParseError
+from icevm.guest.interrupts import IrqLine, Snapshot, diff, parse_line
 
 DATA = Path(__file__).parent / "data"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from icevm import guest_image as gi
 from icevm import paths
-from icevm.debian import Apt, deb_filename
+from icevm.build import guest_image as gi
+from icevm.build.apt import Apt, deb_filename
 from icevm.errors import BuildError
 
 SHA = "ab" * 32

@@ -1,4 +1,4 @@
-"""icevm.module_build: the lock, the patch, the private tree's fix-ups, and the built patched
+"""icevm.build.module_build: the lock, the patch, the private tree's fix-ups, and the built patched
 ``ice.ko`` against Debian's own.
 
 The tests of the built module (and of the extracted source and private tree) skip when
@@ -20,11 +20,11 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
-from icevm import guest_image as gi
-from icevm import module_build as mb
-from icevm import paths
+from icevm import artifacts, paths
+from icevm.build import guest_image as gi
+from icevm.build import module_build as mb
 from icevm.errors import BuildError
-from icevm.symbols import CallSite, ModuleElf
+from icevm.inject.symbols import CallSite, ModuleElf
 
 RELEASE = "6.12.117+deb13-amd64"
 HOT = "ice_vsi_req_irq_msix"
@@ -59,7 +59,7 @@ def test_lock_errors_name_the_relock_command() -> None:
     debs = list(lock.debs)
     without_kbuild = [d for d in debs if d.name != lock.kbuild]
     with pytest.raises(BuildError, match=r"lacks linux-kbuild-6\.12\.117\+deb13; run "
-                                         r"`python -m icevm\.module_build lock`"):
+                                         r"`python -m icevm\.build patched-module lock`"):
         mb.parse_module_lock(_lock_text(without_kbuild))
     stale = [gi.LockedDeb(d.name, "6.12.116-1", d.arch, d.sha256) if d.name == lock.headers
              else d for d in debs]
@@ -78,7 +78,7 @@ def test_names_follow_the_release() -> None:
 # =========================================================================== the patch
 
 def test_the_patch_is_the_one_line_fix() -> None:
-    text = mb.PATCH.read_text()
+    text = artifacts.PATCH.read_text()
     lines = text.splitlines()
     assert [ln for ln in lines if ln.startswith("--- ")] == [f"--- a/{mb.ICE_MAIN}"]
     assert [ln for ln in lines if ln.startswith("+++ ")] == [f"+++ b/{mb.ICE_MAIN}"]
@@ -139,28 +139,28 @@ async def test_patch_applies_to_the_pinned_source(tmp_path: Path) -> None:
 
 
 def test_module_key_follows_its_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    key = mb.module_key()
-    assert len(key) == 16 and mb.module_key() == key
-    patch = tmp_path / mb.PATCH.name
-    patch.write_text(mb.PATCH.read_text() + "\n")
-    monkeypatch.setattr(mb, "PATCH", patch)
-    assert mb.module_key() != key
+    key = artifacts.module_key()
+    assert len(key) == 16 and artifacts.module_key() == key
+    patch = tmp_path / artifacts.PATCH.name
+    patch.write_text(artifacts.PATCH.read_text() + "\n")
+    monkeypatch.setattr(artifacts, "PATCH", patch)
+    assert artifacts.module_key() != key
 
 
 def test_missing_module_names_the_make_target(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     monkeypatch.setenv("ICEVM_CACHE", os.fspath(tmp_path))
     with pytest.raises(BuildError) as e:
-        mb.patched_ice_ko()
+        artifacts.patched_ice_ko()
     assert str(e.value) == "patched ice.ko not built: run `make patched-module`"
     # a directory without the stamp is half-written: never used
-    d = mb.output_dir()
+    d = artifacts.module_output_dir()
     d.mkdir(parents=True)
     (d / "ice.ko").write_bytes(b"\x7fELF")
     with pytest.raises(BuildError):
-        mb.patched_ice_ko()
+        artifacts.patched_ice_ko()
     (d / paths.STAMP).write_text("")
-    assert mb.patched_ice_ko() == d / "ice.ko"
+    assert artifacts.patched_ice_ko() == d / "ice.ko"
 
 
 # =========================================================================== the private tree
@@ -249,7 +249,7 @@ def stock(stock_ice_ko: Path) -> Path:
 @pytest.fixture(scope="module")
 def patched() -> Path:
     try:
-        return mb.patched_ice_ko()
+        return artifacts.patched_ice_ko()
     except BuildError as e:
         pytest.skip(str(e))
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from icevm import packets
-from icevm.errors import VMError
-from icevm.netdev import NetdevClosed, SocketNetdev
+from icevm.errors import NetdevClosed, VMError
+from icevm.net import packets
+from icevm.net.netdev import SocketNetdev
 
 pytestmark = pytest.mark.asyncio
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from icevm.build.guest_image import Tree, resolve
+from icevm.build.newc import NewcWriter
 from icevm.errors import BuildError
-from icevm.guest_image import Tree, resolve
-from icevm.newc import NewcWriter
 
 FIELDS = ("ino", "mode", "uid", "gid", "nlink", "mtime", "filesize", "devmajor", "devminor",
           "rdevmajor", "rdevminor", "namesize", "check")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from icevm import packets
-from icevm.packets import (
+from icevm.errors import PacketError, PcapError
+from icevm.net import packets
+from icevm.net.packets import (
     ETH_P_ARP,
     ETH_P_IPV4,
-    PacketError,
     UdpFlow,
     arp_reply,
     arp_request,
@@ -29,7 +29,7 @@ from icevm.packets import (
     payload_seq,
     udp_frame,
 )
-from icevm.pcap import PcapError, parse_pcap, pcap_bytes, read_pcap, write_pcap
+from icevm.net.pcap import parse_pcap, pcap_bytes, read_pcap, write_pcap
 
 DATA = Path(__file__).parent / "data"
 GUEST = "52:54:00:12:34:56"

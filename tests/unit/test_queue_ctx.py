@@ -1,14 +1,15 @@
-"""The packed queue contexts the qtests and the fuzzer write (icevm.qtest.rlan_ctx/tlan_ctx),
-pinned dword for dword: the qtests' (the driver's bits: l2tsel, lrxqthresh, prefena, tso_ena,
-legacy_int set) and the fuzzer's (those clear, dtype its own), so a change to the shared
-packer cannot shift what either writes into the device."""
+"""The packed queue contexts the qtests and the fuzzer write
+(icevm.devtest.qtest.rlan_ctx/tlan_ctx), pinned dword for dword: the qtests' (the driver's
+bits: l2tsel, lrxqthresh, prefena, tso_ena, legacy_int set) and the fuzzer's (those clear,
+dtype its own), so a change to the shared packer cannot shift what either writes into the
+device."""
 
 from __future__ import annotations
 
 import pytest
 
-from icevm import fuzz
-from icevm.qtest import rlan_ctx, set_bits, tlan_ctx
+from icevm.devtest import fuzz
+from icevm.devtest.qtest import rlan_ctx, set_bits, tlan_ctx
 
 
 @pytest.mark.parametrize(("args", "dwords"), [

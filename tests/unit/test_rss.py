@@ -1,12 +1,12 @@
-"""icevm.rss: the Toeplitz hash against the verification suite of Microsoft's RSS
+"""icevm.net.rss: the Toeplitz hash against the verification suite of Microsoft's RSS
 specification (the key every NIC datasheet quotes), and the LUT step."""
 
 from __future__ import annotations
 
 import pytest
 
-from icevm.packets import ip_bytes
-from icevm.rss import l4_input, lut_queue, toeplitz
+from icevm.net.packets import ip_bytes
+from icevm.net.rss import l4_input, lut_queue, toeplitz
 
 MS_KEY = bytes.fromhex("6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c"
                        "6a42b73bbeac01fa")

@@ -13,11 +13,14 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from icevm import cli, shell
-from icevm.cmdline import NicConfig, VMConfig, build_argv
-from icevm.errors import UsageError, VMError
-from icevm.interrupts import Snapshot
-from icevm.shell_verbs import (
+from icevm.errors import ScriptError, UsageError, VMError
+from icevm.guest.interrupts import Snapshot
+from icevm.qemu.attach import config_from_argv
+from icevm.qemu.cmdline import NicConfig, VMConfig, build_argv
+from icevm.qemu.vm import VM, QmpEvent
+from icevm.ui import cli, render, shell
+from icevm.ui.render import ice_lines, sayer, vector_table
+from icevm.ui.verbs import (
     VERBS,
     ConsoleTail,
     DeviceFaultCmd,
@@ -32,17 +35,13 @@ from icevm.shell_verbs import (
     Link,
     Qmp,
     Quit,
-    Session,
+    ShellSession,
     WatchIrqs,
     completions,
     format_event,
-    ice_lines,
     parse,
     qmp_argument_names,
-    sayer,
-    vector_table,
 )
-from icevm.vm import VM, QmpEvent
 
 QMP = frozenset({"query-status", "query-stats", "stop", "cont", "set_link", "quit",
                  "e810-inject", "e810-reset", "system_reset"})
@@ -236,18 +235,18 @@ def test_qmp_argument_names_from_the_schema() -> None:
 
 # ------------------------------------------------------------------------------ script mode
 
-def _session() -> tuple[Session, io.StringIO]:
+def _session() -> tuple[ShellSession, io.StringIO]:
     """A session on a VM that was never started: nothing here may reach QEMU."""
     buf = io.StringIO()
     out = Console(file=buf, width=120, highlight=False)
-    return Session(VM(notify=None), out), buf
+    return ShellSession(VM(notify=None), out), buf
 
 
 @pytest.mark.asyncio
 async def test_script_stops_at_the_first_bad_line_and_names_it() -> None:
     session, buf = _session()
     script = io.StringIO("# set-up\nhelp link\n\nfrobnicate now\nirqs\n")
-    with pytest.raises(shell.ScriptError) as e:
+    with pytest.raises(ScriptError) as e:
         await shell._run_script(session, script, session.out)
     assert e.value.number == 4
     assert str(e.value).startswith("line 4: frobnicate now: unknown verb 'frobnicate'")
@@ -260,7 +259,7 @@ async def test_script_stops_at_the_first_bad_line_and_names_it() -> None:
 @pytest.mark.asyncio
 async def test_script_failing_in_the_vm_exits_1_naming_the_line() -> None:
     session, _ = _session()
-    with pytest.raises(shell.ScriptError) as e:
+    with pytest.raises(ScriptError) as e:
         await shell._run_script(session, io.StringIO("help\nexec true\n"), session.out)
     assert e.value.number == 2 and e.value.exit_code == 1
     assert str(e.value) == "line 2: exec true: the VM has not been started"
@@ -298,7 +297,7 @@ def test_config_read_back_from_a_run_directory(tmp_path: Path) -> None:
     cfg = VMConfig(qemu=Path("/q/qemu-system-x86_64"), firmware_dir=Path("/fw"),
                    kernel=img / "vmlinux", initrd=img / "initrd.img", run_dir=tmp_path / "run",
                    cpus=4, memory_mb=2048, nic=NicConfig(mac="52:54:00:aa:bb:cc"))
-    back = shell.config_from_argv(build_argv(cfg), tmp_path / "run")
+    back = config_from_argv(build_argv(cfg), tmp_path / "run")
     assert back.initrd == img / "initrd.img" and back.kernel == img / "vmlinux"
     assert (back.cpus, back.memory_mb, back.accel, back.variant) == (4, 2048, "tcg", "full")
     assert back.nic is not None and back.nic.mac == "52:54:00:aa:bb:cc"
@@ -381,7 +380,7 @@ def test_a_long_note_stays_one_line_in_script_mode() -> None:
     note = ("console: ice 0000:01:00.0 eth0: NIC Link is up 25 Gbps Full Duplex, Requested FEC: "
             "RS-FEC, Negotiated FEC: RS-FEC, Autoneg Advertised: Off, Autoneg Negotiated: True, "
             "Flow Control: Rx/Tx")
-    out = shell._out(False)
+    out = render.out_console(False)
     with out.capture() as cap:
         sayer(out)(note)
     assert len(note) > out.width

@@ -1,4 +1,4 @@
-"""The pure parts of icevm.snapshot and the ``-incoming`` command line: what a saved state is
+"""The pure parts of icevm.qemu.savestate and the ``-incoming`` command line: what a saved state is
 keyed by, how the cache is read and pruned, how ``run_matrix`` checks its job count."""
 
 from __future__ import annotations
@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from icevm import paths, scenarios, snapshot
-from icevm.cmdline import NicConfig, VMConfig, build_argv
+from icevm import paths
 from icevm.errors import UsageError
+from icevm.judge import scenarios
+from icevm.qemu import savestate as snapshot
+from icevm.qemu.cmdline import NicConfig, VMConfig, build_argv
 
 
 def cfg(tmp: Path, run: str = "run-a", **kw: object) -> VMConfig:

@@ -15,13 +15,13 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from icevm.symbols import (
+from icevm.errors import SymbolError
+from icevm.inject.symbols import (
     INDIRECT,
     CallSite,
     Kallsyms,
     KSym,
     ModuleElf,
-    SymbolError,
     decode,
     find_call_sites,
     resolve,

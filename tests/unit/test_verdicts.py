@@ -34,21 +34,20 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from icevm.console import scan
-from icevm.faults import FaultSpec
-from icevm.verdicts import (
+from icevm.guest.console import scan
+from icevm.guest.interrupts import IrqState
+from icevm.inject.host import FaultSpec
+from icevm.judge.verdicts import (
     EXIT_CODES,
     CommandResult,
-    IrqState,
     Observation,
     Outcome,
     brief,
-    detail,
     judge,
     load_observation,
     save_observation,
-    summary_table,
 )
+from icevm.ui.render import detail, summary_table
 
 DATA = Path(__file__).parent / "data"
 RUNS = DATA / "faults"
@@ -304,7 +303,7 @@ def test_no_artefacts_is_a_harness_error() -> None:
 
 
 def test_extra_checks_from_a_datapath_hook_count() -> None:
-    from icevm.verdicts import Check
+    from icevm.judge.verdicts import Check
 
     obs = run("request-irq-v0-ebusy-stock-safe")
     obs.extra_checks = [Check("traffic after recovery", "driver", False, "0 of 10 frames")]

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 
 from icevm.errors import BuildError
-from icevm.vm import VM
+from icevm.qemu.vm import VM
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,7 @@ def _qemu_devices(binary: str) -> str:
 
 def built(variant: str = "safe", *, e810: bool = True) -> Built:
     """The artefacts a VM test needs, or ``pytest.skip`` naming the make target."""
-    from icevm.build import qemu_artifacts
-    from icevm.guest_image import guest_artifacts
+    from icevm.artifacts import guest_artifacts, qemu_artifacts
 
     try:
         q = qemu_artifacts()
@@ -57,7 +56,7 @@ def built(variant: str = "safe", *, e810: bool = True) -> Built:
 
 def locked_kernel_release() -> str:
     """``6.12.117+deb13-amd64`` from the kernel package pinned in guest-image/packages.lock."""
-    from icevm.guest_image import read_lock
+    from icevm.build.guest_image import read_lock
 
     for deb in read_lock():
         if deb.name.startswith("linux-image-"):

@@ -30,11 +30,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import pytest_asyncio
 
-from icevm import packets
-from icevm.cmdline import DEFAULT_MAC, NicConfig
-from icevm.interrupts import Snapshot
-from icevm.packets import Frame, UdpFlow
-from icevm.vm import INJECT_COMMAND, VM
+from icevm.guest.interrupts import Snapshot
+from icevm.net import packets
+from icevm.net.packets import Frame, UdpFlow
+from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
+from icevm.qemu.vm import INJECT_COMMAND, VM
 
 from .conftest import guest_vm, until
 

@@ -1,9 +1,9 @@
-"""Device-side faults (issue 7, marker ``device_faults``): the e810 misbehaves the way hardware
-can, over its own QMP commands (:mod:`icevm.device_faults`), and the real, unmodified ice
+"""Device-side faults (marker ``device_faults``): the e810 misbehaves the way hardware
+can, over its own QMP commands (:mod:`icevm.inject.device`), and the real, unmodified ice
 driver has to cope. Each test arms one fault, triggers it, and checks what the driver did —
 from ``ip``'s errno, ``/proc/interrupts`` + ``/sys/kernel/irq/*/actions``, the kernel log,
 ``ethtool -S`` and traffic through the controller-owned wire — and the verdict
-(:func:`icevm.verdicts.judge_device`). The expectations come from the 6.12 driver source
+(:func:`icevm.judge.verdicts.judge_device`). The expectations come from the 6.12 driver source
 (cited per test); whatever the driver really does is the result.
 
 Guests (one at a time, module-scoped, Safe Mode unless the fault needs full mode):
@@ -15,7 +15,7 @@ Guests (one at a time, module-scoped, Safe Mode unless the fault needs full mode
 * ``full``: full mode (DDP) with fewer MSI-X vectors than it wants, and the Rx checksum error
   bits (Safe Mode has no ``NETIF_F_RXCSUM``, so ``ice_rx_csum`` never looks at them);
 * ``gdb``: CORER while ``request_irq`` fails in the rebuild (the gdbstub fault of
-  :mod:`icevm.faults`).
+  :mod:`icevm.inject.host`).
 """
 
 from __future__ import annotations
@@ -31,20 +31,21 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from icevm import device_faults as df
-from icevm import faults, scenarios
-from icevm.cmdline import DEFAULT_MAC, NicConfig
-from icevm.guest_image import guest_artifacts
-from icevm.packets import UdpFlow
-from icevm.verdicts import (
+from icevm.artifacts import guest_artifacts
+from icevm.guest import probe
+from icevm.guest.interrupts import IrqState
+from icevm.inject import device as df
+from icevm.inject import host as faults
+from icevm.judge.verdicts import (
     CommandResult,
     DeviceFaultObservation,
     DeviceVerdict,
-    IrqState,
     Outcome,
     judge_device,
 )
-from icevm.vm import VM
+from icevm.net.packets import UdpFlow
+from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
+from icevm.qemu.vm import VM
 
 from .conftest import guest_vm, until
 
@@ -83,9 +84,7 @@ async def needs(vm: VM, *commands: str) -> None:
 
 
 async def irq_state(vm: VM) -> IrqState:
-    r = await vm.sh(scenarios.SNAPSHOT, check=True)
-    procs, _, sysfs = r.out.partition(scenarios.SYSFS_MARK + "\n")
-    return IrqState.parse(procs, sysfs)
+    return probe.parse_irq_state((await vm.sh(probe.IRQ_STATE, check=True)).out)
 
 
 def txrx(st: IrqState) -> list[str]:
@@ -711,7 +710,7 @@ async def full() -> AsyncIterator[VM]:
     """Full mode (DDP) with 4 CPUs on an e810 advertising 6 MSI-X vectors."""
     vm = await boot("full", cpus=FULL_CPUS, options={"msix-vectors": str(FEW_VECTORS)})
     try:
-        if scenarios.driver_mode(await dmesg(vm)) != "full":
+        if probe.driver_mode(await dmesg(vm)) != "full":
             pytest.skip("the full guest's ice came up in Safe Mode (no DDP)")
         yield vm
     finally:
@@ -808,7 +807,7 @@ async def test_corer_with_request_irq_failing_in_the_rebuild(gdb: VM) -> None:
     vm = gdb
     await needs(vm, "e810-reset")
     art = guest_artifacts("safe")
-    dev = scenarios.parse_identify((await vm.sh(scenarios.IDENTIFY, check=True)).out)
+    dev = probe.parse_identify((await vm.sh(probe.IDENTIFY, check=True)).out)
     before = await irq_state(vm)
     rec = await Recorder(vm).start()
     spec = faults.FaultSpec("request-irq", errno.EBUSY, 0)

@@ -24,13 +24,13 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from icevm import scenarios
-from icevm.build import qemu_artifacts
+from icevm.artifacts import GuestArtifacts, guest_artifacts, patched_ice_ko, qemu_artifacts
 from icevm.errors import BuildError
-from icevm.faults import FaultSpec
-from icevm.guest_image import GuestArtifacts, guest_artifacts
-from icevm.verdicts import Outcome, Verdict
-from icevm.vm import VM
+from icevm.guest import probe
+from icevm.inject.host import FaultSpec
+from icevm.judge import scenarios
+from icevm.judge.verdicts import Outcome, Verdict
+from icevm.qemu.vm import VM
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio(loop_scope="module")]
 
@@ -66,7 +66,7 @@ def harness_ok(v: Verdict) -> None:
 
 def patched_available() -> None:
     try:
-        scenarios._patched_ko()
+        patched_ice_ko()
     except BuildError as e:
         pytest.skip(f"no patched ice.ko: {e}")
 
@@ -136,8 +136,8 @@ async def full_mode() -> AsyncIterator[int]:
     async with VM(variant="full", accel="tcg", cpus=FULL_CPUS, kernel=b.vmlinux,
                   initrd=b.initrd) as vm:
         log = (await vm.exec(["dmesg"], check=True)).out.splitlines()
-        dev = scenarios.parse_identify((await vm.sh(scenarios.IDENTIFY, check=True)).out)
-    mode = scenarios.driver_mode(log)
+        dev = probe.parse_identify((await vm.sh(probe.IDENTIFY, check=True)).out)
+    mode = probe.driver_mode(log)
     if mode != "full":
         pytest.skip("the full guest's ice is in Safe Mode (the DDP package did not load on the "
                     "e810 model): full-mode fault scenarios wait for the DDP/full-mode device "

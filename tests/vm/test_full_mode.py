@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from icevm.cmdline import DEFAULT_MAC, NicConfig
-from icevm.interrupts import Snapshot
-from icevm.packets import UdpFlow
-from icevm.rss import l4_input, lut_queue
-from icevm.vm import VM
+from icevm.guest.interrupts import Snapshot
+from icevm.net.packets import UdpFlow
+from icevm.net.rss import l4_input, lut_queue
+from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
+from icevm.qemu.vm import VM
 
 from .conftest import guest_vm
 

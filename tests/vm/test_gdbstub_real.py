@@ -5,7 +5,7 @@ running and the console keeps growing).
 Halts both vCPUs, reads their registers, finds a kernel ``rip`` (``nokaslr``: 0xffffffff8…),
 breaks there, sees the stop on it, steps over it, writes and restores a register, then removes
 everything and resumes: the guest must go on (the console grows). The fault-injection tests
-with the real driver build on this (``icevm.gdbstub.fail_call``).
+with the real driver build on this (``icevm.inject.gdbstub.fail_call``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pytest_asyncio
 
 from icevm import paths
 from icevm.errors import BuildError
-from icevm.gdbstub import GdbStub
+from icevm.inject.gdbstub import GdbStub
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio]
 
@@ -36,7 +36,7 @@ KERNEL_TEXT = 0xFFFFFFFF80000000
 def kernel_image() -> Path:
     """The guest image's vmlinuz, else one extracted from the linux-image package."""
     try:
-        from icevm.guest_image import guest_artifacts
+        from icevm.artifacts import guest_artifacts
 
         return guest_artifacts("safe").kernel
     except (BuildError, ImportError):

@@ -20,11 +20,15 @@ import pytest_asyncio
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from icevm.build import QemuArtifacts, qemu_artifacts
+from icevm.artifacts import (
+    GuestArtifacts,
+    QemuArtifacts,
+    guest_artifacts,
+    patched_ice_ko,
+    qemu_artifacts,
+)
 from icevm.errors import BuildError
-from icevm.guest_image import GuestArtifacts, guest_artifacts
-from icevm.module_build import patched_ice_ko
-from icevm.vm import VM
+from icevm.qemu.vm import VM
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio(loop_scope="module")]
 

@@ -1,8 +1,8 @@
 """The controller survives a dying VM: each failure is provoked for real, mid-scenario.
 
 A request_irq fault scenario (safe guest, vector 0, EBUSY) is run through
-:func:`icevm.scenarios.run`; when it says it is arming the fault, the test breaks something from
-outside the controller, the way it breaks in real life:
+:func:`icevm.judge.scenarios.run`; when it says it is arming the fault, the test breaks
+something from outside the controller, the way it breaks in real life:
 
 - QEMU killed (SIGKILL to its process);
 - the guest hung (its vCPUs stopped through the run directory's spare QMP socket: the agent goes
@@ -33,9 +33,9 @@ from pathlib import Path
 import pytest
 from qemu.qmp import QMPClient
 
-from icevm import faults
-from icevm.scenarios import Scenario, run, run_matrix
-from icevm.verdicts import Outcome, Verdict
+from icevm.inject import host as faults
+from icevm.judge.scenarios import Scenario, run, run_matrix
+from icevm.judge.verdicts import Outcome, Verdict
 
 from .conftest import built
 
@@ -256,7 +256,7 @@ async def test_matrix_goes_on_after_a_dead_vm() -> None:
 @pytest.mark.asyncio
 async def test_cli_fault_with_qemu_killed() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "icevm.cli", "fault", "request-irq", "--vector", "0",
+        sys.executable, "-m", "icevm.ui.cli", "fault", "request-irq", "--vector", "0",
         "--errno", "EBUSY", "--accel", "tcg",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL)
@@ -289,7 +289,7 @@ async def test_cli_fault_with_qemu_killed() -> None:
 # ----------------------------------------------------------------------------- bad input, builds
 
 def icevm(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "icevm.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "icevm.ui.cli", *args], capture_output=True,
                           text=True, timeout=600, env=env, check=False,
                           stdin=subprocess.DEVNULL)
 
@@ -333,8 +333,8 @@ def test_missing_builds_name_the_make_target(tmp_path: Path) -> None:
 async def test_a_guest_build_killed_half_way_is_never_used_and_is_rebuilt(
         tmp_path: Path) -> None:
     from icevm import paths
+    from icevm.artifacts import guest_artifacts
     from icevm.errors import BuildError
-    from icevm.guest_image import guest_artifacts
 
     real = built("safe")
     cache = tmp_path / "cache"

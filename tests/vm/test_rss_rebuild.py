@@ -33,9 +33,9 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from icevm import device_faults as df
-from icevm.verdicts import DeviceFaultObservation, Outcome
-from icevm.vm import VM
+from icevm.inject import device as df
+from icevm.judge.verdicts import DeviceFaultObservation, Outcome
+from icevm.qemu.vm import VM
 
 from .test_device_faults import (
     IF,

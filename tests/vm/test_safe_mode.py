@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from icevm.interrupts import Snapshot
-from icevm.vm import VM
+from icevm.guest.interrupts import Snapshot
+from icevm.qemu.vm import VM
 
 from .conftest import guest_vm
 

@@ -21,15 +21,14 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from icevm import device_faults as df
-from icevm import packets
-from icevm.build import SANITIZER_ENV, qemu_asan_binary
-from icevm.cmdline import DEFAULT_MAC
-from icevm.console import scan
-from icevm.guest_image import guest_artifacts
-from icevm.qtest import sanitizer_report
-from icevm.verdicts import COMPLAINTS
-from icevm.vm import VM
+from icevm.artifacts import SANITIZER_ENV, guest_artifacts, qemu_asan_binary
+from icevm.devtest.qtest import sanitizer_report
+from icevm.guest.console import scan
+from icevm.inject import device as df
+from icevm.judge.verdicts import COMPLAINTS
+from icevm.net import packets
+from icevm.qemu.cmdline import DEFAULT_MAC
+from icevm.qemu.vm import VM
 
 from .conftest import until
 from .test_device_faults import (

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from icevm.agent import Agent
-from icevm.interrupts import Snapshot
-from icevm.vm import VM
+from icevm.guest.agent import Agent
+from icevm.guest.interrupts import Snapshot
+from icevm.qemu.vm import VM
 
 E810_VENDOR = "0x8086"
 E810_DEVICE = "0x159b"
@@ -133,7 +133,7 @@ async def test_agent_resynchronises_on_a_new_connection(smoke_vm: VM) -> None:
 # ----------------------------------------------------------------------------- the CLI
 
 def icevm_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "icevm.cli", *args]
+    return [sys.executable, "-m", "icevm.ui.cli", *args]
 
 
 @pytest.mark.usefixtures("safe_guest")

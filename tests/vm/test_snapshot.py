@@ -6,7 +6,7 @@ post-boot snapshots scenarios start from.
   new QEMU with ``-incoming``: every frame that entered the source's NIC and every frame
   injected afterwards reaches the guest's stack, no ``ethtool`` fails, the driver logs no
   admin-queue error;
-* :func:`icevm.snapshot.ready_vm` boots and saves once, then restores: the agent answers, the
+* :func:`icevm.qemu.savestate.ready_vm` boots and saves once, then restores: the agent answers, the
   guest's clock and kernel log carry on, the e810 is still bound;
 * a ``request-irq`` fault scenario judged on a restored guest (gdbstub breakpoints armed
   after the restore) gets the verdict it gets on a fresh boot;
@@ -26,12 +26,13 @@ from pathlib import Path
 
 import pytest
 
-from icevm import scenarios, snapshot
-from icevm.cmdline import DEFAULT_MAC, NicConfig
-from icevm.faults import FaultSpec
-from icevm.packets import UdpFlow, payload_seq, try_parse
-from icevm.verdicts import Outcome, Verdict
-from icevm.vm import VM
+from icevm.inject.host import FaultSpec
+from icevm.judge import scenarios
+from icevm.judge.verdicts import Outcome, Verdict
+from icevm.net.packets import UdpFlow, payload_seq, try_parse
+from icevm.qemu import savestate as snapshot
+from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
+from icevm.qemu.vm import VM
 
 from .conftest import built, guest_vm
 

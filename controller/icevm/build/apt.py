@@ -1,0 +1,98 @@
+"""A project-private apt configuration for Debian trixie, used to fetch the QEMU source package
+and the guest's binary packages without touching the system's apt sources.
+
+The mirror is the one the system's own apt already uses (read from ``/etc/apt``), so the
+project names no host of its own. Everything apt keeps (lists, archives) lives in the cache.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from icevm import paths
+from icevm.errors import BuildError
+from icevm.proc import run
+
+SUITE = "trixie"
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+def system_mirror() -> str:
+    """The first Debian archive URI the system's apt is configured with."""
+    candidates = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for p in candidates:
+        if not p.is_file() or p.suffix not in ("", ".list", ".sources"):
+            continue
+        text = p.read_text(errors="replace")
+        for m in re.finditer(r"^URIs:\s*(\S+)", text, re.M):
+            if "security" not in m.group(1):
+                return m.group(1).rstrip("/")
+        for m in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)", text, re.M):
+            if "security" not in m.group(1):
+                return m.group(1).rstrip("/")
+    raise BuildError("no Debian mirror found in /etc/apt to derive the private trixie config from")
+
+
+@dataclass(frozen=True)
+class Apt:
+    """apt-get / apt-cache bound to the private configuration in ``root``."""
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> Apt:
+        return cls(paths.apt_dir())
+
+    @property
+    def options(self) -> list[str]:
+        r = self.root
+        return [
+            f"-oDir::Etc::SourceList={r / 'sources.list'}",
+            "-oDir::Etc::SourceParts=/nonexistent",
+            f"-oDir::State::Lists={r / 'lists'}",
+            f"-oDir::Cache::Archives={r / 'archives'}",
+            "-oDir::Cache::pkgcache=",
+            "-oDir::Cache::srcpkgcache=",
+            "-oAPT::Sandbox::User=root",
+            "-oAcquire::Retries=3",
+        ]
+
+    def write_config(self) -> None:
+        for d in ("lists/partial", "archives/partial"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        if not KEYRING.exists():
+            raise BuildError(f"{KEYRING} missing: install debian-archive-keyring")
+        uri = system_mirror()
+        opts = f"[signed-by={KEYRING}]"
+        (self.root / "sources.list").write_text(
+            f"deb {opts} {uri} {SUITE} main non-free-firmware\n"
+            f"deb-src {opts} {uri} {SUITE} main\n"
+        )
+
+    async def update(self, log: Path) -> None:
+        """Write the config and refresh the package lists (once per process is plenty)."""
+        self.write_config()
+        await run(["apt-get", *self.options, "-q", "update"], log=log,
+                  what="apt-get update (trixie)")
+
+    async def download(self, specs: list[str], dest: Path, log: Path) -> None:
+        """``apt-get download name=version ...`` into ``dest``."""
+        dest.mkdir(parents=True, exist_ok=True)
+        await run(["apt-get", *self.options, "-q", "download", *specs], cwd=dest, log=log,
+                  what=f"apt-get download {' '.join(specs[:3])}{' ...' if len(specs) > 3 else ''}")
+
+    async def source(self, spec: str, dest: Path, log: Path) -> None:
+        """``apt-get source --download-only name=version`` into ``dest``."""
+        dest.mkdir(parents=True, exist_ok=True)
+        await run(["apt-get", *self.options, "-q", "source", "--download-only", spec], cwd=dest,
+                  log=log, what=f"apt-get source {spec}")
+
+    async def policy(self, name: str) -> str:
+        return await run(["apt-cache", *self.options, "policy", name])
+
+
+def deb_filename(name: str, version: str, arch: str) -> str:
+    """The file name ``apt-get download`` writes (an epoch's colon is URL-escaped)."""
+    return f"{name}_{version.replace(':', '%3a')}_{arch}.deb"

@@ -1,0 +1,2 @@
+"""The command line (``icevm``), the interactive fault shell and everything they draw.
+"""
