@@ -533,10 +533,15 @@ async def test_fail_call_times_two_then_cancel_cleans_up(rig: Rig) -> None:
     ]
     injected: list[int] = []
     async with await rig.connect() as stub:
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.5):
-                await fail_call(stub, FUNC, 5, times=3,
-                                on_inject=lambda i: injected.append(i.thread))
+        task = asyncio.create_task(fail_call(stub, FUNC, 5, times=3,
+                                             on_inject=lambda i: injected.append(i.thread)))
+        # Both injections done and the target resumed for the third hit: cancel the wait.
+        async with asyncio.timeout(60):  # a hang guard, not an ordering
+            while not (len(injected) == 2 and stub.running):  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
         assert stub.breakpoints == set() and stub.running
     done(rig.fake)
     assert injected == [1, 2]

@@ -36,6 +36,7 @@ from qemu.qmp import QMPClient
 from icevm.inject import host as faults
 from icevm.judge.scenarios import Scenario, run, run_matrix
 from icevm.judge.verdicts import Outcome, Verdict
+from icevm.qemu.vm import VM
 
 from .conftest import built
 
@@ -94,10 +95,15 @@ Sabotage = Callable[[int, Path], "asyncio.Future[None] | None"]
 
 
 class Saboteur:
-    """On the scenario's "arming" message, breaks its VM with ``act(qemu_pid, run_dir)``."""
+    """Breaks the scenario's VM with ``act(qemu_pid, run_dir)``: on its "arming" message (the
+    scenario goes on while ``act`` runs), or ``at="armed"``, at the scenario's ``armed``
+    checkpoint (the fault is armed, the gdbstub attached and the guest running; the scenario
+    waits for ``act`` to finish, then triggers)."""
 
-    def __init__(self, act: Callable[[int, Path], object], *, times: int = 1) -> None:
+    def __init__(self, act: Callable[[int, Path], object], *, times: int = 1,
+                 at: str = "arming") -> None:
         self.act = act
+        self.at = at
         self.left = times
         self.pids: list[int] = []
         self.run_dirs: list[Path] = []
@@ -106,7 +112,7 @@ class Saboteur:
 
     def __call__(self, msg: str) -> None:
         self.messages.append(msg)
-        if ": arming " not in msg or self.left == 0:
+        if self.at != "arming" or ": arming " not in msg or self.left == 0:
             return
         self.left -= 1
         pids = qemu_children(os.getpid())
@@ -118,6 +124,17 @@ class Saboteur:
         r = self.act(pid, d)
         if asyncio.iscoroutine(r):
             self.tasks.append(asyncio.ensure_future(r))
+
+    async def checkpoint(self, stage: str, vm: VM) -> None:
+        if stage != self.at or self.left == 0:
+            return
+        self.left -= 1
+        assert vm.pid is not None and vm.run_dir is not None
+        self.pids.append(vm.pid)
+        self.run_dirs.append(vm.run_dir)
+        r = self.act(vm.pid, vm.run_dir)
+        if asyncio.iscoroutine(r):
+            await r
 
     async def settle(self) -> None:
         for t in self.tasks:
@@ -157,15 +174,11 @@ async def test_qemu_killed_mid_scenario() -> None:
 @pytest.mark.asyncio
 async def test_guest_hung_agent_silent() -> None:
     async def freeze(_pid: int, d: Path) -> None:
-        # After the controller has attached its gdbstub and let the guest run on (a `stop`
-        # before that would be undone by the gdbstub's continue).
-        await gdbstub_attached(d)
-        await asyncio.sleep(1.0)
+        # Armed: the gdbstub has resumed the guest, so nothing undoes this `stop`.
         await spare_qmp(d, "stop")
 
-    sab = Saboteur(freeze)
-    v = await run(scenario(command_timeout=20.0), notify=sab)
-    await sab.settle()
+    sab = Saboteur(freeze, at="armed")
+    v = await run(scenario(command_timeout=20.0), notify=sab, checkpoint=sab.checkpoint)
     assert_clean_end(v, sab, r"the guest agent did not answer guest-exec(-status)? within [\d.]+ s")
 
 
@@ -183,14 +196,12 @@ async def test_guest_panic() -> None:
 @pytest.mark.asyncio
 async def test_gdbstub_socket_gone() -> None:
     async def drop_gdbstub(_pid: int, d: Path) -> None:
-        # Once the controller is attached (a connected socket next to the listening one), QEMU
-        # drops its gdbstub: the connection closes under the armed fault.
-        await gdbstub_attached(d)
+        # Armed: QEMU drops its gdbstub, and the connection closes under the armed fault.
+        assert len(unix_sockets_at(d / "gdb.sock")) >= 2, "the controller is not attached"
         await spare_qmp(d, "human-monitor-command", **{"command-line": "gdbserver none"})
 
-    sab = Saboteur(drop_gdbstub)
-    v = await run(scenario(command_timeout=30.0), notify=sab)
-    await sab.settle()
+    sab = Saboteur(drop_gdbstub, at="armed")
+    v = await run(scenario(command_timeout=30.0), notify=sab, checkpoint=sab.checkpoint)
     assert_clean_end(v, sab, r"gdbstub \S+gdb\.sock: connection closed by QEMU.s gdbstub")
 
 
@@ -203,14 +214,6 @@ def unix_sockets_at(path: Path) -> set[str]:
         if len(parts) >= 8 and parts[7] == str(path):
             inodes.add(parts[6])
     return inodes
-
-
-async def gdbstub_attached(run_dir: Path) -> None:
-    """Until the controller is attached to QEMU's gdbstub (a connected socket next to the
-    listening one)."""
-    async with asyncio.timeout(120):
-        while len(unix_sockets_at(run_dir / "gdb.sock")) < 2:  # noqa: ASYNC110 (polls /proc)
-            await asyncio.sleep(0.05)
 
 
 def _controller_qmp_sockets(run_dir: Path) -> list[int]:

@@ -253,20 +253,30 @@ def _qemu_children() -> int:
 
 
 async def test_matrix_jobs_run_vms_side_by_side() -> None:
-    """``run_matrix(jobs=2)``: two VMs at once (seen as two QEMU children when a guest is
-    ready), each in its own run directory, verdicts in the order given."""
+    """``run_matrix(jobs=2)``: two VMs at once (both scenarios reach their ``armed`` checkpoint
+    and wait there for each other: two QEMU children then), each in its own run directory,
+    verdicts in the order given. With one job at a time the barrier never opens and the test
+    fails at its hang guard."""
     built("safe")
     specs = [FaultSpec("request-irq", e, vector=0) for e in (errno.EBUSY, errno.ENOMEM)]
     todo = [scenarios.Scenario(s, guest="safe", cpus=2, accel="tcg") for s in specs]
     seen: list[int] = []
+    armed: list[str] = []
+    both = asyncio.Event()
 
-    def note(msg: str) -> None:
-        if ": guest ready" in msg:
-            seen.append(_qemu_children())
+    async def barrier(stage: str, vm: VM) -> None:
+        if stage != "armed":
+            return
+        armed.append(vm.run_dir.name)
+        if len(armed) == 2:
+            both.set()
+        async with asyncio.timeout(600):  # a hang guard: both must arrive
+            await both.wait()
+        seen.append(_qemu_children())
 
-    verdicts = await scenarios.run_matrix(todo, jobs=2, notify=note)
+    verdicts = await scenarios.run_matrix(todo, jobs=2, checkpoint=barrier)
     assert [v.observation.spec for v in verdicts] == specs
     assert all(v.outcome is Outcome.PASS for v in verdicts), [v.summary for v in verdicts]
     dirs = {v.observation.run_dir for v in verdicts}
     assert len(dirs) == 2 and None not in dirs
-    assert max(seen) == 2, f"QEMUs running when a guest was ready: {seen}"
+    assert seen == [2, 2], f"QEMUs running when both scenarios were armed: {seen}"

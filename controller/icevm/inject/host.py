@@ -282,6 +282,9 @@ def matrix_specs(guest: str, cpus: int,
 
 # ------------------------------------------------------------------------------ resolving
 
+#: A bound on arming (breakpoint in, guest resumed) against a gdbstub that never answers.
+ARM_TIMEOUT = 60.0
+
 #: Runtime symbols read from the guest's kallsyms: all of ice's, and the callees in vmlinux
 #: (fixed strings: ``grep -E`` over the ~150,000 lines takes 10 s under TCG, ``-F`` 2 s).
 _KALLSYMS_GREP = ("[ice]", " devm_request_threaded_irq", " irq_cpu_rmap_add")
@@ -452,7 +455,7 @@ class ArmedFault:
                                      addr, hit.return_address))
         return fire
 
-    def _start(self) -> None:
+    def _start(self) -> asyncio.Task[list[gdbstub.Injection]]:
         t = self.target
         common: dict[str, Any] = {"times": self.spec.times, "match": self._match,
                                   "on_inject": self.injections.append}
@@ -471,6 +474,7 @@ class ArmedFault:
                 common["match"] = both
             coro = gdbstub.fail_call(self.stub, t.callee_address, self.spec.errno, **common)
         self._task = asyncio.create_task(coro, name=f"fault {self.spec}")
+        return self._task
 
     async def disarm(self) -> None:
         """Stop injecting (if it has not finished), remove the breakpoint, detach. Errors of the
@@ -532,12 +536,18 @@ async def arm(vm: Any, spec: FaultSpec, ko: ModuleElf | Path, *, ifname: str | N
     stub = await gdbstub.GdbStub.connect_unix(vm.files.gdb_sock, attempts_for=10.0)
     armed = ArmedFault(spec, target, stub, ifname=ifname, bdf=bdf)
     try:
-        armed._start()
-        # Let the task insert the breakpoint and resume the guest before anything is triggered.
-        for _ in range(200):
-            if stub.running or armed.done:
-                break
-            await asyncio.sleep(0.01)
+        task = armed._start()
+        # The breakpoint is in and the guest runs again before anything is triggered: wait for
+        # the resume (or for the task's end, an error), bounded only against a stub that hangs.
+        resumed = asyncio.ensure_future(stub.wait_resumed())
+        try:
+            async with asyncio.timeout(ARM_TIMEOUT):
+                await asyncio.wait({resumed, task}, return_when=asyncio.FIRST_COMPLETED)
+        except TimeoutError:
+            raise VMError(f"the gdbstub did not resume the guest within {ARM_TIMEOUT:.0f} s "
+                          "of arming") from None
+        finally:
+            resumed.cancel()
         armed.check_alive()
     except BaseException:
         await armed.disarm()

@@ -76,11 +76,14 @@ from icevm.judge.verdicts import (
     save_observation,
 )
 from icevm.qemu import savestate as snapshot
-from icevm.qemu.vm import DEFAULT_BOOT_TIMEOUT, VM
+from icevm.qemu.vm import DEFAULT_BOOT_TIMEOUT, EXIT_NOTICE_TIMEOUT, VM
 
 Notify = Callable[[str], None]
 #: A data-path check run after a successful follow-up: it may use the VM and returns checks.
 DatapathHook = Callable[[VM, Observation], Awaitable[Sequence[Check]]]
+#: Awaited at named points of a scenario with its VM, so a test can act at a defined moment:
+#: ``armed`` (the fault is armed, the gdbstub attached and the guest running, nothing triggered).
+Checkpoint = Callable[[str, VM], Awaitable[None]]
 
 @dataclass(frozen=True)
 class Scenario:
@@ -135,14 +138,6 @@ async def module_elf(path: Path) -> ModuleElf:
         elf = await asyncio.to_thread(ModuleElf, path)
         _ELF_CACHE[key] = elf
     return elf
-
-
-async def _exited(vm: VM, grace: float = 1.0) -> bool:
-    """Whether QEMU has exited (waiting up to ``grace`` s for its exit to be noticed)."""
-    deadline = time.monotonic() + grace
-    while vm.running and time.monotonic() < deadline:  # noqa: ASYNC110 (no exit event to await)
-        await asyncio.sleep(0.05)
-    return not vm.running
 
 
 _KALLSYMS_CACHE: dict[tuple[str, int], Kallsyms] = {}
@@ -203,7 +198,8 @@ class _Guest:
 # ------------------------------------------------------------------------------ running
 
 async def run(scenario: Scenario, *, notify: Notify | None = None,
-              datapath: DatapathHook | None = None, fresh: bool | None = None) -> Verdict:
+              datapath: DatapathHook | None = None, fresh: bool | None = None,
+              checkpoint: Checkpoint | None = None) -> Verdict:
     """Run ``scenario`` on a fresh VM and judge it. The VM starts from the post-boot saved
     state of its configuration (:mod:`icevm.qemu.savestate`; the first run of a configuration boots
     and saves it); ``fresh=True`` (or ``ICEVM_SNAPSHOTS=0``) boots every time. Never raises
@@ -244,7 +240,7 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
             say(f"{scenario.label}: guest ready ({vm.started_from}, "
                 f"{vm.ready_seconds or 0.0:.1f} s)")
             obs.accel = vm.accel
-            r = _Run(vm, scenario, art, obs, say, datapath)
+            r = _Run(vm, scenario, art, obs, say, datapath, checkpoint)
             try:
                 await (r.load() if load else r.open())
             except BaseException:
@@ -282,7 +278,8 @@ class _Run:
     """One scenario inside its booted VM."""
 
     def __init__(self, vm: VM, scenario: Scenario, art: GuestArtifacts, obs: Observation,
-                 say: Notify, datapath: DatapathHook | None) -> None:
+                 say: Notify, datapath: DatapathHook | None,
+                 checkpoint: Checkpoint | None = None) -> None:
         self.g = _Guest(vm, scenario.command_timeout)
         self.scenario = scenario
         self.spec = scenario.fault
@@ -290,6 +287,7 @@ class _Run:
         self.obs = obs
         self.say = say
         self.datapath = datapath
+        self.checkpoint = checkpoint
         self.dmesg_mark = 0
         self.console_mark = 0  # console lines before arming (0: the whole console)
 
@@ -308,12 +306,17 @@ class _Run:
             armed = await faults.arm(g.vm, spec, ko, ifname=obs.ifname, bdf=obs.bdf,
                                      kallsyms=ks)
         except (IcevmError, OSError) as e:
-            if await _exited(g.vm):  # QEMU died under the arming: say that, not the symptom
+            # QEMU died under the arming (its gdbstub or agent connection went first): say
+            # that, not the symptom.
+            lost = isinstance(e, (VMError, OSError))
+            if lost and await g.vm.exited_within(EXIT_NOTICE_TIMEOUT):
                 raise VMError(f"QEMU exited with status {g.vm.returncode} while arming the "
                               f"fault; console log: {g.vm.files.console_log}") from e
             raise
         obs.target = armed.target.to_json()
         try:
+            if self.checkpoint is not None:
+                await self.checkpoint("armed", g.vm)
             for i in range(1, spec.times + 1):
                 armed.next_attempt()
                 fired = armed.fired
@@ -433,10 +436,12 @@ def matrix(template: Scenario, errnos: Sequence[int] = faults.MATRIX_ERRNOS) -> 
 async def run_matrix(scenarios: Sequence[Scenario], *, notify: Notify | None = None,
                      on_verdict: Callable[[Verdict], None] | None = None,
                      datapath: DatapathHook | None = None, jobs: int = 1,
-                     fresh: bool | None = None) -> list[Verdict]:
+                     fresh: bool | None = None,
+                     checkpoint: Checkpoint | None = None) -> list[Verdict]:
     """Run ``scenarios``, each on its own VM, ``jobs`` at a time (each VM has its own run
     directory, sockets and gdbstub); the verdicts come back in the order of ``scenarios``,
-    ``on_verdict`` is called as each is judged. ``fresh``: as for :func:`run`. With snapshots,
+    ``on_verdict`` is called as each is judged. ``fresh``, ``checkpoint``: as for :func:`run`.
+    With snapshots,
     the first scenario of each configuration boots and saves it while the others of that
     configuration wait for it (one boot per configuration, not one per job)."""
     if jobs < 1:
@@ -448,7 +453,8 @@ async def run_matrix(scenarios: Sequence[Scenario], *, notify: Notify | None = N
         async with sem:
             if notify is not None:
                 notify(f"[{i + 1}/{len(scenarios)}] {sc.label}")
-            v = await run(sc, notify=notify, datapath=datapath, fresh=fresh)
+            v = await run(sc, notify=notify, datapath=datapath, fresh=fresh,
+                          checkpoint=checkpoint)
         out[i] = v
         if on_verdict is not None:
             on_verdict(v)

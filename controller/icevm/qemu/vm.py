@@ -72,6 +72,9 @@ DEFAULT_BOOT_TIMEOUT = 300.0
 QMP_CONNECT_TIMEOUT = 30.0
 QUIT_TIMEOUT = 5.0
 QMP_READBUF = 16 << 20
+#: After a lost connection, how long QEMU's exit may take to be noticed before the loss is
+#: reported as such (a dying QEMU closes its sockets a moment before it is reaped).
+EXIT_NOTICE_TIMEOUT = 10.0
 
 _run_seq = 0
 
@@ -421,7 +424,8 @@ class VM:
             return e
         return VMError(f"{msg}; console log: {self.files.console_log}")
 
-    async def _exited_within(self, seconds: float) -> bool:
+    async def exited_within(self, seconds: float) -> bool:
+        """Whether QEMU has exited, waiting up to ``seconds`` for its exit to be noticed."""
         if self._exit_task is None:
             return True
         if self._exit_task.done():
@@ -439,7 +443,7 @@ class VM:
                 aw.close()  # never to run: no "coroutine was never awaited" warning
             if self._exit_task is None:
                 raise VMError(f"the VM is not running ({what})")
-            if await self._exited_within(1.0):  # QEMU quitting closes QMP first
+            if await self.exited_within(EXIT_NOTICE_TIMEOUT):  # QEMU quitting closes QMP first
                 raise self._died(what)
             raise self._qmp_lost_error(what)
         task = asyncio.ensure_future(aw)
@@ -462,7 +466,8 @@ class VM:
             except ExecuteError as e:
                 raise QMPCommandError(e.error_class, str(e)) from e
             except VMError as e:
-                if isinstance(e, AgentDisconnected) and await self._exited_within(1.0):
+                gone = isinstance(e, AgentDisconnected)
+                if gone and await self.exited_within(EXIT_NOTICE_TIMEOUT):
                     raise self._died(what) from e
                 with_log = self._with_log(e)
                 if with_log is e:
@@ -470,7 +475,7 @@ class VM:
                 raise with_log from e
             except (QMPError, OSError, EOFError) as e:
                 # A lost connection is usually QEMU dying: say that rather than the symptom.
-                if await self._exited_within(1.0):
+                if await self.exited_within(EXIT_NOTICE_TIMEOUT):
                     raise self._died(what) from e
                 raise VMError(f"{what}: {type(e).__name__}: {e}; "
                               f"console log: {self.files.console_log}") from e
@@ -480,7 +485,7 @@ class VM:
         if self._exit_task in done:
             raise self._died(what)
         if self._qmp_lost is not None and self._qmp_lost in done:
-            if await self._exited_within(1.0):  # QEMU dying closes QMP first
+            if await self.exited_within(EXIT_NOTICE_TIMEOUT):  # QEMU dying closes QMP first
                 raise self._died(what)
             raise self._qmp_lost_error(what)
         raise VMError(f"timed out after {seconds:g} s while {what}; "
