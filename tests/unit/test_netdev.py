@@ -146,7 +146,10 @@ async def test_inject_waits_while_qemu_does_not_read(pair: tuple[SocketNetdev, F
     net, q = pair
     frames = FLOW.reversed().frames(200)
     task = asyncio.ensure_future(net.inject(frames, stall=10))
-    await asyncio.sleep(0.3)
+    async with asyncio.timeout(60):  # until it has sent what fits (a hang guard, no ordering)
+        while net.injected == 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+    # 200 frames never fit in the send buffer (SEND_BUFFER): it must be waiting for QEMU.
     assert not task.done(), "QEMU's queue is full: the injector must be waiting"
     held = net.injected
     assert 0 < held < 200

@@ -530,9 +530,12 @@ class ArmedFault:
 async def arm(vm: Any, spec: FaultSpec, ko: ModuleElf | Path, *, ifname: str | None = None,
               bdf: str | None = None, kallsyms: Kallsyms | None = None) -> ArmedFault:
     """Resolve ``spec`` in ``vm`` (ice must be loaded) and arm it: connects to the VM's gdbstub
-    (which pauses the guest), inserts the breakpoint and lets the guest run again."""
+    (which pauses the guest), inserts the breakpoint and lets the guest run again. Returns once
+    QEMU has resumed the guest (its ``RESUME`` event), so nothing done after it is undone by
+    the stub's continue."""
     ks = kallsyms if kallsyms is not None else await read_kallsyms(vm)
     target = find_target(ko, ks, spec)
+    mark = vm.events_mark()
     stub = await gdbstub.GdbStub.connect_unix(vm.files.gdb_sock, attempts_for=10.0)
     armed = ArmedFault(spec, target, stub, ifname=ifname, bdf=bdf)
     try:
@@ -549,6 +552,7 @@ async def arm(vm: Any, spec: FaultSpec, ko: ModuleElf | Path, *, ifname: str | N
         finally:
             resumed.cancel()
         armed.check_alive()
+        await vm.wait_event("RESUME", since=mark, timeout=ARM_TIMEOUT)
     except BaseException:
         await armed.disarm()
         raise

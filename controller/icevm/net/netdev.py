@@ -97,6 +97,13 @@ class Captured:
         return f"Captured(#{self.seq}: {what})"
 
 
+#: The controller socket's send buffer (the kernel doubles it). It bounds the frames in flight
+#: towards QEMU (86 of 60 bytes, 4 of 9000), so :meth:`SocketNetdev.inject` waits for QEMU the
+#: same way on every host; the kernel's other bound, ``net.unix.max_dgram_qlen``, is 10 in a
+#: container and 512 on a systemd host.
+SEND_BUFFER = 32 << 10
+
+
 class SocketNetdev:
     """The controller's unix datagram socket facing QEMU's ``dgram`` netdev."""
 
@@ -135,6 +142,7 @@ class SocketNetdev:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
             sock.bind(os.fspath(self.ctl_path))
         except OSError as e:
             sock.close()

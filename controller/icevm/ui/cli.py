@@ -43,6 +43,7 @@ from icevm.inject.host import (
 from icevm.judge import device_run, scenarios, verdicts
 from icevm.judge.scenarios import Scenario
 from icevm.judge.verdicts import EXIT_CODES, Outcome, Verdict
+from icevm.qemu import savestate
 from icevm.qemu.accel import ACCEL_CHOICES
 from icevm.qemu.attach import AttachedVM
 from icevm.qemu.cmdline import NicConfig
@@ -79,6 +80,12 @@ def _add_vm_options(p: argparse.ArgumentParser) -> None:
                    help="seconds to wait for the guest agent (default: 300)")
 
 
+def _add_fresh_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fresh", action="store_true",
+                   help="boot the guest instead of restoring the saved post-boot state of its "
+                        "configuration (the first run of a configuration boots and saves it)")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="icevm",
@@ -96,16 +103,18 @@ def parser() -> argparse.ArgumentParser:
     bo = sub.add_parser("boot", help="boot a guest and keep it up until Ctrl-C")
     _add_vm_options(bo)
 
-    r = sub.add_parser("run", help="boot a fresh guest, run CMD in it, exit with its status",
+    r = sub.add_parser("run", help="run CMD in a fresh guest, exit with its status",
                        usage="icevm run [options] -- CMD [ARG...]")
     _add_vm_options(r)
+    _add_fresh_option(r)
     r.add_argument("--timeout", type=float, default=600.0, metavar="S",
                    help="seconds CMD may run (default: 600)")
     r.add_argument("cmd", nargs=argparse.REMAINDER, metavar="CMD",
                    help="the command and its arguments, after --")
 
-    i = sub.add_parser("irqs", help="boot a guest and print its /proc/interrupts")
+    i = sub.add_parser("irqs", help="print a fresh guest's /proc/interrupts")
     _add_vm_options(i)
+    _add_fresh_option(i)
     i.add_argument("--json", action="store_true", help="JSON instead of a table")
 
     f = sub.add_parser(
@@ -213,6 +222,16 @@ async def _boot(vm: VM) -> None:
           f"{vm.accel}); run dir {vm.run_dir}")
 
 
+async def _ready(args: argparse.Namespace) -> VM:
+    """A ready guest of ``args`` (the caller closes it): restored from the saved post-boot
+    state of its configuration, or booted (and saved) with ``--fresh`` or when there is none."""
+    with err_console.status(f"starting the {args.variant} guest…"):
+        vm = await savestate.ready_vm(lambda: _vm(args), use=False if args.fresh else None)
+    _note(f"guest ready in {vm.ready_seconds or 0.0:.2f} s ({vm.started_from}, {vm.accel}); "
+          f"run dir {vm.run_dir}")
+    return vm
+
+
 async def cmd_boot(args: argparse.Namespace) -> int:
     vm = _vm(args, wait_agent=False)
     async with vm:
@@ -249,9 +268,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("run: no command given (icevm run [options] -- CMD [ARG...])")
-    vm = _vm(args)
+    vm = await _ready(args)
     try:
-        await _boot(vm)
         _note(f"running: {' '.join(cmd)}")
         r = await vm.exec(cmd, timeout=args.timeout)
     finally:
@@ -266,9 +284,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_irqs(args: argparse.Namespace) -> int:
-    vm = _vm(args)
+    vm = await _ready(args)
     try:
-        await _boot(vm)
         snap = await vm.interrupts()
     finally:
         await vm.close()
