@@ -21,6 +21,7 @@
 
 struct NetRxPkt;
 struct NetTxPkt;
+union ice_aq_params;
 
 /* GLINT_* vectors the PF can own (bound of the msix-vectors property) */
 #define E810_MAX_VECTORS        1024
@@ -68,9 +69,7 @@ enum {
     E810_CQ_NUM
 };
 
-/* ring-length field of *LEN is 10 bits (PF_FW_ATQLEN_ATQLEN_M) */
-#define E810_CQ_MAX_ENTRIES     1023
-#define E810_AQ_DESC_SIZE       32
+/* the largest indirect buffer of an admin command */
 #define E810_AQ_BUF_MAX         4096
 
 /* register kinds of one control queue (PF_FW_xxBAL .. PF_FW_xxT) */
@@ -341,7 +340,8 @@ void e810_cq_write(E810Core *core, uint32_t q, uint32_t reg, uint32_t val);
 void e810_atq_release(E810Core *core);
 const char *e810_aq_opcode_name(uint16_t opcode);
 bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
-                   const uint8_t *params, const void *buf, uint16_t len);
+                   const union ice_aq_params *params, const void *buf,
+                   uint16_t len);
 
 /* e810_rxq.c */
 void e810_rxq_reset(E810Core *core);

@@ -36,35 +36,9 @@
 QEMU_BUILD_BUG_ON(E810_RSS_VSI_SLOTS != E810_NUM_VSI_TRACKED);
 QEMU_BUILD_BUG_ON(E810_RSS_KEY_SIZE < 2 * E810_FLEX_FVW + 4);
 
-#define ICE_AQC_RSS_VSI_VALID           0x8000
-#define ICE_AQ_VSI_NUM_M                0x03FF
-
-/* ice_aqc_lut_flags */
-#define ICE_LUT_TYPE_M                  0x3
-#define ICE_LUT_VSI                     0
-#define ICE_LUT_PF                      1
-#define ICE_LUT_GLOBAL                  2
-#define ICE_AQC_LUT_SIZE_M              0xC
-#define ICE_AQC_LUT_SIZE_SMALL          0x0
-#define ICE_AQC_LUT_SIZE_512            0x4
-#define ICE_AQC_LUT_SIZE_2K             0x8
-#define ICE_AQC_LUT_GLOBAL_IDX_S        4
-#define ICE_AQC_LUT_GLOBAL_IDX_M        0xF0
-
-/* struct ice_aqc_vsi_props offsets */
-#define VSI_PROPS_MAPPING_FLAGS         28
-#define VSI_PROPS_Q_MAPPING             30
-#define VSI_PROPS_Q_OPT_RSS             78
-#define ICE_AQ_VSI_Q_MAP_NONCONTIG      0x1
-#define ICE_AQ_VSI_Q_M                  0x7FF
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_M      0x3
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_VSI    0x0
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_PF     0x2
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_GBL    0x3
-#define ICE_AQ_VSI_Q_OPT_RSS_GBL_LUT_S  2
-#define ICE_AQ_VSI_Q_OPT_RSS_HASH_S     6
-#define ICE_AQ_VSI_Q_OPT_RSS_HASH_TPLZ      0
-#define ICE_AQ_VSI_Q_OPT_RSS_HASH_SYM_TPLZ  1
+QEMU_BUILD_BUG_ON(E810_RSS_KEY_SIZE !=
+                  ICE_AQC_GET_SET_RSS_KEY_DATA_RSS_KEY_SIZE +
+                  ICE_AQC_GET_SET_RSS_KEY_DATA_HASH_KEY_SIZE);
 
 /* ice_prot_id values the extraction understands */
 #define ICE_PROT_MAC_OF_OR_S            1
@@ -102,7 +76,7 @@ static int e810_rss_main_slot(E810Core *core)
         if (!v->in_use) {
             continue;
         }
-        if ((v->props[VSI_PROPS_Q_OPT_RSS] & ICE_AQ_VSI_Q_OPT_RSS_LUT_M) ==
+        if ((e810_vsi_props(v)->q_opt_rss & ICE_AQ_VSI_Q_OPT_RSS_LUT_M) ==
             ICE_AQ_VSI_Q_OPT_RSS_LUT_PF) {
             return i;
         }
@@ -140,20 +114,24 @@ void e810_rss_reset(E810Core *core)
 }
 
 /* the VSI a 0x0B0x command names, or -1 with a guest error */
+/* (the key and LUT commands have vsi_id in the same place) */
+QEMU_BUILD_BUG_ON(offsetof(struct ice_aqc_get_set_rss_key, vsi_id) !=
+                  offsetof(struct ice_aqc_get_set_rss_lut, vsi_id));
+
 static int e810_rss_cmd_slot(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t id = e810_le16(cmd->params);
+    uint16_t id = le16_to_cpu(cmd->params.get_set_rss_key.vsi_id);
     int slot;
 
-    if (!(id & ICE_AQC_RSS_VSI_VALID)) {
+    if (!(id & ICE_AQC_GSET_RSS_KEY_VSI_VALID)) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: AQ 0x%04x: VSI id 0x%x "
                       "without the valid bit\n", cmd->opcode, id);
         return -1;
     }
-    slot = e810_rss_slot(core, id & ICE_AQ_VSI_NUM_M);
+    slot = e810_rss_slot(core, id & ICE_AQC_GSET_RSS_KEY_VSI_ID_M);
     if (slot < 0) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: AQ 0x%04x: unknown VSI %u\n",
-                      cmd->opcode, id & ICE_AQ_VSI_NUM_M);
+                      cmd->opcode, id & ICE_AQC_GSET_RSS_KEY_VSI_ID_M);
     }
     return slot;
 }
@@ -171,7 +149,7 @@ uint16_t e810_aq_set_rss_key(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_ENOENT;
     }
     /* the standard 40-byte key is required, the extension optional */
-    if (!e810_aq_need_buf(cmd, 40)) {
+    if (!e810_aq_need_buf(cmd, ICE_AQC_GET_SET_RSS_KEY_DATA_RSS_KEY_SIZE)) {
         return ICE_AQ_RC_EINVAL;
     }
     n = MIN(cmd->buf_len, E810_RSS_KEY_SIZE);
@@ -191,7 +169,7 @@ uint16_t e810_aq_get_rss_key(E810Core *core, E810AqCmd *cmd)
     if (slot < 0) {
         return ICE_AQ_RC_ENOENT;
     }
-    if (!e810_aq_need_buf(cmd, 40)) {
+    if (!e810_aq_need_buf(cmd, ICE_AQC_GET_SET_RSS_KEY_DATA_RSS_KEY_SIZE)) {
         return ICE_AQ_RC_EINVAL;
     }
     n = MIN(cmd->buf_len, E810_RSS_KEY_SIZE);
@@ -208,31 +186,32 @@ uint16_t e810_aq_get_rss_key(E810Core *core, E810AqCmd *cmd)
 static uint8_t *e810_rss_lut_for(E810Core *core, E810AqCmd *cmd, int slot,
                                  uint32_t *size)
 {
-    uint16_t flags = e810_le16(cmd->params + 2);
-    uint16_t type = flags & ICE_LUT_TYPE_M;
-    uint16_t sz = flags & ICE_AQC_LUT_SIZE_M;
+    uint16_t flags = le16_to_cpu(cmd->params.get_set_rss_lut.flags);
+    uint16_t type = flags & ICE_AQC_GSET_RSS_LUT_TABLE_TYPE_M;
+    uint16_t sz = (flags & ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_M) >>
+                  ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_S;
     uint8_t *lut;
 
     switch (type) {
     case ICE_LUT_VSI:
         *size = E810_RSS_LUT_VSI_SIZE;
         lut = core->rss.vsi_lut[slot];
-        if (sz != ICE_AQC_LUT_SIZE_SMALL) {
+        if (sz != 0) {
             goto bad;
         }
         break;
     case ICE_LUT_PF:
         *size = E810_RSS_LUT_PF_SIZE;
         lut = core->rss.pf_lut;
-        if (sz != ICE_AQC_LUT_SIZE_2K) {
+        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_2K_FLAG) {
             goto bad;
         }
         break;
     case ICE_LUT_GLOBAL:
         *size = E810_RSS_LUT_GLOBAL_SIZE;
-        lut = core->rss.glob_lut[(flags & ICE_AQC_LUT_GLOBAL_IDX_M) >>
-                                 ICE_AQC_LUT_GLOBAL_IDX_S];
-        if (sz != ICE_AQC_LUT_SIZE_512) {
+        lut = core->rss.glob_lut[(flags & ICE_AQC_GSET_RSS_LUT_GLOBAL_IDX_M) >>
+                                 ICE_AQC_GSET_RSS_LUT_GLOBAL_IDX_S];
+        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_512_FLAG) {
             goto bad;
         }
         break;
@@ -273,7 +252,8 @@ uint16_t e810_aq_set_rss_lut(E810Core *core, E810AqCmd *cmd)
         core->rss.vsi_lut_set[slot] = 1;
     }
     trace_e810_rss_lut_set(core->vsi[slot].vsi_num,
-                           e810_le16(cmd->params + 2), size);
+                           le16_to_cpu(cmd->params.get_set_rss_lut.flags),
+                           size);
     return ICE_AQ_RC_OK;
 }
 
@@ -294,7 +274,8 @@ uint16_t e810_aq_get_rss_lut(E810Core *core, E810AqCmd *cmd)
     memcpy(cmd->buf, lut, size);
     cmd->resp_len = size;
     trace_e810_rss_lut_get(core->vsi[slot].vsi_num,
-                           e810_le16(cmd->params + 2), size);
+                           le16_to_cpu(cmd->params.get_set_rss_lut.flags),
+                           size);
     return ICE_AQ_RC_OK;
 }
 
@@ -542,13 +523,14 @@ static bool e810_rss_hash(E810Core *core, int slot, int prof,
     if (!n) {
         return false;
     }
-    if (hfunc != ICE_AQ_VSI_Q_OPT_RSS_HASH_TPLZ &&
-        hfunc != ICE_AQ_VSI_Q_OPT_RSS_HASH_SYM_TPLZ) {
+    if (hfunc != ICE_AQ_VSI_Q_OPT_RSS_TPLZ &&
+        hfunc != ICE_AQ_VSI_Q_OPT_RSS_SYM_TPLZ) {
         static bool logged;
 
         if (!logged) {
             qemu_log_mask(LOG_UNIMP, "e810: RSS hash function %u not "
-                          "modelled, using Toeplitz\n", hfunc);
+                          "modelled, using Toeplitz\n",
+                          hfunc >> ICE_AQ_VSI_Q_OPT_RSS_HASH_S);
             logged = true;
         }
     }
@@ -564,6 +546,7 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
 {
     E810Parsed p;
     E810Vsi *v;
+    const struct ice_aqc_vsi_props *props;
     uint16_t mflags, base, count, entry;
     uint8_t qopt;
     const uint8_t *lut;
@@ -582,12 +565,13 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
         return;
     }
     v = &core->vsi[slot];
-    mflags = e810_le16(v->props + VSI_PROPS_MAPPING_FLAGS);
-    base = e810_le16(v->props + VSI_PROPS_Q_MAPPING) & ICE_AQ_VSI_Q_M;
-    count = e810_le16(v->props + VSI_PROPS_Q_MAPPING + 2) & ICE_AQ_VSI_Q_M;
+    props = e810_vsi_props(v);
+    mflags = le16_to_cpu(props->mapping_flags);
+    base = le16_to_cpu(props->q_mapping[0]) & ICE_AQ_VSI_Q_M;
+    count = le16_to_cpu(props->q_mapping[1]) & ICE_AQ_VSI_Q_M;
     res->queue = base < E810_NUM_QUEUES ? base : 0;
 
-    qopt = v->props[VSI_PROPS_Q_OPT_RSS];
+    qopt = props->q_opt_rss;
     switch (qopt & ICE_AQ_VSI_Q_OPT_RSS_LUT_M) {
     case ICE_AQ_VSI_Q_OPT_RSS_LUT_PF:
         lut = core->rss.pf_lut_set ? core->rss.pf_lut : NULL;
@@ -610,7 +594,7 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
     prof = lut ? e810_rss_profile(core, v->vsi_num, p.ptype) : -1;
     if (prof < 0 ||
         !e810_rss_hash(core, slot, prof, frame, len, &p,
-                       qopt >> ICE_AQ_VSI_Q_OPT_RSS_HASH_S, &res->hash)) {
+                       qopt & ICE_AQ_VSI_Q_OPT_RSS_HASH_M, &res->hash)) {
         core->rss.unhashed++;
         trace_e810_rss_nohash(v->vsi_num, p.ptype, prof);
         return;
@@ -620,8 +604,8 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
     entry = lut[res->hash & (lut_size - 1)];
     /* LUT entries are queue numbers inside the VSI's queue map */
     if (mflags & ICE_AQ_VSI_Q_MAP_NONCONTIG) {
-        base = entry < 16 ? e810_le16(v->props + VSI_PROPS_Q_MAPPING +
-                                      2 * entry) & ICE_AQ_VSI_Q_M : base;
+        base = entry < ARRAY_SIZE(props->q_mapping) ?
+               le16_to_cpu(props->q_mapping[entry]) & ICE_AQ_VSI_Q_M : base;
         entry = 0;
     } else if (entry >= count) {
         /* transient while the driver changes the channel count */
@@ -718,6 +702,7 @@ E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi, uint16_t vsi_num,
     uint8List **ltail;
     GString *key;
     E810Vsi *v;
+    const struct ice_aqc_vsi_props *props;
     uint8_t qopt;
     const uint8_t *lut;
     uint32_t lut_size;
@@ -729,7 +714,8 @@ E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi, uint16_t vsi_num,
         return NULL;
     }
     v = &core->vsi[slot];
-    qopt = v->props[VSI_PROPS_Q_OPT_RSS];
+    props = e810_vsi_props(v);
+    qopt = props->q_opt_rss;
     info = g_new0(E810RssInfo, 1);
     info->vsi = v->vsi_num;
     info->hash_function = g_strdup(
@@ -765,10 +751,8 @@ E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi, uint16_t vsi_num,
     for (uint32_t i = 0; i < lut_size; i++) {
         QAPI_LIST_APPEND(ltail, lut[i]);
     }
-    info->queue_base = e810_le16(v->props + VSI_PROPS_Q_MAPPING) &
-                       ICE_AQ_VSI_Q_M;
-    info->queue_count = e810_le16(v->props + VSI_PROPS_Q_MAPPING + 2) &
-                        ICE_AQ_VSI_Q_M;
+    info->queue_base = le16_to_cpu(props->q_mapping[0]) & ICE_AQ_VSI_Q_M;
+    info->queue_count = le16_to_cpu(props->q_mapping[1]) & ICE_AQ_VSI_Q_M;
 
     /* profiles: which packet types select which field vector */
     for (int pt = 0; pt < E810_FLEX_PTYPES; pt++) {
