@@ -510,6 +510,41 @@ static const VMStateDescription e810_vmstate_config = {
 };
 
 /*
+ * A core/global/EMP reset in progress (e810_core_global_reset()) and the
+ * timer that completes it; only sent while one is.
+ */
+static bool e810_reset_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return s->core.reset_type != 0;
+}
+
+static int e810_reset_post_load(void *opaque, int version_id)
+{
+    E810State *s = opaque;
+
+    /* a value e810_fault.c's reset name table would mis-use */
+    if (s->core.reset_type > E810_RESET_EMPR) {
+        s->core.reset_type = 0;
+    }
+    return 0;
+}
+
+static const VMStateDescription e810_vmstate_reset = {
+    .name = "e810/reset",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_reset_needed,
+    .post_load = e810_reset_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(core.reset_type, E810State),
+        VMSTATE_TIMER_PTR(core.reset_timer, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/*
  * DDP package, flexible-pipeline tables (current and the package's
  * defaults, restored by a PF reset), profile/TCAM id pools and RSS
  * keys/LUTs (e810_ddp.c, e810_rss.c).
@@ -638,6 +673,7 @@ static const VMStateDescription e810_vmstate = {
         &e810_vmstate_ddp,
         &e810_vmstate_config,
         &e810_vmstate_fault,            /* e810_fault.c */
+        &e810_vmstate_reset,
         NULL
     }
 };

@@ -36,6 +36,10 @@ union ice_aq_params;
 #define E810_RESET_CORER        1
 #define E810_RESET_GLOBR        2
 #define E810_RESET_EMPR         3
+/* GLGEN_RSTAT.DEVSTATE while a core/global/EMP reset is in progress */
+#define E810_DEVSTATE_IN_RESET  1
+/* virtual time from the reset warning to "reset done" */
+#define E810_RESET_DONE_NS      (50 * SCALE_MS)
 
 /* Data path limits (e810_rxq.c / e810_txq.c) */
 #define E810_RX_MAX_FRAME       16384   /* > any rxmax (14 bits) */
@@ -183,6 +187,8 @@ struct E810Core {
 
     /* reset/firmware-visible state */
     uint32_t glgen_rstat;
+    uint32_t reset_type;        /* core/global/EMP reset in progress, 0: none */
+    QEMUTimer *reset_timer;     /* ... completes it (e810_core.c) */
     uint32_t glnvm_uld;
     uint32_t gl_mdck_tx_tdpu;
     uint32_t pfqf_fd_ena;

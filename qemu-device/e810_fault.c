@@ -22,8 +22,8 @@
  *    sends messages through the same path with no cause.
  *  - e810-reset: corer/globr/empr run the hardware sequence of
  *    e810_core_global_reset() (GLGEN_RSTAT RESET_TYPE + DEVSTATE, GLNVM_ULD
- *    done bits cleared, PFINT_OICR GRST, the domain reset) and complete
- *    after E810_RESET_DONE_NS here.  pfr is signalled the only way
+ *    done bits cleared, PFINT_OICR GRST, the domain reset), which
+ *    completes after E810_RESET_DONE_NS (e810_core.c).  pfr is signalled the only way
  *    hardware signals a PF-level problem: a critical PFINT_OICR cause
  *    (ECC_ERR), which ice_misc_intr() answers with ICE_PFR_REQ, i.e. a PF
  *    software reset (PFGEN_CTRL.PFSWR) and ice_rebuild().
@@ -56,15 +56,6 @@
 #define RX_STATUS0_XSUM_L4E     E810_BIT(5)
 #define RX_STATUS0_XSUM_EIPE    E810_BIT(6)
 #define RX_STATUS0_RXE          E810_BIT(10)
-
-#define E810_GLNVM_ULD_ALL_DONE (GLNVM_ULD_PCIER_DONE_M |                   \
-                                 GLNVM_ULD_PCIER_DONE_1_M |                 \
-                                 GLNVM_ULD_CORER_DONE_M |                   \
-                                 GLNVM_ULD_GLOBR_DONE_M |                   \
-                                 GLNVM_ULD_POR_DONE_M |                     \
-                                 GLNVM_ULD_POR_DONE_1_M |                   \
-                                 GLNVM_ULD_PCIER_DONE_2_M |                 \
-                                 GLNVM_ULD_PE_DONE_M)
 
 /* the e810 devices of this machine, for QMP and the VMState subsection */
 static GSList *e810_fault_cores;
@@ -333,32 +324,6 @@ bool e810_fault_irq_drop(E810Core *core, uint32_t vector)
 }
 
 /* ------------------------------------------------------------------ */
-/* core/global/EMP reset sequence                                      */
-
-/*
- * e810_core_global_reset() has given the warning and reset the domain;
- * the device reports "in reset" until the timer says it is done.
- */
-void e810_fault_reset_begin(E810Core *core, uint32_t type)
-{
-    E810Fault *ft = &core->fault;
-
-    ft->reset_type = type;
-    timer_mod(ft->reset_timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
-              E810_RESET_DONE_NS);
-}
-
-static void e810_fault_reset_done(void *opaque)
-{
-    E810Core *core = opaque;
-
-    trace_e810_fault_reset_done(core->fault.reset_type);
-    core->fault.reset_type = 0;
-    core->glgen_rstat &= ~GLGEN_RSTAT_DEVSTATE_M;
-    core->glnvm_uld |= E810_GLNVM_ULD_ALL_DONE;
-}
-
-/* ------------------------------------------------------------------ */
 /* link flap                                                           */
 
 static void e810_fault_link_timer_cb(void *opaque)
@@ -441,8 +406,6 @@ void e810_fault_realize(E810Core *core)
 
     ft->aq_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, e810_fault_aq_timer_cb,
                                 core);
-    ft->reset_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, e810_fault_reset_done,
-                                   core);
     ft->link_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
                                   e810_fault_link_timer_cb, core);
     e810_fault_cores = g_slist_prepend(e810_fault_cores, core);
@@ -454,20 +417,8 @@ void e810_fault_unrealize(E810Core *core)
 
     e810_fault_cores = g_slist_remove(e810_fault_cores, core);
     timer_free(ft->aq_timer);
-    timer_free(ft->reset_timer);
     timer_free(ft->link_timer);
-    ft->aq_timer = ft->reset_timer = ft->link_timer = NULL;
-}
-
-/*
- * Power-on/bus reset or FLR: the device is out of any reset sequence and
- * has no held command.  Armed faults and a running link flap stay.
- */
-void e810_fault_device_reset(E810Core *core)
-{
-    e810_fault_aq_cancel(core);
-    core->fault.reset_type = 0;
-    timer_del(core->fault.reset_timer);
+    ft->aq_timer = ft->link_timer = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -865,10 +816,10 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
                                 ft->irq_drop[v], ft->irq_drop_fired[v]);
         }
     }
-    if (ft->reset_type && ft->reset_type < ARRAY_SIZE(e810_reset_name)) {
+    if (core->reset_type && core->reset_type < ARRAY_SIZE(e810_reset_name)) {
         e810_fault_info_add(&tail, "reset",
                             g_strdup_printf("%s in progress",
-                                            e810_reset_name[ft->reset_type]),
+                                            e810_reset_name[core->reset_type]),
                             0, ft->resets_fired);
     }
     if (ft->link_down) {
@@ -933,8 +884,7 @@ static bool e810_fault_needed(void *opaque)
         return false;
     }
     ft = &core->fault;
-    if (ft->aq_held || ft->arq_drop || ft->reset_type || ft->link_down ||
-        ft->tx_hang_all) {
+    if (ft->aq_held || ft->arq_drop || ft->link_down || ft->tx_hang_all) {
         return true;
     }
     for (int i = 0; i < E810_FAULT_MAX_AQ; i++) {
@@ -978,9 +928,6 @@ static int e810_fault_post_load(void *opaque, int version_id)
         if (ft->rx[i].error >= E810_RX_DESC_ERROR__MAX) {
             ft->rx[i].in_use = 0;
         }
-    }
-    if (ft->reset_type > E810_RESET_EMPR) {
-        ft->reset_type = 0;
     }
     ft->aq_released = false;
     return 0;
@@ -1032,8 +979,6 @@ static const VMStateDescription e810_vmstate_fault_state = {
         VMSTATE_INT32_ARRAY(fault.irq_drop, E810Core, E810_MAX_VECTORS),
         VMSTATE_UINT32_ARRAY(fault.irq_drop_fired, E810Core, E810_MAX_VECTORS),
         VMSTATE_UINT64(fault.irq_spurious_fired, E810Core),
-        VMSTATE_UINT32(fault.reset_type, E810Core),
-        VMSTATE_TIMER_PTR(fault.reset_timer, E810Core),
         VMSTATE_UINT64(fault.resets_fired, E810Core),
         VMSTATE_BOOL(fault.link_down, E810Core),
         VMSTATE_UINT32(fault.link_down_ms, E810Core),
@@ -1060,15 +1005,17 @@ static const VMStateDescription e810_vmstate_fault_tmp = {
 };
 
 /*
- * Armed faults, a command held on the ATQ, a core/global reset in
- * progress and a link flap, with their timers.  Only sent when one of
- * them is there, so streams without faults stay loadable by a QEMU
- * without this subsection, and older streams load here.
+ * Armed faults, a command held on the ATQ and a link flap, with their
+ * timers.  Only sent when one of them is there, so streams without
+ * faults stay loadable by a QEMU without this subsection, and older
+ * streams load here.  Version 2: the reset in progress left for the
+ * e810/reset subsection (e810.c); a version 1 stream (with a fault armed
+ * or a reset in progress) is refused rather than misread.
  */
 const VMStateDescription e810_vmstate_fault = {
     .name = "e810/faults",
-    .version_id = 1,
-    .minimum_version_id = 1,
+    .version_id = 2,
+    .minimum_version_id = 2,
     .needed = e810_fault_needed,
     .fields = (const VMStateField[]) {
         VMSTATE_WITH_TMP(PCIDevice, E810FaultTmp, e810_vmstate_fault_tmp),
