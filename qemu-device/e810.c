@@ -510,6 +510,32 @@ static const VMStateDescription e810_vmstate_config = {
 };
 
 /*
+ * Armed faults, a command held on the ATQ and a link flap, with their
+ * timers (e810_fault.c).  Only sent when one of them is there, so
+ * streams without faults stay loadable by a QEMU without this
+ * subsection.  Version 2: the reset in progress left for e810/reset; a
+ * version 1 stream carrying this subsection is refused, not misread.
+ */
+static bool e810_faults_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return e810_fault_pending(&s->core.fault);
+}
+
+static const VMStateDescription e810_vmstate_faults = {
+    .name = "e810/faults",
+    .version_id = 2,
+    .minimum_version_id = 2,
+    .needed = e810_faults_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_STRUCT(core.fault, E810State, 0, e810_vmstate_fault,
+                       E810Fault),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/*
  * A core/global/EMP reset in progress (e810_core_global_reset()) and the
  * timer that completes it; only sent while one is.
  */
@@ -672,7 +698,7 @@ static const VMStateDescription e810_vmstate = {
         &e810_vmstate_datapath,
         &e810_vmstate_ddp,
         &e810_vmstate_config,
-        &e810_vmstate_fault,            /* e810_fault.c */
+        &e810_vmstate_faults,
         &e810_vmstate_reset,
         NULL
     }

@@ -57,7 +57,7 @@
 #define RX_STATUS0_XSUM_EIPE    E810_BIT(6)
 #define RX_STATUS0_RXE          E810_BIT(10)
 
-/* the e810 devices of this machine, for QMP and the VMState subsection */
+/* the e810 devices of this machine, for QMP */
 static GSList *e810_fault_cores;
 
 /* enum ice_aq_err (firmware's full list; ice_adminq_cmd.h keeps a subset) */
@@ -76,18 +76,6 @@ static const char *e810_reset_name[] = {
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
-
-static E810Core *e810_fault_core_of(PCIDevice *owner)
-{
-    for (GSList *l = e810_fault_cores; l; l = l->next) {
-        E810Core *c = l->data;
-
-        if (c->owner == owner) {
-            return c;
-        }
-    }
-    return NULL;
-}
 
 /* the e810 named by 'id', or the only one */
 static E810Core *e810_fault_find(const char *id, Error **errp)
@@ -863,27 +851,11 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
 }
 
 /* ------------------------------------------------------------------ */
-/* migration: the "e810/faults" subsection                             */
+/* migration (the e810/faults subsection of the device, e810.c)        */
 
-/*
- * The subsection belongs to the device (opaque: the E810State, whose
- * first member is its PCIDevice); the state is in the E810Core the
- * front-end owns, found by its owner with VMSTATE_WITH_TMP.
- */
-typedef struct E810FaultTmp {
-    PCIDevice *parent;
-    E810Core *core;
-} E810FaultTmp;
-
-static bool e810_fault_needed(void *opaque)
+/* Is anything armed or in progress, i.e. is there state to migrate? */
+bool e810_fault_pending(const E810Fault *ft)
 {
-    E810Core *core = e810_fault_core_of(opaque);
-    E810Fault *ft;
-
-    if (!core) {
-        return false;
-    }
-    ft = &core->fault;
     if (ft->aq_held || ft->arq_drop || ft->link_down || ft->tx_hang_all) {
         return true;
     }
@@ -910,18 +882,9 @@ static bool e810_fault_needed(void *opaque)
     return false;
 }
 
-static int e810_fault_tmp_bind(void *opaque)
-{
-    E810FaultTmp *tmp = opaque;
-
-    tmp->core = e810_fault_core_of(tmp->parent);
-    return tmp->core ? 0 : -EINVAL;
-}
-
 static int e810_fault_post_load(void *opaque, int version_id)
 {
-    E810Core *core = opaque;
-    E810Fault *ft = &core->fault;
+    E810Fault *ft = opaque;
 
     /* values a stream could carry that the hooks would mis-use */
     for (int i = 0; i < E810_FAULT_MAX_RX; i++) {
@@ -962,63 +925,34 @@ static const VMStateDescription e810_vmstate_fault_rx = {
     }
 };
 
-static const VMStateDescription e810_vmstate_fault_state = {
-    .name = "e810/fault-state",
+/* E810Fault, with the timers of a held command and of a link flap */
+const VMStateDescription e810_vmstate_fault = {
+    .name = "e810/fault",
     .version_id = 1,
     .minimum_version_id = 1,
     .post_load = e810_fault_post_load,
     .fields = (const VMStateField[]) {
-        VMSTATE_STRUCT_ARRAY(fault.aq, E810Core, E810_FAULT_MAX_AQ, 1,
+        VMSTATE_STRUCT_ARRAY(aq, E810Fault, E810_FAULT_MAX_AQ, 1,
                              e810_vmstate_fault_aq, E810FaultAq),
-        VMSTATE_BOOL(fault.aq_held, E810Core),
-        VMSTATE_UINT16(fault.aq_held_error, E810Core),
-        VMSTATE_UINT16(fault.aq_held_opcode, E810Core),
-        VMSTATE_TIMER_PTR(fault.aq_timer, E810Core),
-        VMSTATE_INT32(fault.arq_drop, E810Core),
-        VMSTATE_UINT64(fault.arq_drop_fired, E810Core),
-        VMSTATE_INT32_ARRAY(fault.irq_drop, E810Core, E810_MAX_VECTORS),
-        VMSTATE_UINT32_ARRAY(fault.irq_drop_fired, E810Core, E810_MAX_VECTORS),
-        VMSTATE_UINT64(fault.irq_spurious_fired, E810Core),
-        VMSTATE_UINT64(fault.resets_fired, E810Core),
-        VMSTATE_BOOL(fault.link_down, E810Core),
-        VMSTATE_UINT32(fault.link_down_ms, E810Core),
-        VMSTATE_TIMER_PTR(fault.link_timer, E810Core),
-        VMSTATE_UINT64(fault.link_flaps, E810Core),
-        VMSTATE_STRUCT_ARRAY(fault.rx, E810Core, E810_FAULT_MAX_RX, 1,
+        VMSTATE_BOOL(aq_held, E810Fault),
+        VMSTATE_UINT16(aq_held_error, E810Fault),
+        VMSTATE_UINT16(aq_held_opcode, E810Fault),
+        VMSTATE_TIMER_PTR(aq_timer, E810Fault),
+        VMSTATE_INT32(arq_drop, E810Fault),
+        VMSTATE_UINT64(arq_drop_fired, E810Fault),
+        VMSTATE_INT32_ARRAY(irq_drop, E810Fault, E810_MAX_VECTORS),
+        VMSTATE_UINT32_ARRAY(irq_drop_fired, E810Fault, E810_MAX_VECTORS),
+        VMSTATE_UINT64(irq_spurious_fired, E810Fault),
+        VMSTATE_UINT64(resets_fired, E810Fault),
+        VMSTATE_BOOL(link_down, E810Fault),
+        VMSTATE_UINT32(link_down_ms, E810Fault),
+        VMSTATE_TIMER_PTR(link_timer, E810Fault),
+        VMSTATE_UINT64(link_flaps, E810Fault),
+        VMSTATE_STRUCT_ARRAY(rx, E810Fault, E810_FAULT_MAX_RX, 1,
                              e810_vmstate_fault_rx, E810FaultRx),
-        VMSTATE_BOOL(fault.tx_hang_all, E810Core),
-        VMSTATE_UINT8_ARRAY(fault.tx_hang, E810Core, E810_NUM_QUEUES),
-        VMSTATE_UINT32_ARRAY(fault.tx_held, E810Core, E810_NUM_QUEUES),
-        VMSTATE_END_OF_LIST()
-    }
-};
-
-static const VMStateDescription e810_vmstate_fault_tmp = {
-    .name = "e810/fault-tmp",
-    .pre_save = e810_fault_tmp_bind,
-    .pre_load = e810_fault_tmp_bind,
-    .fields = (const VMStateField[]) {
-        VMSTATE_STRUCT_POINTER(core, E810FaultTmp, e810_vmstate_fault_state,
-                               E810Core),
-        VMSTATE_END_OF_LIST()
-    }
-};
-
-/*
- * Armed faults, a command held on the ATQ and a link flap, with their
- * timers.  Only sent when one of them is there, so streams without
- * faults stay loadable by a QEMU without this subsection, and older
- * streams load here.  Version 2: the reset in progress left for the
- * e810/reset subsection (e810.c); a version 1 stream (with a fault armed
- * or a reset in progress) is refused rather than misread.
- */
-const VMStateDescription e810_vmstate_fault = {
-    .name = "e810/faults",
-    .version_id = 2,
-    .minimum_version_id = 2,
-    .needed = e810_fault_needed,
-    .fields = (const VMStateField[]) {
-        VMSTATE_WITH_TMP(PCIDevice, E810FaultTmp, e810_vmstate_fault_tmp),
+        VMSTATE_BOOL(tx_hang_all, E810Fault),
+        VMSTATE_UINT8_ARRAY(tx_hang, E810Fault, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(tx_held, E810Fault, E810_NUM_QUEUES),
         VMSTATE_END_OF_LIST()
     }
 };

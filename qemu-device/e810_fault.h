@@ -107,7 +107,8 @@ uint16_t e810_fault_rx_status(E810Core *core, uint32_t q);
 /* Tx (e810_txq.c): true when queue q does not consume descriptors */
 bool e810_fault_tx_hung(E810Core *core, uint32_t q);
 
-/* the "e810/faults" subsection of the device's VMState (e810.c) */
+/* migration: E810Fault as a VMSTATE_STRUCT of the device (e810.c) */
 extern const VMStateDescription e810_vmstate_fault;
+bool e810_fault_pending(const E810Fault *ft);
 
 #endif
