@@ -319,6 +319,9 @@ void e810_regs_reset(E810Core *core);
 void e810_regs_init(E810Core *core);
 void e810_regs_cleanup(E810Core *core);
 
+/* e810.c: the device a QMP command's optional 'id' names */
+E810Core *e810_core_find(const char *id, Error **errp);
+
 /* e810_core.c */
 void e810_core_realize(E810Core *core);
 void e810_core_unrealize(E810Core *core);

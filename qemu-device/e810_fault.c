@@ -57,9 +57,6 @@
 #define RX_STATUS0_XSUM_EIPE    E810_BIT(6)
 #define RX_STATUS0_RXE          E810_BIT(10)
 
-/* the e810 devices of this machine, for QMP */
-static GSList *e810_fault_cores;
-
 /* enum ice_aq_err (firmware's full list; ice_adminq_cmd.h keeps a subset) */
 static const char *const e810_aq_err_name[] = {
     "OK", "EPERM", "ENOENT", "ESRCH", "EINTR", "EIO", "ENXIO", "E2BIG",
@@ -76,34 +73,6 @@ static const char *e810_reset_name[] = {
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
-
-/* the e810 named by 'id', or the only one */
-static E810Core *e810_fault_find(const char *id, Error **errp)
-{
-    E810Core *found = NULL;
-    unsigned n = 0;
-
-    for (GSList *l = e810_fault_cores; l; l = l->next) {
-        E810Core *c = l->data;
-        DeviceState *d = DEVICE(c->owner);
-
-        if (id && d->id && !strcmp(d->id, id)) {
-            return c;
-        }
-        found = c;
-        n++;
-    }
-    if (id) {
-        error_setg(errp, "no e810 device with id '%s'", id);
-    } else if (n == 0) {
-        error_setg(errp, "no e810 device");
-    } else if (n > 1) {
-        error_setg(errp, "more than one e810 device: say which with 'id'");
-    } else {
-        return found;
-    }
-    return NULL;
-}
 
 static char *e810_fault_aq_err_str(uint16_t error)
 {
@@ -396,14 +365,12 @@ void e810_fault_realize(E810Core *core)
                                 core);
     ft->link_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
                                   e810_fault_link_timer_cb, core);
-    e810_fault_cores = g_slist_prepend(e810_fault_cores, core);
 }
 
 void e810_fault_unrealize(E810Core *core)
 {
     E810Fault *ft = &core->fault;
 
-    e810_fault_cores = g_slist_remove(e810_fault_cores, core);
     timer_free(ft->aq_timer);
     timer_free(ft->link_timer);
     ft->aq_timer = ft->link_timer = NULL;
@@ -416,7 +383,7 @@ void qmp_e810_fault_aq(const char *id, uint16_t opcode, bool has_error,
                        uint16_t error, bool has_delay_ms, uint32_t delay_ms,
                        bool has_count, uint32_t count, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810FaultAq *f;
     int32_t remaining;
     g_autofree char *detail = NULL;
@@ -467,7 +434,7 @@ void qmp_e810_fault_aq(const char *id, uint16_t opcode, bool has_error,
 void qmp_e810_fault_arq_drop(const char *id, bool has_count, uint32_t count,
                              Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     int32_t remaining;
 
     if (!core || !e810_fault_count(has_count, count, &remaining, errp)) {
@@ -481,7 +448,7 @@ void qmp_e810_fault_irq(const char *id, uint16_t vector,
                         E810IrqFaultAction action, bool has_count,
                         uint32_t count, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     g_autofree char *detail = NULL;
     int32_t remaining;
 
@@ -530,7 +497,7 @@ void qmp_e810_fault_irq(const char *id, uint16_t vector,
 
 void qmp_e810_reset(const char *id, E810ResetType type, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     const char *name = E810ResetType_str(type);
 
     if (!core) {
@@ -561,7 +528,7 @@ void qmp_e810_reset(const char *id, E810ResetType type, Error **errp)
 void qmp_e810_link_flap(const char *id, bool has_down_ms, uint32_t down_ms,
                         Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     g_autofree char *detail = NULL;
 
     if (!core) {
@@ -589,7 +556,7 @@ void qmp_e810_fault_rx_desc(const char *id, E810RxDescError error,
                             bool has_queue, uint16_t queue, bool has_count,
                             uint32_t count, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     uint16_t q = has_queue ? queue : E810_FAULT_ANY_QUEUE;
     E810FaultRx *f = NULL;
     g_autofree char *detail = NULL;
@@ -645,7 +612,7 @@ static void e810_fault_tx_resume(E810Core *core, uint32_t q)
 void qmp_e810_fault_tx_hang(const char *id, bool has_queue, uint16_t queue,
                             bool enable, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810Fault *ft;
     g_autofree char *detail = NULL;
 
@@ -713,7 +680,7 @@ void qmp_e810_fault_tx_hang(const char *id, bool has_queue, uint16_t queue,
 
 void qmp_e810_fault_clear(const char *id, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810Fault *ft;
     bool tx_hung;
 
@@ -766,7 +733,7 @@ static void e810_fault_info_add(E810FaultInfoList ***tail, const char *kind,
 
 E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810FaultInfoList *list = NULL, **tail = &list;
     E810Fault *ft;
 
