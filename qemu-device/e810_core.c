@@ -37,7 +37,6 @@ void e810_core_realize(E810Core *core)
     e810_intr_realize(core);
     e810_rxq_realize(core);
     e810_txq_realize(core);
-    e810_rss_realize(core);
     e810_core_reset(core);
 }
 

@@ -23,10 +23,11 @@
  *  - e810-reset: corer/globr/empr run the hardware sequence of
  *    e810_core_global_reset() (GLGEN_RSTAT RESET_TYPE + DEVSTATE, GLNVM_ULD
  *    done bits cleared, PFINT_OICR GRST, the domain reset), which
- *    completes after E810_RESET_DONE_NS (e810_core.c).  pfr is signalled the only way
- *    hardware signals a PF-level problem: a critical PFINT_OICR cause
- *    (ECC_ERR), which ice_misc_intr() answers with ICE_PFR_REQ, i.e. a PF
- *    software reset (PFGEN_CTRL.PFSWR) and ice_rebuild().
+ *    completes after E810_RESET_DONE_NS (e810_core.c).  pfr is signalled
+ *    the only way hardware signals a PF-level problem: a critical
+ *    PFINT_OICR cause (ECC_ERR), which ice_misc_intr() answers with
+ *    ICE_PFR_REQ, i.e. a PF software reset (PFGEN_CTRL.PFSWR) and
+ *    ice_rebuild().
  *  - e810-link-flap: e810_link_is_up() is false while the flap lasts; the
  *    link code posts the 0x0607 events; wire frames are dropped.
  *  - e810-fault-rx-desc: e810_rxq.c adds the error bit to status_error0.
@@ -48,14 +49,8 @@
 #include "hw/pci/msix.h"
 #include "e810_core.h"
 #include "e810_regs.h"
+#include "e810_wire.h"
 #include "trace.h"
-
-/* status_error0 bits of the flex NIC write-back (ice_lan_tx_rx.h) */
-#define RX_STATUS0_L3L4P        E810_BIT(3)
-#define RX_STATUS0_XSUM_IPE     E810_BIT(4)
-#define RX_STATUS0_XSUM_L4E     E810_BIT(5)
-#define RX_STATUS0_XSUM_EIPE    E810_BIT(6)
-#define RX_STATUS0_RXE          E810_BIT(10)
 
 /* enum ice_aq_err (firmware's full list; ice_adminq_cmd.h keeps a subset) */
 static const char *const e810_aq_err_name[] = {
@@ -303,13 +298,16 @@ static uint16_t e810_fault_rx_bits(uint8_t error)
     case E810_RX_DESC_ERROR_RXE:
     case E810_RX_DESC_ERROR_OVERSIZE:
         /* the flex NIC write-back has no oversize bit: a MAC error */
-        return RX_STATUS0_RXE;
+        return ICE_RX_FLEX_DESC_STATUS0_RXE;
     case E810_RX_DESC_ERROR_IPE:
-        return RX_STATUS0_L3L4P | RX_STATUS0_XSUM_IPE;
+        return ICE_RX_FLEX_DESC_STATUS0_L3L4P |
+               ICE_RX_FLEX_DESC_STATUS0_XSUM_IPE;
     case E810_RX_DESC_ERROR_L4E:
-        return RX_STATUS0_L3L4P | RX_STATUS0_XSUM_L4E;
+        return ICE_RX_FLEX_DESC_STATUS0_L3L4P |
+               ICE_RX_FLEX_DESC_STATUS0_XSUM_L4E;
     case E810_RX_DESC_ERROR_EIPE:
-        return RX_STATUS0_L3L4P | RX_STATUS0_XSUM_EIPE;
+        return ICE_RX_FLEX_DESC_STATUS0_L3L4P |
+               ICE_RX_FLEX_DESC_STATUS0_XSUM_EIPE;
     }
     return 0;
 }

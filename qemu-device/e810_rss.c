@@ -22,9 +22,8 @@
 
 #include "qemu/osdep.h"
 #include "qemu/log.h"
-#include "qemu/iov.h"
 #include "net/checksum.h"
-#include "hw/net/net_rx_pkt.h"
+#include "net/eth.h"
 #include "e810_core.h"
 #include "e810_adminq.h"
 #include "e810_ddp.h"
@@ -86,13 +85,6 @@ static int e810_rss_main_slot(E810Core *core)
         }
     }
     return best;
-}
-
-int e810_rss_main_vsi(E810Core *core)
-{
-    int slot = e810_rss_main_slot(core);
-
-    return slot < 0 ? -1 : core->vsi[slot].vsi_num;
 }
 
 void e810_rss_vsi_added(E810Core *core, int slot)
@@ -282,127 +274,19 @@ uint16_t e810_aq_get_rss_lut(E810Core *core, E810AqCmd *cmd)
 /* ------------------------------------------------------------------ */
 /* classification                                                      */
 
-typedef struct E810Parsed {
-    uint16_t ptype;
-    int etype;              /* offset of the (last) EtherType field */
-    int l3, l4;             /* header offsets, -1 if absent */
-    bool v6;
-    uint8_t l4proto;        /* IPPROTO_* when l4 >= 0 */
-} E810Parsed;
+typedef struct E810RssResult {
+    uint16_t queue;         /* absolute PF Rx queue (QRX_CTRL index) */
+    uint32_t hash;          /* valid when 'hashed' */
+    bool hashed;            /* a profile matched: set RSS_VALID, rss_hash */
+} E810RssResult;
 
 static uint16_t e810_rd16(const uint8_t *f, size_t len, size_t off)
 {
-    return off + 2 <= len ? (f[off] << 8) | f[off + 1] : 0;
-}
-
-static void e810_rss_parse(const uint8_t *f, size_t len, E810Parsed *p)
-{
-    size_t off = 12;
-    uint16_t et;
-
-    p->ptype = E810_PTYPE_MAC_PAY;
-    p->etype = -1;
-    p->l3 = p->l4 = -1;
-    p->v6 = false;
-    p->l4proto = 0;
-    if (len < 14) {
-        return;
-    }
-    et = e810_rd16(f, len, off);
-    /* at most two VLAN tags (QinQ) */
-    for (int i = 0; i < 2 && (et == 0x8100 || et == 0x88A8 || et == 0x9100);
-         i++) {
-        off += 4;
-        et = e810_rd16(f, len, off);
-    }
-    p->etype = off;
-    off += 2;
-    if (et == 0x0800) {
-        uint8_t ihl;
-        uint16_t frag;
-
-        if (off + 20 > len || (f[off] >> 4) != 4) {
-            return;
-        }
-        ihl = f[off] & 0xF;
-        if (ihl < 5 || off + ihl * 4 > len) {
-            return;
-        }
-        p->l3 = off;
-        frag = e810_rd16(f, len, off + 6);
-        if (frag & 0x3FFF) {            /* MF or a fragment offset */
-            p->ptype = E810_PTYPE_IPV4_FRAG;
-            return;
-        }
-        p->l4proto = f[off + 9];
-        p->l4 = off + ihl * 4;
-        switch (p->l4proto) {
-        case IP_PROTO_TCP:
-            p->ptype = E810_PTYPE_IPV4_TCP;
-            break;
-        case IP_PROTO_UDP:
-            p->ptype = E810_PTYPE_IPV4_UDP;
-            break;
-        case 132:
-            p->ptype = E810_PTYPE_IPV4_SCTP;
-            break;
-        case 1:
-            p->ptype = E810_PTYPE_IPV4_ICMP;
-            break;
-        default:
-            p->ptype = E810_PTYPE_IPV4_PAY;
-            p->l4 = -1;
-            break;
-        }
-    } else if (et == 0x86DD) {
-        uint8_t nh;
-        size_t l4;
-
-        if (off + 40 > len || (f[off] >> 4) != 6) {
-            return;
-        }
-        p->l3 = off;
-        p->v6 = true;
-        nh = f[off + 6];
-        l4 = off + 40;
-        /* hop-by-hop, routing, destination options: bounded walk */
-        for (int i = 0; i < 8 && (nh == 0 || nh == 43 || nh == 60); i++) {
-            if (l4 + 8 > len) {
-                p->ptype = E810_PTYPE_IPV6_PAY;
-                return;
-            }
-            nh = f[l4];
-            l4 += (f[l4 + 1] + 1) * 8;
-        }
-        if (nh == 44) {
-            p->ptype = E810_PTYPE_IPV6_FRAG;
-            return;
-        }
-        p->l4proto = nh;
-        p->l4 = l4;
-        switch (nh) {
-        case IP_PROTO_TCP:
-            p->ptype = E810_PTYPE_IPV6_TCP;
-            break;
-        case IP_PROTO_UDP:
-            p->ptype = E810_PTYPE_IPV6_UDP;
-            break;
-        case 132:
-            p->ptype = E810_PTYPE_IPV6_SCTP;
-            break;
-        case 58:
-            p->ptype = E810_PTYPE_IPV6_ICMP;
-            break;
-        default:
-            p->ptype = E810_PTYPE_IPV6_PAY;
-            p->l4 = -1;
-            break;
-        }
-    }
+    return off + 2 <= len ? lduw_be_p(f + off) : 0;
 }
 
 /* where the header a field-vector word names starts, -1 if absent */
-static int e810_rss_prot_base(const E810Parsed *p, uint8_t prot)
+static int e810_rss_prot_base(const E810RxParsed *p, uint8_t prot)
 {
     switch (prot) {
     case ICE_PROT_MAC_OF_OR_S:
@@ -418,11 +302,11 @@ static int e810_rss_prot_base(const E810Parsed *p, uint8_t prot)
     case ICE_PROT_UDP_IL_OR_S:
         return p->l4proto == IP_PROTO_UDP ? p->l4 : -1;
     case ICE_PROT_SCTP_IL:
-        return p->l4proto == 132 ? p->l4 : -1;
+        return p->l4proto == IP_PROTO_SCTP ? p->l4 : -1;
     case ICE_PROT_ICMP_IL:
-        return !p->v6 && p->l4proto == 1 ? p->l4 : -1;
+        return !p->v6 && p->l4proto == E810_IPPROTO_ICMP ? p->l4 : -1;
     case ICE_PROT_ICMPV6_IL:
-        return p->v6 && p->l4proto == 58 ? p->l4 : -1;
+        return p->v6 && p->l4proto == E810_IPPROTO_ICMPV6 ? p->l4 : -1;
     }
     return -1;
 }
@@ -463,7 +347,7 @@ static int e810_rss_profile(E810Core *core, uint16_t vsi_num, uint16_t ptype)
 
 /* Toeplitz over the profile's words; false if the profile has none */
 static bool e810_rss_hash(E810Core *core, int slot, int prof,
-                          const uint8_t *f, size_t len, const E810Parsed *p,
+                          const uint8_t *f, size_t len, const E810RxParsed *p,
                           uint8_t hfunc, uint32_t *hash)
 {
     const E810FlexTables *t = &core->flex.cur;
@@ -541,10 +425,17 @@ static bool e810_rss_hash(E810Core *core, int slot, int prof,
     return true;
 }
 
-void e810_rss_classify(E810Core *core, uint16_t vsi_num,
-                       const uint8_t *frame, size_t len, E810RssResult *res)
+/*
+ * Pick the queue of a frame (no FCS, 'p' what e810_rx_classify() found in
+ * it) received for VSI 'vsi_num' (hardware VSI number, or
+ * E810_RSS_VSI_MAIN).  Never fails: without a VSI, a LUT or a matching
+ * profile the frame goes to the VSI's first queue (queue 0 if the VSI is
+ * unknown) with hashed = false.
+ */
+static void e810_rss_classify(E810Core *core, uint16_t vsi_num,
+                              const uint8_t *frame, size_t len,
+                              const E810RxParsed *p, E810RssResult *res)
 {
-    E810Parsed p;
     E810Vsi *v;
     const struct ice_aqc_vsi_props *props;
     uint16_t mflags, base, count, entry;
@@ -553,8 +444,6 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
     uint32_t lut_size;
     int slot, prof;
 
-    e810_rss_parse(frame, len, &p);
-    res->ptype = p.ptype;
     res->queue = 0;
     res->hash = 0;
     res->hashed = false;
@@ -591,12 +480,12 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
         lut_size = 0;
         break;
     }
-    prof = lut ? e810_rss_profile(core, v->vsi_num, p.ptype) : -1;
+    prof = lut ? e810_rss_profile(core, v->vsi_num, p->ptype) : -1;
     if (prof < 0 ||
-        !e810_rss_hash(core, slot, prof, frame, len, &p,
+        !e810_rss_hash(core, slot, prof, frame, len, p,
                        qopt & ICE_AQ_VSI_Q_OPT_RSS_HASH_M, &res->hash)) {
         core->rss.unhashed++;
-        trace_e810_rss_nohash(v->vsi_num, p.ptype, prof);
+        trace_e810_rss_nohash(v->vsi_num, p->ptype, prof);
         return;
     }
     res->hashed = true;
@@ -615,47 +504,19 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
     if (base + entry < E810_NUM_QUEUES) {
         res->queue = base + entry;
     }
-    trace_e810_rss_hash(v->vsi_num, p.ptype, prof, res->hash, res->queue);
+    trace_e810_rss_hash(v->vsi_num, p->ptype, prof, res->hash, res->queue);
 }
 
-int e810_rss_select_queue(E810Core *core, uint16_t vsi_num,
-                          const uint8_t *frame, size_t len, uint32_t *hash)
+/* The data path's queue selection: the PF's main VSI (e810_rxq.c) */
+bool e810_rss_rx(E810Core *core, const uint8_t *frame, size_t len,
+                 const E810RxParsed *p, uint16_t *queue, uint32_t *hash)
 {
     E810RssResult r;
 
-    e810_rss_classify(core, vsi_num, frame, len, &r);
-    if (hash) {
-        *hash = r.hashed ? r.hash : 0;
-    }
-    return r.queue;
-}
-
-/* headers only: the longest field-vector offset lands well inside this */
-#define E810_RSS_PARSE_MAX      512
-
-/* the data path's hook (core->rx_rss): the PF's main VSI */
-static bool e810_rss_rx_hook(E810Core *core, struct NetRxPkt *pkt,
-                             uint16_t *queue, uint32_t *hash)
-{
-    uint8_t buf[E810_RSS_PARSE_MAX];
-    size_t len;
-    E810RssResult r;
-
-    /*
-     * NetRxPkt does not export its iovec count; copying no more than its
-     * total length never walks past the last element.
-     */
-    len = MIN(net_rx_pkt_get_total_len(pkt), sizeof(buf));
-    len = iov_to_buf(net_rx_pkt_get_iovec(pkt), INT_MAX, 0, buf, len);
-    e810_rss_classify(core, E810_RSS_VSI_MAIN, buf, len, &r);
+    e810_rss_classify(core, E810_RSS_VSI_MAIN, frame, len, p, &r);
     *queue = r.queue;
     *hash = r.hash;
     return r.hashed;
-}
-
-void e810_rss_realize(E810Core *core)
-{
-    core->rx_rss = e810_rss_rx_hook;
 }
 
 /* ------------------------------------------------------------------ */

@@ -6,7 +6,9 @@
  *    model answers and their indirect buffers, named and laid out as the
  *    Linux driver's ice_adminq_cmd.h has them (struct ice_aq_desc,
  *    struct ice_aqc_*, ICE_AQ_*), so a reader can grep both trees;
- *  - the DDP package buffers those commands carry (ice_ddp.h).
+ *  - the DDP package buffers those commands carry (ice_ddp.h);
+ *  - the Rx flex descriptor write-back, its status bits and the packet
+ *    types it reports (ice_lan_tx_rx.h).
  *
  * Every multi-byte field is little endian on the wire: read it with
  * le16_to_cpu()/le32_to_cpu()/le64_to_cpu(), write it with cpu_to_le*().
@@ -1047,5 +1049,82 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_meta_sect) != 36);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_prof_tcam_entry) != 13);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_fv_word) != 4);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_sw_fv_section) != 4);
+
+/* ------------------------------------------------------------------ */
+/* Rx flex descriptor (ice_lan_tx_rx.h)                                */
+
+/* ice_32b_rx_flex_desc_nic: the write-back of RXDID 2 (flex NIC) */
+struct QEMU_PACKED ice_32b_rx_flex_desc_nic {
+    uint8_t rxdid;
+    uint8_t mir_id_umb_cast;
+#define ICE_RX_FLEX_DESC_UMB_CAST_S     6
+#define ICE_RX_PTYPE_UNICAST            0
+#define ICE_RX_PTYPE_MULTICAST          1
+#define ICE_RX_PTYPE_BROADCAST          2
+    uint16_t ptype_flexi_flags0;
+    uint16_t pkt_len;
+#define ICE_RX_FLX_DESC_PKT_LEN_M       0x3FFF
+    uint16_t hdr_len_sph_flex_flags1;
+    uint16_t status_error0;
+    uint16_t l2tag1;
+    uint32_t rss_hash;
+    uint16_t status_error1;
+    uint8_t flexi_flags2;
+    uint8_t ts_low;
+    uint16_t l2tag2_1st;
+    uint16_t l2tag2_2nd;
+    uint32_t flow_id;
+    uint32_t flex_ts;
+};
+
+/* the read format: the buffer address in the first quadword */
+struct QEMU_PACKED ice_32b_rx_read_desc {
+    uint64_t pkt_addr;
+    uint64_t hdr_addr;
+    uint64_t rsvd1;
+    uint64_t rsvd2;
+};
+
+QEMU_BUILD_BUG_ON(sizeof(struct ice_32b_rx_flex_desc_nic) != 32);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_32b_rx_read_desc) != 32);
+
+/* enum ice_rx_flex_desc_status_error_0_bits */
+#define ICE_RX_FLEX_DESC_STATUS0_DD         (1 << 0)
+#define ICE_RX_FLEX_DESC_STATUS0_EOF        (1 << 1)
+#define ICE_RX_FLEX_DESC_STATUS0_L3L4P      (1 << 3)
+#define ICE_RX_FLEX_DESC_STATUS0_XSUM_IPE   (1 << 4)
+#define ICE_RX_FLEX_DESC_STATUS0_XSUM_L4E   (1 << 5)
+#define ICE_RX_FLEX_DESC_STATUS0_XSUM_EIPE  (1 << 6)
+#define ICE_RX_FLEX_DESC_STATUS0_RXE        (1 << 10)
+#define ICE_RX_FLEX_DESC_STATUS0_RSS_VALID  (1 << 12)
+
+/* RXDIDs the flex NIC layout is written for (ICE_RXDID_FLEX_NIC*) */
+#define ICE_RXDID_FLEX_NIC              2
+#define ICE_RXDID_FLEX_NIC_2            6
+
+/*
+ * Hardware packet types the classifier reports, as libie_rx_pt_lut[]
+ * (libie/rx.c) decodes them: MAC_PAY2, MAC_ARP, then IPv4 and IPv6
+ * fragment/payload/UDP/TCP/SCTP/ICMP.
+ */
+#define ICE_PTYPE_MAC_PAY               1
+#define ICE_PTYPE_MAC_ARP               11
+#define ICE_PTYPE_IPV4_FRAG             22
+#define ICE_PTYPE_IPV4_PAY              23
+#define ICE_PTYPE_IPV4_UDP_PAY          24
+#define ICE_PTYPE_IPV4_TCP_PAY          26
+#define ICE_PTYPE_IPV4_SCTP_PAY         27
+#define ICE_PTYPE_IPV4_ICMP_PAY         28
+#define ICE_PTYPE_IPV6_FRAG             88
+#define ICE_PTYPE_IPV6_PAY              89
+#define ICE_PTYPE_IPV6_UDP_PAY          90
+#define ICE_PTYPE_IPV6_TCP_PAY          92
+#define ICE_PTYPE_IPV6_SCTP_PAY         93
+#define ICE_PTYPE_IPV6_ICMP_PAY         94
+
+/* what the parser tells apart that net/eth.h does not name */
+#define E810_ETH_P_QINQ_9100            0x9100  /* the old QinQ TPID */
+#define E810_IPPROTO_ICMP               1
+#define E810_IPPROTO_ICMPV6             58
 
 #endif
