@@ -137,6 +137,35 @@ static NetClientInfo e810_net_info = {
 };
 
 /*
+ * The device a QMP command names: the e810 whose qdev id is 'id', or
+ * the only one of the machine when 'id' is omitted (qapi/e810.json).
+ */
+E810Core *e810_core_find(const char *id, Error **errp)
+{
+    Object *obj;
+
+    if (id) {
+        DeviceState *dev = qdev_find_recursive(sysbus_get_default(), id);
+
+        obj = dev ? object_dynamic_cast(OBJECT(dev), TYPE_E810) : NULL;
+        if (!obj) {
+            error_setg(errp, "no e810 device with id '%s'", id);
+            return NULL;
+        }
+    } else {
+        bool ambiguous = false;
+
+        obj = object_resolve_path_type("", TYPE_E810, &ambiguous);
+        if (!obj) {
+            error_setg(errp, ambiguous ? "more than one e810 device: "
+                       "say which with 'id'" : "no e810 device");
+            return NULL;
+        }
+    }
+    return &E810(obj)->core;
+}
+
+/*
  * QMP e810-inject (qapi/e810.json): a frame straight into one Rx queue,
  * as if RSS had picked that queue, so a test can hit queue q -- and the
  * vector QINT_RQCTL(q) names -- on purpose.
@@ -144,66 +173,27 @@ static NetClientInfo e810_net_info = {
 void qmp_e810_inject(const char *id, uint16_t queue, const char *data,
                      Error **errp)
 {
+    E810Core *core = e810_core_find(id, errp);
     g_autofree uint8_t *frame = NULL;
-    Object *obj;
     size_t len;
 
-    if (id) {
-        DeviceState *dev = qdev_find_recursive(sysbus_get_default(), id);
-
-        obj = dev ? object_dynamic_cast(OBJECT(dev), TYPE_E810) : NULL;
-        if (!obj) {
-            error_setg(errp, "no e810 device with id '%s'", id);
-            return;
-        }
-    } else {
-        bool ambiguous = false;
-
-        obj = object_resolve_path_type("", TYPE_E810, &ambiguous);
-        if (!obj) {
-            error_setg(errp, ambiguous ? "more than one e810 device: "
-                       "say which with 'id'" : "no e810 device");
-            return;
-        }
+    if (!core) {
+        return;
     }
     frame = qbase64_decode(data, -1, &len, errp);
     if (!frame) {
         return;
     }
-    e810_rxq_inject(&E810(obj)->core, queue, frame, len, errp);
-}
-
-/* the e810 named by 'id', or the only one (QMP e810-query-rss) */
-static E810State *e810_find(const char *id, Error **errp)
-{
-    Object *obj;
-
-    if (id) {
-        DeviceState *dev = qdev_find_recursive(sysbus_get_default(), id);
-
-        obj = dev ? object_dynamic_cast(OBJECT(dev), TYPE_E810) : NULL;
-        if (!obj) {
-            error_setg(errp, "no e810 device with id '%s'", id);
-        }
-    } else {
-        bool ambiguous = false;
-
-        obj = object_resolve_path_type("", TYPE_E810, &ambiguous);
-        if (!obj) {
-            error_setg(errp, ambiguous ? "more than one e810 device: "
-                       "say which with 'id'" : "no e810 device");
-        }
-    }
-    return obj ? E810(obj) : NULL;
+    e810_rxq_inject(core, queue, frame, len, errp);
 }
 
 /* QMP e810-query-rss (qapi/e810.json): RSS key, LUT, profiles, package */
 E810RssInfo *qmp_e810_query_rss(const char *id, bool has_vsi, uint16_t vsi,
                                 Error **errp)
 {
-    E810State *s = e810_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
 
-    return s ? e810_rss_query(&s->core, has_vsi, vsi, errp) : NULL;
+    return core ? e810_rss_query(core, has_vsi, vsi, errp) : NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -510,6 +500,67 @@ static const VMStateDescription e810_vmstate_config = {
 };
 
 /*
+ * Armed faults, a command held on the ATQ and a link flap, with their
+ * timers (e810_fault.c).  Only sent when one of them is there, so
+ * streams without faults stay loadable by a QEMU without this
+ * subsection.  Version 2: the reset in progress left for e810/reset; a
+ * version 1 stream carrying this subsection is refused, not misread.
+ */
+static bool e810_faults_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return e810_fault_pending(&s->core.fault);
+}
+
+static const VMStateDescription e810_vmstate_faults = {
+    .name = "e810/faults",
+    .version_id = 2,
+    .minimum_version_id = 2,
+    .needed = e810_faults_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_STRUCT(core.fault, E810State, 0, e810_vmstate_fault,
+                       E810Fault),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/*
+ * A core/global/EMP reset in progress (e810_core_global_reset()) and the
+ * timer that completes it; only sent while one is.
+ */
+static bool e810_reset_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return s->core.reset_type != 0;
+}
+
+static int e810_reset_post_load(void *opaque, int version_id)
+{
+    E810State *s = opaque;
+
+    /* a value e810_fault.c's reset name table would mis-use */
+    if (s->core.reset_type > E810_RESET_EMPR) {
+        s->core.reset_type = 0;
+    }
+    return 0;
+}
+
+static const VMStateDescription e810_vmstate_reset = {
+    .name = "e810/reset",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_reset_needed,
+    .post_load = e810_reset_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(core.reset_type, E810State),
+        VMSTATE_TIMER_PTR(core.reset_timer, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/*
  * DDP package, flexible-pipeline tables (current and the package's
  * defaults, restored by a PF reset), profile/TCAM id pools and RSS
  * keys/LUTs (e810_ddp.c, e810_rss.c).
@@ -637,7 +688,8 @@ static const VMStateDescription e810_vmstate = {
         &e810_vmstate_datapath,
         &e810_vmstate_ddp,
         &e810_vmstate_config,
-        &e810_vmstate_fault,            /* e810_fault.c */
+        &e810_vmstate_faults,
+        &e810_vmstate_reset,
         NULL
     }
 };

@@ -58,29 +58,34 @@ bool e810_aq_need_buf(E810AqCmd *cmd, uint16_t min)
 /* 0x0001 get_ver (struct ice_aqc_get_ver) */
 static uint16_t e810_aq_get_ver(E810Core *core, E810AqCmd *cmd)
 {
-    uint8_t *p = cmd->params;
+    struct ice_aqc_get_ver *p = &cmd->params.get_ver;
 
-    e810_st32(p + 0, 0);                        /* rom_ver */
-    e810_st32(p + 4, E810_FW_BUILD);            /* fw_build */
-    p[8] = 0;                                   /* fw_branch */
-    p[9] = E810_FW_MAJOR;
-    p[10] = E810_FW_MINOR;
-    p[11] = E810_FW_PATCH;
-    p[12] = 0;                                  /* api_branch */
-    p[13] = E810_API_MAJOR;
-    p[14] = E810_API_MINOR;
-    p[15] = E810_API_PATCH;
+    *p = (struct ice_aqc_get_ver) {
+        .rom_ver = 0,
+        .fw_build = cpu_to_le32(E810_FW_BUILD),
+        .fw_major = E810_FW_MAJOR,
+        .fw_minor = E810_FW_MINOR,
+        .fw_patch = E810_FW_PATCH,
+        .api_major = E810_API_MAJOR,
+        .api_minor = E810_API_MINOR,
+        .api_patch = E810_API_PATCH,
+    };
     return ICE_AQ_RC_OK;
 }
 
 /* 0x0002 driver_ver: remember the version bytes, accept the string */
 static uint16_t e810_aq_driver_ver(E810Core *core, E810AqCmd *cmd)
 {
-    memcpy(core->drv_ver, cmd->params, sizeof(core->drv_ver));
+    const struct ice_aqc_driver_ver *p = &cmd->params.driver_ver;
+
+    core->drv_ver[0] = p->major_ver;
+    core->drv_ver[1] = p->minor_ver;
+    core->drv_ver[2] = p->build_ver;
+    core->drv_ver[3] = p->subbuild_ver;
     if (cmd->buf && cmd->buf_len) {
         g_autofree char *s = g_strndup((char *)cmd->buf, cmd->buf_len);
-        trace_e810_aq_driver_ver(cmd->params[0], cmd->params[1],
-                                 cmd->params[2], cmd->params[3], s);
+        trace_e810_aq_driver_ver(p->major_ver, p->minor_ver, p->build_ver,
+                                 p->subbuild_ver, s);
     }
     return ICE_AQ_RC_OK;
 }
@@ -88,7 +93,8 @@ static uint16_t e810_aq_driver_ver(E810Core *core, E810AqCmd *cmd)
 /* 0x0003 q_shutdown: the driver disables the rings itself afterwards */
 static uint16_t e810_aq_q_shutdown(E810Core *core, E810AqCmd *cmd)
 {
-    trace_e810_aq_q_shutdown(cmd->params[0] & 1);
+    trace_e810_aq_q_shutdown(cmd->params.q_shutdown.driver_unloading &
+                             ICE_AQC_DRIVER_UNLOADING);
     return ICE_AQ_RC_OK;
 }
 
@@ -126,64 +132,66 @@ typedef struct E810AqOp {
 } E810AqOp;
 
 /* Sorted by opcode; every opcode the model answers is listed here. */
+#define E810_AQ_OP(name, fn) { ice_aqc_opc_##name, #name, fn }
+
 static const E810AqOp e810_aq_handlers[] = {
-    { 0x0001, "get_ver", e810_aq_get_ver },
-    { 0x0002, "driver_ver", e810_aq_driver_ver },
-    { 0x0003, "q_shutdown", e810_aq_q_shutdown },
-    { 0x0008, "req_res", e810_aq_req_res },
-    { 0x0009, "release_res", e810_aq_release_res },
-    { 0x000A, "list_func_caps", e810_aq_list_caps },
-    { 0x000B, "list_dev_caps", e810_aq_list_caps },
-    { 0x0107, "manage_mac_read", e810_aq_manage_mac_read },
-    { 0x0108, "manage_mac_write", e810_aq_manage_mac_write },
-    { 0x0110, "clear_pxe_mode", e810_aq_ok },
-    { 0x0200, "get_sw_cfg", e810_aq_get_sw_cfg },
-    { 0x0203, "set_port_params", e810_aq_set_port_params },
-    { 0x0208, "alloc_res", e810_aq_alloc_free_res },
-    { 0x0209, "free_res", e810_aq_alloc_free_res },
-    { 0x020C, "set_vlan_mode_parameters", e810_aq_set_vlan_mode },
-    { 0x020D, "get_vlan_mode_parameters", e810_aq_get_vlan_mode },
-    { 0x0210, "add_vsi", e810_aq_add_vsi },
-    { 0x0211, "update_vsi", e810_aq_update_vsi },
-    { 0x0213, "free_vsi", e810_aq_free_vsi },
-    { 0x02A0, "add_sw_rules", e810_aq_sw_rules },
-    { 0x02A1, "update_sw_rules", e810_aq_sw_rules },
-    { 0x02A2, "remove_sw_rules", e810_aq_sw_rules },
-    { 0x02A4, "clear_pf_cfg", e810_aq_clear_pf_cfg },
-    { 0x0400, "get_dflt_topo", e810_aq_get_dflt_topo },
-    { 0x0401, "add_sched_elems", e810_aq_add_sched_elems },
-    { 0x0403, "cfg_sched_elems", e810_aq_cfg_sched_elems },
-    { 0x0404, "get_sched_elems", e810_aq_get_sched_elems },
-    { 0x0408, "move_sched_elems", e810_aq_move_sched_elems },
-    { 0x0409, "suspend_sched_elems", e810_aq_suspend_resume_sched_elems },
-    { 0x040A, "resume_sched_elems", e810_aq_suspend_resume_sched_elems },
-    { 0x040F, "delete_sched_elems", e810_aq_delete_sched_elems },
-    { 0x0410, "add_rl_profiles", e810_aq_rl_profiles },
-    { 0x0412, "query_sched_res", e810_aq_query_sched_res },
-    { 0x0415, "remove_rl_profiles", e810_aq_rl_profiles },
-    { 0x0600, "get_phy_caps", e810_aq_get_phy_caps },
-    { 0x0601, "set_phy_cfg", e810_aq_set_phy_cfg },
-    { 0x0603, "set_mac_cfg", e810_aq_set_mac_cfg },
-    { 0x0605, "restart_an", e810_aq_restart_an },
-    { 0x0607, "get_link_status", e810_aq_get_link_status },
-    { 0x0613, "set_event_mask", e810_aq_set_event_mask },
-    { 0x06E0, "get_link_topo", e810_aq_enoent },
-    { 0x06EA, "get_port_options", e810_aq_get_port_options },
-    { 0x0701, "nvm_read", e810_aq_nvm_read },
-    { 0x0A08, "lldp_set_local_mib", e810_aq_enosys },
-    { 0x0B02, "set_rss_key", e810_aq_set_rss_key },
-    { 0x0B03, "set_rss_lut", e810_aq_set_rss_lut },
-    { 0x0B04, "get_rss_key", e810_aq_get_rss_key },
-    { 0x0B05, "get_rss_lut", e810_aq_get_rss_lut },
-    { 0x0C30, "add_txqs", e810_aq_add_txqs },
-    { 0x0C31, "dis_txqs", e810_aq_dis_txqs },
-    { 0x0C40, "download_pkg", e810_aq_download_pkg },
-    { 0x0C41, "upload_section", e810_aq_upload_section },
-    { 0x0C42, "update_pkg", e810_aq_update_pkg },
-    { 0x0C43, "get_pkg_info_list", e810_aq_get_pkg_info_list },
-    { 0xFF30, "fw_logs_config", e810_aq_enosys },
-    { 0xFF31, "fw_logs_register", e810_aq_enosys },
-    { 0xFF32, "fw_logs_query", e810_aq_enosys },
+    E810_AQ_OP(get_ver, e810_aq_get_ver),
+    E810_AQ_OP(driver_ver, e810_aq_driver_ver),
+    E810_AQ_OP(q_shutdown, e810_aq_q_shutdown),
+    E810_AQ_OP(req_res, e810_aq_req_res),
+    E810_AQ_OP(release_res, e810_aq_release_res),
+    E810_AQ_OP(list_func_caps, e810_aq_list_caps),
+    E810_AQ_OP(list_dev_caps, e810_aq_list_caps),
+    E810_AQ_OP(manage_mac_read, e810_aq_manage_mac_read),
+    E810_AQ_OP(manage_mac_write, e810_aq_manage_mac_write),
+    E810_AQ_OP(clear_pxe_mode, e810_aq_ok),
+    E810_AQ_OP(get_sw_cfg, e810_aq_get_sw_cfg),
+    E810_AQ_OP(set_port_params, e810_aq_set_port_params),
+    E810_AQ_OP(alloc_res, e810_aq_alloc_free_res),
+    E810_AQ_OP(free_res, e810_aq_alloc_free_res),
+    E810_AQ_OP(set_vlan_mode_parameters, e810_aq_set_vlan_mode),
+    E810_AQ_OP(get_vlan_mode_parameters, e810_aq_get_vlan_mode),
+    E810_AQ_OP(add_vsi, e810_aq_add_vsi),
+    E810_AQ_OP(update_vsi, e810_aq_update_vsi),
+    E810_AQ_OP(free_vsi, e810_aq_free_vsi),
+    E810_AQ_OP(add_sw_rules, e810_aq_sw_rules),
+    E810_AQ_OP(update_sw_rules, e810_aq_sw_rules),
+    E810_AQ_OP(remove_sw_rules, e810_aq_sw_rules),
+    E810_AQ_OP(clear_pf_cfg, e810_aq_clear_pf_cfg),
+    E810_AQ_OP(get_dflt_topo, e810_aq_get_dflt_topo),
+    E810_AQ_OP(add_sched_elems, e810_aq_add_sched_elems),
+    E810_AQ_OP(cfg_sched_elems, e810_aq_cfg_sched_elems),
+    E810_AQ_OP(get_sched_elems, e810_aq_get_sched_elems),
+    E810_AQ_OP(move_sched_elems, e810_aq_move_sched_elems),
+    E810_AQ_OP(suspend_sched_elems, e810_aq_suspend_resume_sched_elems),
+    E810_AQ_OP(resume_sched_elems, e810_aq_suspend_resume_sched_elems),
+    E810_AQ_OP(delete_sched_elems, e810_aq_delete_sched_elems),
+    E810_AQ_OP(add_rl_profiles, e810_aq_rl_profiles),
+    E810_AQ_OP(query_sched_res, e810_aq_query_sched_res),
+    E810_AQ_OP(remove_rl_profiles, e810_aq_rl_profiles),
+    E810_AQ_OP(get_phy_caps, e810_aq_get_phy_caps),
+    E810_AQ_OP(set_phy_cfg, e810_aq_set_phy_cfg),
+    E810_AQ_OP(set_mac_cfg, e810_aq_set_mac_cfg),
+    E810_AQ_OP(restart_an, e810_aq_restart_an),
+    E810_AQ_OP(get_link_status, e810_aq_get_link_status),
+    E810_AQ_OP(set_event_mask, e810_aq_set_event_mask),
+    E810_AQ_OP(get_link_topo, e810_aq_enoent),
+    E810_AQ_OP(get_port_options, e810_aq_get_port_options),
+    E810_AQ_OP(nvm_read, e810_aq_nvm_read),
+    E810_AQ_OP(lldp_set_local_mib, e810_aq_enosys),
+    E810_AQ_OP(set_rss_key, e810_aq_set_rss_key),
+    E810_AQ_OP(set_rss_lut, e810_aq_set_rss_lut),
+    E810_AQ_OP(get_rss_key, e810_aq_get_rss_key),
+    E810_AQ_OP(get_rss_lut, e810_aq_get_rss_lut),
+    E810_AQ_OP(add_txqs, e810_aq_add_txqs),
+    E810_AQ_OP(dis_txqs, e810_aq_dis_txqs),
+    E810_AQ_OP(download_pkg, e810_aq_download_pkg),
+    E810_AQ_OP(upload_section, e810_aq_upload_section),
+    E810_AQ_OP(update_pkg, e810_aq_update_pkg),
+    E810_AQ_OP(get_pkg_info_list, e810_aq_get_pkg_info_list),
+    E810_AQ_OP(fw_logs_config, e810_aq_enosys),
+    E810_AQ_OP(fw_logs_register, e810_aq_enosys),
+    E810_AQ_OP(fw_logs_query, e810_aq_enosys),
 };
 
 static const E810AqOp *e810_aq_lookup(uint16_t opcode)
@@ -212,9 +220,11 @@ const char *e810_aq_opcode_name(uint16_t opcode)
     return op ? op->name : "unknown";
 }
 
-static dma_addr_t e810_cq_base(E810CtlQ *q)
+/* Guest address of descriptor i of a control queue */
+static dma_addr_t e810_cq_desc(E810CtlQ *q, uint32_t i)
 {
-    return ((uint64_t)q->bah << 32) | q->bal;
+    return (((uint64_t)q->bah << 32) | q->bal) +
+           (dma_addr_t)i * sizeof(struct ice_aq_desc);
 }
 
 static void e810_aq_exec(E810Core *core, E810AqCmd *cmd)
@@ -239,26 +249,24 @@ static void e810_aq_exec(E810Core *core, E810AqCmd *cmd)
 static bool e810_atq_process_one(E810Core *core, dma_addr_t daddr)
 {
     PCIDevice *d = core->owner;
-    uint8_t desc[E810_AQ_DESC_SIZE];
+    struct ice_aq_desc desc;
     uint8_t buf[E810_AQ_BUF_MAX];
     E810AqCmd cmd = { 0 };
     dma_addr_t baddr = 0;
     uint16_t flags, fault_error = 0;
     uint32_t fault_delay = 0;
 
-    if (pci_dma_read(d, daddr, desc, sizeof(desc))) {
+    if (pci_dma_read(d, daddr, &desc, sizeof(desc))) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: ATQ descriptor at 0x%" PRIx64 " unreadable\n",
                       (uint64_t)daddr);
         core->fault.aq_released = false;
         return true;
     }
-    cmd.flags = e810_le16(desc + 0);
-    cmd.opcode = e810_le16(desc + 2);
-    cmd.datalen = e810_le16(desc + 4);
-    cmd.cookie_high = e810_le32(desc + 8);
-    cmd.cookie_low = e810_le32(desc + 12);
-    memcpy(cmd.params, desc + 16, sizeof(cmd.params));
+    cmd.flags = le16_to_cpu(desc.flags);
+    cmd.opcode = le16_to_cpu(desc.opcode);
+    cmd.datalen = le16_to_cpu(desc.datalen);
+    cmd.params = desc.params;
 
     trace_e810_aq_desc(cmd.opcode, cmd.flags, cmd.datalen);
 
@@ -274,8 +282,8 @@ static bool e810_atq_process_one(E810Core *core, dma_addr_t daddr)
     }
 
     if (cmd.flags & ICE_AQ_FLAG_BUF) {
-        baddr = ((uint64_t)e810_le32(cmd.params + 8) << 32) |
-                e810_le32(cmd.params + 12);
+        baddr = ((uint64_t)le32_to_cpu(desc.params.generic.addr_high) << 32) |
+                le32_to_cpu(desc.params.generic.addr_low);
         if (cmd.datalen == 0 || cmd.datalen > E810_AQ_BUF_MAX) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: AQ opcode 0x%04x: buffer length %u invalid "
@@ -331,16 +339,16 @@ writeback:
     if (cmd.retval) {
         flags |= ICE_AQ_FLAG_ERR;
     }
-    e810_st16(desc + 0, flags);
-    e810_st16(desc + 4, cmd.datalen);
-    e810_st16(desc + 6, cmd.retval);
-    memcpy(desc + 16, cmd.params, sizeof(cmd.params));
+    desc.flags = cpu_to_le16(flags);
+    desc.datalen = cpu_to_le16(cmd.datalen);
+    desc.retval = cpu_to_le16(cmd.retval);
+    desc.params = cmd.params;
     if (cmd.flags & ICE_AQ_FLAG_BUF) {
         /* the buffer address stays what the driver put there */
-        e810_st32(desc + 24, baddr >> 32);
-        e810_st32(desc + 28, (uint32_t)baddr);
+        desc.params.generic.addr_high = cpu_to_le32(baddr >> 32);
+        desc.params.generic.addr_low = cpu_to_le32((uint32_t)baddr);
     }
-    if (pci_dma_write(d, daddr, desc, sizeof(desc))) {
+    if (pci_dma_write(d, daddr, &desc, sizeof(desc))) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: ATQ descriptor at 0x%" PRIx64 " unwritable\n",
                       (uint64_t)daddr);
@@ -372,8 +380,7 @@ static void e810_atq_process(E810Core *core)
     }
     /* at most one lap of the ring per tail write */
     for (budget = n; q->head != q->tail && budget; budget--) {
-        if (!e810_atq_process_one(core, e810_cq_base(q) +
-                                  (dma_addr_t)q->head * E810_AQ_DESC_SIZE)) {
+        if (!e810_atq_process_one(core, e810_cq_desc(q, q->head))) {
             break;                      /* held by a delay fault */
         }
         q->head = (q->head + 1) % n;
@@ -391,12 +398,13 @@ void e810_atq_release(E810Core *core)
 }
 
 bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
-                   const uint8_t *params, const void *data, uint16_t len)
+                   const union ice_aq_params *params, const void *data,
+                   uint16_t len)
 {
     PCIDevice *d = core->owner;
     E810CtlQ *q = &core->cq[E810_CQ_ARQ];
     uint32_t n = q->len & PF_FW_ATQLEN_ATQLEN_M;
-    uint8_t desc[E810_AQ_DESC_SIZE];
+    struct ice_aq_desc desc;
     dma_addr_t daddr, baddr;
     uint16_t bufsz, flags;
 
@@ -410,13 +418,14 @@ bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
         trace_e810_arq_drop(opcode, q->head, q->tail, q->len);
         return false;
     }
-    daddr = e810_cq_base(q) + (dma_addr_t)q->head * E810_AQ_DESC_SIZE;
-    if (pci_dma_read(d, daddr, desc, sizeof(desc))) {
+    daddr = e810_cq_desc(q, q->head);
+    if (pci_dma_read(d, daddr, &desc, sizeof(desc))) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: ARQ descriptor unreadable\n");
         return false;
     }
-    bufsz = e810_le16(desc + 4);
-    baddr = ((uint64_t)e810_le32(desc + 24) << 32) | e810_le32(desc + 28);
+    bufsz = le16_to_cpu(desc.datalen);
+    baddr = ((uint64_t)le32_to_cpu(desc.params.generic.addr_high) << 32) |
+            le32_to_cpu(desc.params.generic.addr_low);
     if (len > bufsz) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: ARQ buffer of %u bytes too small for event "
@@ -431,14 +440,16 @@ bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
     if (len) {
         flags |= ICE_AQ_FLAG_BUF;
     }
-    e810_st16(desc + 0, flags);
-    e810_st16(desc + 2, opcode);
-    e810_st16(desc + 4, len);
-    e810_st16(desc + 6, retval);
-    e810_st32(desc + 8, 0);
-    e810_st32(desc + 12, 0);
-    memcpy(desc + 16, params, 8);       /* bytes 8..15 keep the address */
-    if (pci_dma_write(d, daddr, desc, sizeof(desc))) {
+    desc.flags = cpu_to_le16(flags);
+    desc.opcode = cpu_to_le16(opcode);
+    desc.datalen = cpu_to_le16(len);
+    desc.retval = cpu_to_le16(retval);
+    desc.cookie_high = 0;
+    desc.cookie_low = 0;
+    /* the event's parameters; addr_high/addr_low keep the buffer address */
+    memcpy(desc.params.raw, params->raw,
+           offsetof(struct ice_aqc_generic, addr_high));
+    if (pci_dma_write(d, daddr, &desc, sizeof(desc))) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: ARQ descriptor unwritable\n");
         return false;
     }

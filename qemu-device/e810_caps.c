@@ -16,17 +16,6 @@
 #include "e810_adminq.h"
 #include "trace.h"
 
-/* ICE_AQC_CAPS_* (ice_adminq_cmd.h) */
-#define ICE_AQC_CAPS_VALID_FUNCTIONS    0x0005
-#define ICE_AQC_CAPS_VSI                0x0017
-#define ICE_AQC_CAPS_RSS                0x0040
-#define ICE_AQC_CAPS_RXQS               0x0041
-#define ICE_AQC_CAPS_TXQS               0x0042
-#define ICE_AQC_CAPS_MSIX               0x0043
-#define ICE_AQC_CAPS_FD                 0x0045
-#define ICE_AQC_CAPS_MAX_MTU            0x0047
-
-#define E810_CAP_ELEM_SIZE              32
 #define E810_RSS_TABLE_SIZE             2048    /* ICE_LUT_PF_SIZE */
 #define E810_RSS_ENTRY_WIDTH            6
 #define E810_MAX_MTU                    9728
@@ -66,30 +55,31 @@ static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
 uint16_t e810_aq_list_caps(E810Core *core, E810AqCmd *cmd)
 {
     E810Cap caps[16];
-    bool dev = cmd->opcode == 0x000B;
+    bool dev = cmd->opcode == ice_aqc_opc_list_dev_caps;
     size_t n = e810_caps_fill(core, caps);
+    size_t size = n * sizeof(struct ice_aqc_list_caps_elem);
+    struct ice_aqc_list_caps_elem *e = (void *)cmd->buf;
 
     /* count is returned even when the buffer is too small */
-    e810_st32(cmd->params + 4, n);
-    if (!cmd->buf || cmd->buf_len < n * E810_CAP_ELEM_SIZE) {
+    cmd->params.get_cap.count = cpu_to_le32(n);
+    if (!cmd->buf || cmd->buf_len < size) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: capability list needs %zu bytes, buffer %u\n",
-                      n * E810_CAP_ELEM_SIZE, cmd->buf ? cmd->buf_len : 0);
+                      size, cmd->buf ? cmd->buf_len : 0);
         cmd->resp_len = 0;
         return ICE_AQ_RC_ENOMEM;
     }
-    memset(cmd->buf, 0, n * E810_CAP_ELEM_SIZE);
     for (size_t i = 0; i < n; i++) {
-        uint8_t *e = cmd->buf + i * E810_CAP_ELEM_SIZE;
-
-        e810_st16(e + 0, caps[i].cap);
-        e[2] = 1;                       /* major_ver */
-        e[3] = 0;                       /* minor_ver */
-        e810_st32(e + 4, caps[i].number);
-        e810_st32(e + 8, caps[i].logical_id);
-        e810_st32(e + 12, caps[i].phys_id);
+        e[i] = (struct ice_aqc_list_caps_elem) {
+            .cap = cpu_to_le16(caps[i].cap),
+            .major_ver = 1,
+            .minor_ver = 0,
+            .number = cpu_to_le32(caps[i].number),
+            .logical_id = cpu_to_le32(caps[i].logical_id),
+            .phys_id = cpu_to_le32(caps[i].phys_id),
+        };
     }
-    cmd->resp_len = n * E810_CAP_ELEM_SIZE;
+    cmd->resp_len = size;
     trace_e810_caps(dev ? "device" : "function", n);
     return ICE_AQ_RC_OK;
 }

@@ -2,7 +2,8 @@
  * QEMU Intel E810 ("ice") Ethernet controller: core lifecycle
  *
  * Realize, reset and the PF software reset (PFGEN_CTRL.PFSWR) of
- * everything behind BAR0.
+ * everything behind BAR0, and the core/global/EMP reset sequence with the
+ * QEMU_CLOCK_VIRTUAL timer that completes it.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -15,15 +16,27 @@
 #include "e810_rss.h"
 #include "trace.h"
 
+/* E810_RESET_DONE_NS after e810_core_global_reset(): reset done */
+static void e810_core_reset_done(void *opaque)
+{
+    E810Core *core = opaque;
+
+    trace_e810_reset_done(core->reset_type);
+    core->reset_type = 0;
+    core->glgen_rstat &= ~GLGEN_RSTAT_DEVSTATE_M;
+    core->glnvm_uld |= E810_GLNVM_ULD_ALL_DONE;
+}
+
 void e810_core_realize(E810Core *core)
 {
+    core->reset_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
+                                     e810_core_reset_done, core);
     e810_regs_init(core);
     e810_fault_realize(core);
     e810_nvm_realize(core);
     e810_intr_realize(core);
     e810_rxq_realize(core);
     e810_txq_realize(core);
-    e810_rss_realize(core);
     e810_core_reset(core);
 }
 
@@ -35,6 +48,8 @@ void e810_core_unrealize(E810Core *core)
     e810_nvm_unrealize(core);
     e810_fault_unrealize(core);
     e810_regs_cleanup(core);
+    timer_free(core->reset_timer);
+    core->reset_timer = NULL;
 }
 
 /*
@@ -62,8 +77,8 @@ void e810_core_pf_reset(E810Core *core)
  * PFINT_OICR GRST cause on the misc vector (ice_misc_intr() reads the type
  * and schedules ice_reset_subtask()), and the domain reset: control
  * queues, LAN queues, VSIs, rules, scheduler, resources, link and the
- * DDP package are gone.  E810_RESET_DONE_NS later (e810_fault.c) DEVSTATE
- * reads 0 and the done bits are back, which is what ice_check_reset()
+ * DDP package are gone.  E810_RESET_DONE_NS later (e810_core_reset_done())
+ * DEVSTATE reads 0 and the done bits are back, which is what ice_check_reset()
  * polls before ice_rebuild().  Interrupt routing is kept so the warning
  * can be delivered; the driver reprograms it in the rebuild.
  */
@@ -88,15 +103,22 @@ void e810_core_global_reset(E810Core *core, uint32_t type)
                         (type << GLGEN_RSTAT_RESET_TYPE_S) |
                         E810_DEVSTATE_IN_RESET;
     core->glnvm_uld &= ~done;
-    e810_fault_reset_begin(core, type);
+    core->reset_type = type;
+    timer_mod(core->reset_timer,
+              qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) + E810_RESET_DONE_NS);
     e810_intr_oicr_set(core, PFINT_OICR_GRST_M);
 }
 
-/* Power-on / bus reset */
+/*
+ * Power-on / bus reset: out of any reset sequence.  Armed faults and a
+ * running link flap stay (they are the test's); a command held on the
+ * ATQ goes with the control queues (e810_adminq_reset()).
+ */
 void e810_core_reset(E810Core *core)
 {
     trace_e810_core_reset();
-    e810_fault_device_reset(core);
+    core->reset_type = 0;
+    timer_del(core->reset_timer);
     e810_regs_reset(core);
     e810_core_pf_reset(core);
     e810_switch_reset_all(core);

@@ -21,6 +21,7 @@
 
 struct NetRxPkt;
 struct NetTxPkt;
+union ice_aq_params;
 
 /* GLINT_* vectors the PF can own (bound of the msix-vectors property) */
 #define E810_MAX_VECTORS        1024
@@ -35,6 +36,10 @@ struct NetTxPkt;
 #define E810_RESET_CORER        1
 #define E810_RESET_GLOBR        2
 #define E810_RESET_EMPR         3
+/* GLGEN_RSTAT.DEVSTATE while a core/global/EMP reset is in progress */
+#define E810_DEVSTATE_IN_RESET  1
+/* virtual time from the reset warning to "reset done" */
+#define E810_RESET_DONE_NS      (50 * SCALE_MS)
 
 /* Data path limits (e810_rxq.c / e810_txq.c) */
 #define E810_RX_MAX_FRAME       16384   /* > any rxmax (14 bits) */
@@ -45,20 +50,6 @@ struct NetTxPkt;
 
 #include "e810_fault.h"
 
-/* The RLAN context of an Rx queue, unpacked (e810_rxq_ctx) */
-typedef struct E810RxCtx {
-    uint64_t base;                      /* bytes */
-    uint32_t head;
-    uint32_t qlen;                      /* descriptors */
-    uint32_t dbuf;                      /* bytes per data buffer */
-    uint32_t hbuf;
-    uint32_t rxmax;
-    uint8_t dtype;
-    uint8_t dsize;                      /* 1: 32-byte descriptors */
-    uint8_t crcstrip;
-    uint8_t l2tsel;
-} E810RxCtx;
-
 /* Control queues: AQ (PF <-> FW) and mailbox, each a send and a receive ring */
 enum {
     E810_CQ_ATQ,
@@ -68,9 +59,7 @@ enum {
     E810_CQ_NUM
 };
 
-/* ring-length field of *LEN is 10 bits (PF_FW_ATQLEN_ATQLEN_M) */
-#define E810_CQ_MAX_ENTRIES     1023
-#define E810_AQ_DESC_SIZE       32
+/* the largest indirect buffer of an admin command */
 #define E810_AQ_BUF_MAX         4096
 
 /* register kinds of one control queue (PF_FW_xxBAL .. PF_FW_xxT) */
@@ -160,14 +149,17 @@ typedef struct E810Link {
 typedef struct E810Core E810Core;
 
 /*
- * Rx queue selection by RSS (full mode; e810_rss.c sets core->rx_rss).
- * Called for every frame from the netdev with the parsed packet; returns
- * true with *queue (PF Rx queue) and *hash filled when RSS is on.  NULL or
- * false: the frame goes to Rx queue 0 without a hash.  For QMP
- * e810-inject only *hash is used (the caller picked the queue).
+ * What the Rx parser found in a frame (e810_rx_classify()): the packet
+ * type the descriptor reports and the RSS block hashes by, and where the
+ * headers the RSS field vectors name start.
  */
-typedef bool (*E810RxRssFn)(E810Core *core, struct NetRxPkt *pkt,
-                            uint16_t *queue, uint32_t *hash);
+typedef struct E810RxParsed {
+    uint16_t ptype;                     /* ICE_PTYPE_* (e810_wire.h) */
+    int etype;                          /* offset of the (last) EtherType */
+    int l3, l4;                         /* header offsets, -1 if absent */
+    bool v6;
+    uint8_t l4proto;                    /* IP_PROTO_* when l4 >= 0 */
+} E810RxParsed;
 
 /* per-vector ITR timer context (e810_intr.c) */
 typedef struct E810IntrTimer {
@@ -184,6 +176,8 @@ struct E810Core {
 
     /* reset/firmware-visible state */
     uint32_t glgen_rstat;
+    uint32_t reset_type;        /* core/global/EMP reset in progress, 0: none */
+    QEMUTimer *reset_timer;     /* ... completes it (e810_core.c) */
     uint32_t glnvm_uld;
     uint32_t gl_mdck_tx_tdpu;
     uint32_t pfqf_fd_ena;
@@ -280,7 +274,6 @@ struct E810Core {
     int64_t intr_holdoff[E810_MAX_VECTORS];     /* QEMU_CLOCK_VIRTUAL ns */
     QEMUTimer *itr_timer[E810_MAX_VECTORS];
     E810IntrTimer *itr_timer_ctx;
-    E810RxRssFn rx_rss;
     struct NetRxPkt *rx_pkt;
     uint8_t *rx_frame;                      /* E810_RX_MAX_FRAME + 4 */
     struct NetTxPkt *tx_pkt;
@@ -314,6 +307,9 @@ void e810_regs_reset(E810Core *core);
 void e810_regs_init(E810Core *core);
 void e810_regs_cleanup(E810Core *core);
 
+/* e810.c: the device a QMP command's optional 'id' names */
+E810Core *e810_core_find(const char *id, Error **errp);
+
 /* e810_core.c */
 void e810_core_realize(E810Core *core);
 void e810_core_unrealize(E810Core *core);
@@ -323,7 +319,6 @@ void e810_core_global_reset(E810Core *core, uint32_t type);
 
 /* e810_intr.c */
 void e810_intr_reset(E810Core *core);
-void e810_intr_raise(E810Core *core, uint32_t vector);
 void e810_intr_oicr_set(E810Core *core, uint32_t cause);
 void e810_intr_fw_event(E810Core *core);
 bool e810_intr_spurious(E810Core *core, uint32_t vector);
@@ -341,17 +336,16 @@ void e810_cq_write(E810Core *core, uint32_t q, uint32_t reg, uint32_t val);
 void e810_atq_release(E810Core *core);
 const char *e810_aq_opcode_name(uint16_t opcode);
 bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
-                   const uint8_t *params, const void *buf, uint16_t len);
+                   const union ice_aq_params *params, const void *buf,
+                   uint16_t len);
 
 /* e810_rxq.c */
 void e810_rxq_reset(E810Core *core);
 void e810_rxq_ctrl_write(E810Core *core, uint32_t q, uint32_t val);
 void e810_rxq_tail_write(E810Core *core, uint32_t q, uint32_t val);
-void e810_rxq_ctx(E810Core *core, uint32_t q, E810RxCtx *c);
 bool e810_rx_can_receive(E810Core *core);
 ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt);
-uint16_t e810_rx_select_queue(E810Core *core, struct NetRxPkt *pkt,
-                              uint32_t *hash, bool *hash_valid);
+void e810_rx_classify(const uint8_t *frame, size_t len, E810RxParsed *p);
 bool e810_rxq_inject(E810Core *core, uint32_t q, const uint8_t *buf,
                      size_t size, Error **errp);
 void e810_rxq_realize(E810Core *core);

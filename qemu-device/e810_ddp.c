@@ -40,59 +40,17 @@
 #include "e810_ddp.h"
 #include "trace.h"
 
-/* struct ice_buf_hdr limits (ice_ddp.h) */
-#define ICE_PKG_BUF_SIZE            4096
-#define ICE_MIN_S_COUNT             1
-#define ICE_MAX_S_COUNT             511
-#define ICE_MIN_S_DATA_END          12
-#define ICE_MAX_S_DATA_END          4096
-#define ICE_BUF_HDR_SIZE            4
-#define ICE_SECT_ENTRY_SIZE         8
-#define ICE_METADATA_BUF            0x80000000u
-
-#define ICE_AQC_DOWNLOAD_PKG_LAST_BUF   0x01
-#define ICE_AQ_RC_EBADMAN           27
-#define ICE_AQ_RC_EBADBUF           28
-
-/* section ids (ice_ddp.h) */
-#define ICE_SID_METADATA            1
-#define ICE_SID_XLT1_FD             32
-#define ICE_SID_XLT2_FD             33
-#define ICE_SID_PROFID_TCAM_FD      34
-#define ICE_SID_PROFID_REDIR_FD     35
-#define ICE_SID_FLD_VEC_FD          36
-#define ICE_SID_XLT1_RSS            42
-#define ICE_SID_XLT2_RSS            43
-#define ICE_SID_PROFID_TCAM_RSS     44
-#define ICE_SID_PROFID_REDIR_RSS    45
-#define ICE_SID_FLD_VEC_RSS         46
-#define ICE_SID_RXPARSER_METADATA_INIT  58
-
-#define ICE_META_SECT_SIZE          36      /* ver 4, name 28, track_id 4 */
-#define ICE_TCAM_ENTRY_SIZE         13      /* addr 2, key 10, prof_id 1 */
-#define ICE_FV_WORD_SIZE            4       /* prot_id, off (le16), rsvd */
-#define ICE_META_INIT_ENTRY_SIZE    24      /* 192 bits */
-
 /* FD block sizes (blk_sizes[ICE_BLK_FD]) */
 #define E810_FD_TCAM                512
 #define E810_FD_PROFS               128
 
-/* get_pkg_info_list: struct ice_aqc_get_pkg_info is 40 bytes */
-#define ICE_PKG_INFO_SIZE           40
-#define ICE_PKG_CNT                 4
 /* the package the NVM holds ("in NVM", "active at boot") */
 static const uint8_t e810_nvm_pkg_ver[4] = { 1, 3, 30, 0 };
 #define E810_NVM_PKG_NAME           "ICE OS Default Package"
 #define E810_NVM_PKG_TRACK_ID       0xc0000001
 
-/* 0x020C/0x020D (struct ice_aqc_set_vlan_mode / ice_aqc_get_vlan_mode) */
-#define ICE_AQ_VLAN_MODE_DVM_ENA            0x01
-#define ICE_AQ_VLAN_PRIO_TAG_MAX            0x4
-#define ICE_AQ_VLAN_PRIO_TAG_INNER_CTAG     0x4
-#define ICE_AQ_SVM_VLAN_RDMA_PKT_FLAG       0x10
-#define ICE_AQ_DVM_VLAN_RDMA_PKT_FLAG       0x1A
-#define E810_SET_VLAN_MODE_SIZE             100
-#define E810_GET_VLAN_MODE_SIZE             100
+QEMU_BUILD_BUG_ON(E810_PKG_NAME_SIZE != ICE_SEG_NAME_SIZE);
+QEMU_BUILD_BUG_ON(E810_FLEX_KEY_SZ != ICE_TCAM_KEY_SZ);
 
 static const uint16_t e810_pool_size[E810_POOL_NUM] = {
     [E810_POOL_FD_PROF] = E810_FD_PROFS,
@@ -114,28 +72,31 @@ typedef void (*E810SectFn)(E810Core *core, uint32_t type, const uint8_t *s,
 static uint32_t e810_pkg_buf_check(const uint8_t *buf, uint32_t len,
                                    uint16_t *nsect)
 {
+    const struct ice_buf_hdr *hdr = (const void *)buf;
     uint16_t count, data_end;
+    uint32_t entries_end;
 
     if (len < ICE_MIN_S_DATA_END) {
         return 1;
     }
-    count = e810_le16(buf);
-    data_end = e810_le16(buf + 2);
+    count = le16_to_cpu(hdr->section_count);
+    data_end = le16_to_cpu(hdr->data_end);
     if (count < ICE_MIN_S_COUNT || count > ICE_MAX_S_COUNT) {
-        return 1;
+        return offsetof(struct ice_buf_hdr, section_count) + 1;
     }
+    entries_end = sizeof(*hdr) + count * sizeof(hdr->section_entry[0]);
     if (data_end < ICE_MIN_S_DATA_END || data_end > ICE_MAX_S_DATA_END ||
-        data_end > len ||
-        ICE_BUF_HDR_SIZE + (uint32_t)count * ICE_SECT_ENTRY_SIZE > data_end) {
-        return 3;
+        data_end > len || entries_end > data_end) {
+        return offsetof(struct ice_buf_hdr, data_end) + 1;
     }
     for (uint16_t i = 0; i < count; i++) {
-        const uint8_t *e = buf + ICE_BUF_HDR_SIZE + i * ICE_SECT_ENTRY_SIZE;
-        uint32_t off = e810_le16(e + 4), size = e810_le16(e + 6);
+        const struct ice_section_entry *e = &hdr->section_entry[i];
+        uint32_t off = le16_to_cpu(e->offset), size = le16_to_cpu(e->size);
 
-        if (off < ICE_BUF_HDR_SIZE + (uint32_t)count * ICE_SECT_ENTRY_SIZE ||
-            off + size > data_end) {
-            return ICE_BUF_HDR_SIZE + i * ICE_SECT_ENTRY_SIZE + 5;
+        if (off < entries_end || off + size > data_end) {
+            return offsetof(struct ice_buf_hdr, section_entry) +
+                   i * sizeof(*e) + offsetof(struct ice_section_entry, offset) +
+                   1;
         }
     }
     *nsect = count;
@@ -145,11 +106,13 @@ static uint32_t e810_pkg_buf_check(const uint8_t *buf, uint32_t len,
 static void e810_pkg_buf_walk(E810Core *core, const uint8_t *buf,
                               uint16_t nsect, E810SectFn fn, bool dflt)
 {
-    for (uint16_t i = 0; i < nsect; i++) {
-        const uint8_t *e = buf + ICE_BUF_HDR_SIZE + i * ICE_SECT_ENTRY_SIZE;
+    const struct ice_buf_hdr *hdr = (const void *)buf;
 
-        fn(core, e810_le32(e), buf + e810_le16(e + 4), e810_le16(e + 6),
-           dflt);
+    for (uint16_t i = 0; i < nsect; i++) {
+        const struct ice_section_entry *e = &hdr->section_entry[i];
+
+        fn(core, le32_to_cpu(e->type), buf + le16_to_cpu(e->offset),
+           le16_to_cpu(e->size), dflt);
     }
 }
 
@@ -185,14 +148,18 @@ static bool e810_tcam_key_live(const uint8_t *key)
 static void e810_flex_xlt(E810FlexTables *t, bool xlt2, const uint8_t *s,
                           uint16_t size)
 {
-    uint32_t count, off, esz = xlt2 ? 2 : 1;
+    const struct ice_xlt1_section *x1 = (const void *)s;
+    const struct ice_xlt2_section *x2 = (const void *)s;
+    uint32_t count, off;
 
-    if (size < 4) {
+    QEMU_BUILD_BUG_ON(sizeof(*x1) != sizeof(*x2));
+    if (size < sizeof(*x1)) {
         goto bad;
     }
-    count = e810_le16(s);
-    off = e810_le16(s + 2);
-    if (4 + count * esz > size) {
+    count = le16_to_cpu(x1->count);
+    off = le16_to_cpu(x1->offset);
+    if (sizeof(*x1) + count * (xlt2 ? sizeof(x2->value[0])
+                                    : sizeof(x1->value[0])) > size) {
         goto bad;
     }
     for (uint32_t i = 0; i < count; i++) {
@@ -200,10 +167,10 @@ static void e810_flex_xlt(E810FlexTables *t, bool xlt2, const uint8_t *s,
 
         if (xlt2) {
             if (idx < E810_FLEX_VSIS) {
-                t->xlt2[idx] = e810_le16(s + 4 + 2 * i);
+                t->xlt2[idx] = le16_to_cpu(x2->value[i]);
             }
         } else if (idx < E810_FLEX_PTYPES) {
-            t->xlt1[idx] = s[4 + i];
+            t->xlt1[idx] = x1->value[i];
         }
     }
     return;
@@ -216,21 +183,23 @@ bad:
 static void e810_flex_tcam(E810Core *core, E810FlexTables *t, int pool,
                            const uint8_t *s, uint16_t size)
 {
-    uint32_t count = size >= 2 ? e810_le16(s) : 0;
+    const struct ice_prof_id_section *sect = (const void *)s;
+    uint32_t count = size >= sizeof(*sect) ? le16_to_cpu(sect->count) : 0;
 
-    if (size < 2 || 2 + count * ICE_TCAM_ENTRY_SIZE > size) {
+    if (size < sizeof(*sect) ||
+        sizeof(*sect) + count * sizeof(sect->entry[0]) > size) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: package profile TCAM section "
                       "of %u bytes malformed\n", size);
         return;
     }
     for (uint32_t i = 0; i < count; i++) {
-        const uint8_t *e = s + 2 + i * ICE_TCAM_ENTRY_SIZE;
-        uint16_t addr = e810_le16(e);
-        uint8_t prof = e[12];
-        bool live = e810_tcam_key_live(e + 2);
+        const struct ice_prof_tcam_entry *e = &sect->entry[i];
+        uint16_t addr = le16_to_cpu(e->addr);
+        uint8_t prof = e->prof_id;
+        bool live = e810_tcam_key_live(e->key);
 
         if (t && addr < E810_FLEX_TCAM) {
-            memcpy(t->tcam_key[addr], e + 2, E810_FLEX_KEY_SZ);
+            memcpy(t->tcam_key[addr], e->key, E810_FLEX_KEY_SZ);
             t->tcam_prof[addr] = prof;
         }
         if (pool >= 0 && live) {
@@ -251,7 +220,7 @@ static void e810_flex_tcam(E810Core *core, E810FlexTables *t, int pool,
              */
             uint8_t k[16] = { 0 };
 
-            memcpy(k, e + 2, E810_FLEX_KEY_SZ);
+            memcpy(k, e->key, E810_FLEX_KEY_SZ);
             trace_e810_flex_tcam(addr, prof, live,
                                  ldq_le_p(k) & 0xFFFFFFFFFFull,
                                  ldq_le_p(k + 5) & 0xFFFFFFFFFFull);
@@ -262,14 +231,15 @@ static void e810_flex_tcam(E810Core *core, E810FlexTables *t, int pool,
 /* {count, offset, ice_fv_word[count * fvw]} */
 static void e810_flex_es(E810FlexTables *t, const uint8_t *s, uint16_t size)
 {
+    const struct ice_sw_fv_section *sect = (const void *)s;
     uint32_t count, off;
 
-    if (size < 4) {
+    if (size < sizeof(*sect)) {
         goto bad;
     }
-    count = e810_le16(s);
-    off = e810_le16(s + 2);
-    if (4 + count * E810_FLEX_FVW * ICE_FV_WORD_SIZE > size) {
+    count = le16_to_cpu(sect->count);
+    off = le16_to_cpu(sect->base_offset);
+    if (sizeof(*sect) + count * E810_FLEX_FVW * sizeof(sect->fv[0]) > size) {
         goto bad;
     }
     for (uint32_t i = 0; i < count; i++) {
@@ -279,11 +249,10 @@ static void e810_flex_es(E810FlexTables *t, const uint8_t *s, uint16_t size)
             break;
         }
         for (int w = 0; w < E810_FLEX_FVW; w++) {
-            const uint8_t *fv = s + 4 +
-                                (i * E810_FLEX_FVW + w) * ICE_FV_WORD_SIZE;
+            const struct ice_fv_word *fv = &sect->fv[i * E810_FLEX_FVW + w];
 
-            t->fv_prot[prof][w] = fv[0];
-            t->fv_off[prof][w] = e810_le16(fv + 1);
+            t->fv_prot[prof][w] = fv->prot_id;
+            t->fv_off[prof][w] = le16_to_cpu(fv->off);
         }
         trace_e810_flex_fv(prof, t->fv_prot[prof][E810_FLEX_FVW - 1],
                            t->fv_off[prof][E810_FLEX_FVW - 1]);
@@ -303,10 +272,13 @@ static void e810_pkg_sect(E810Core *core, uint32_t type, const uint8_t *s,
 
     switch (type) {
     case ICE_SID_METADATA:
-        if (dflt && size >= ICE_META_SECT_SIZE) {
-            memcpy(p->dl_ver, s, 4);
-            memcpy(p->dl_name, s + 4, E810_PKG_NAME_SIZE);
-            p->dl_track_id = e810_le32(s + 32);
+        if (dflt && size >= sizeof(struct ice_meta_sect)) {
+            const struct ice_meta_sect *m = (const void *)s;
+
+            QEMU_BUILD_BUG_ON(sizeof(p->dl_ver) != sizeof(m->ver));
+            memcpy(p->dl_ver, &m->ver, sizeof(p->dl_ver));
+            memcpy(p->dl_name, m->name, E810_PKG_NAME_SIZE);
+            p->dl_track_id = le32_to_cpu(m->track_id);
             p->dl_meta = true;
         }
         break;
@@ -345,8 +317,8 @@ static void e810_pkg_sect(E810Core *core, uint32_t type, const uint8_t *s,
 
 uint16_t e810_ddp_global_lock_status(E810Core *core)
 {
-    /* ICE_AQ_RES_GLBL_DONE: a package is loaded, nothing to do */
-    return core->ddp.active ? 2 : 0;
+    /* a package is loaded: nothing to do */
+    return core->ddp.active ? ICE_AQ_RES_GLBL_DONE : ICE_AQ_RES_GLBL_SUCCESS;
 }
 
 /* PF reset / clear PF config: tables back to the package, ids freed */
@@ -376,16 +348,16 @@ void e810_ddp_reset(E810Core *core)
 bool e810_flex_res_type(uint16_t type, int *pool)
 {
     switch (type) {
-    case 0x58:      /* ICE_AQC_RES_TYPE_FD_PROF_BLDR_PROFID */
+    case ICE_AQC_RES_TYPE_FD_PROF_BLDR_PROFID:
         *pool = E810_POOL_FD_PROF;
         return true;
-    case 0x59:      /* ICE_AQC_RES_TYPE_FD_PROF_BLDR_TCAM */
+    case ICE_AQC_RES_TYPE_FD_PROF_BLDR_TCAM:
         *pool = E810_POOL_FD_TCAM;
         return true;
-    case 0x60:      /* ICE_AQC_RES_TYPE_HASH_PROF_BLDR_PROFID */
+    case ICE_AQC_RES_TYPE_HASH_PROF_BLDR_PROFID:
         *pool = E810_POOL_RSS_PROF;
         return true;
-    case 0x61:      /* ICE_AQC_RES_TYPE_HASH_PROF_BLDR_TCAM */
+    case ICE_AQC_RES_TYPE_HASH_PROF_BLDR_TCAM:
         *pool = E810_POOL_RSS_TCAM;
         return true;
     }
@@ -437,8 +409,9 @@ uint16_t e810_flex_fd_entries(E810Core *core, uint16_t type, bool alloc,
 {
     uint32_t v = core->flex.pfqf_fd_size;
     uint32_t g = v & 0x7FFF, b = (v >> 16) & 0x7FFF;
-    uint32_t *cnt = type == 0x22 ? &g : &b;
-    uint32_t max = type == 0x22 ? E810_FD_GSIZE : E810_FD_BSIZE;
+    bool guar = type == ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES;
+    uint32_t *cnt = guar ? &g : &b;
+    uint32_t max = guar ? E810_FD_GSIZE : E810_FD_BSIZE;
 
     if (alloc) {
         if (*cnt + num > max) {
@@ -460,16 +433,21 @@ uint16_t e810_flex_fd_entries(E810Core *core, uint16_t type, bool alloc,
 
 static bool e810_lock_held(E810Core *core, uint16_t res)
 {
-    return core->res_owned[res] && core->res_access[res] == E810_RES_WRITE;
+    return core->res_owned[res] &&
+           core->res_access[res] == ICE_AQC_RES_ACCESS_WRITE;
 }
 
-/* error_offset / error_info into the first 8 bytes of the buffer */
+/* error_offset / error_info at the start of the buffer */
 static uint16_t e810_pkg_error(E810AqCmd *cmd, uint16_t rc, uint32_t offset,
                                uint32_t info)
 {
-    if (cmd->buf && cmd->buf_len >= 8) {
-        e810_st32(cmd->buf, offset);
-        e810_st32(cmd->buf + 4, info);
+    struct ice_aqc_download_pkg_resp *r = (void *)cmd->buf;
+
+    if (cmd->buf &&
+        cmd->buf_len >= offsetof(struct ice_aqc_download_pkg_resp,
+                                 addr_high)) {
+        r->error_offset = cpu_to_le32(offset);
+        r->error_info = cpu_to_le32(info);
         cmd->buf_wb = true;
         cmd->resp_len = cmd->buf_len;
     }
@@ -480,14 +458,14 @@ static uint16_t e810_pkg_error(E810AqCmd *cmd, uint16_t rc, uint32_t offset,
 uint16_t e810_aq_download_pkg(E810Core *core, E810AqCmd *cmd)
 {
     E810Ddp *p = &core->ddp;
-    bool last = cmd->params[0] & ICE_AQC_DOWNLOAD_PKG_LAST_BUF;
+    bool last = cmd->params.download_pkg.flags & ICE_AQC_DOWNLOAD_PKG_LAST_BUF;
     uint16_t nsect = 0;
     uint32_t bad;
 
     if (!e810_aq_need_buf(cmd, ICE_MIN_S_DATA_END)) {
         return ICE_AQ_RC_EINVAL;
     }
-    if (!e810_lock_held(core, E810_RES_GLOBAL_LOCK)) {
+    if (!e810_lock_held(core, ICE_AQC_RES_ID_GLBL_LOCK)) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: 0x0C40 without the global "
                       "config lock\n");
         return ICE_AQ_RC_EPERM;
@@ -509,7 +487,9 @@ uint16_t e810_aq_download_pkg(E810Core *core, E810AqCmd *cmd)
         trace_e810_pkg_download(p->dl_bufs, nsect, last, ICE_AQ_RC_EBADBUF);
         return e810_pkg_error(cmd, ICE_AQ_RC_EBADBUF, bad - 1, p->dl_bufs);
     }
-    if (!(e810_le32(cmd->buf + ICE_BUF_HDR_SIZE) & ICE_METADATA_BUF)) {
+    /* the signing segment's metadata buffers carry no sections we use */
+    if (!(le32_to_cpu(((struct ice_buf_hdr *)cmd->buf)->section_entry[0].type) &
+          ICE_METADATA_BUF)) {
         e810_pkg_buf_walk(core, cmd->buf, nsect, e810_pkg_sect, true);
     }
     p->dl_bufs++;
@@ -556,33 +536,34 @@ uint16_t e810_aq_upload_section(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t i = 0; i < nsect; i++) {
-        const uint8_t *e = cmd->buf + ICE_BUF_HDR_SIZE +
-                           i * ICE_SECT_ENTRY_SIZE;
-        uint32_t type = e810_le32(e);
-        uint8_t *s = cmd->buf + e810_le16(e + 4);
-        uint16_t size = e810_le16(e + 6);
+        const struct ice_section_entry *e =
+            &((struct ice_buf_hdr *)cmd->buf)->section_entry[i];
+        uint32_t type = le32_to_cpu(e->type);
+        struct ice_meta_init_section *s =
+            (void *)(cmd->buf + le16_to_cpu(e->offset));
+        uint16_t size = le16_to_cpu(e->size);
+        const struct ice_meta_init_section *have_s = (void *)p->meta_init;
         uint32_t count, first, have;
 
         trace_e810_pkg_upload(type, size);
-        if (type != ICE_SID_RXPARSER_METADATA_INIT || size < 4 ||
-            p->meta_init_len < 4) {
+        if (type != ICE_SID_RXPARSER_METADATA_INIT || size < sizeof(*s) ||
+            p->meta_init_len < sizeof(*s)) {
             qemu_log_mask(LOG_UNIMP, "e810: 0x0C41 of section type %u not "
                           "modelled\n", type);
             return ICE_AQ_RC_ENOENT;
         }
-        /* {count, offset, entry[count]}, 24-byte entries */
-        count = e810_le16(s);
-        first = e810_le16(s + 2);
-        have = e810_le16(p->meta_init);
-        if (4 + count * ICE_META_INIT_ENTRY_SIZE > size ||
+        count = le16_to_cpu(s->count);
+        first = le16_to_cpu(s->offset);
+        have = le16_to_cpu(have_s->count);
+        if (sizeof(*s) + count * ICE_META_INIT_ENTRY_SIZE > size ||
             first + count > have ||
-            4 + (first + count) * ICE_META_INIT_ENTRY_SIZE >
+            sizeof(*s) + (first + count) * ICE_META_INIT_ENTRY_SIZE >
             p->meta_init_len) {
             qemu_log_mask(LOG_GUEST_ERROR, "e810: 0x0C41 asks entries "
                           "%u..%u of %u\n", first, first + count, have);
             return ICE_AQ_RC_EINVAL;
         }
-        memcpy(s + 4, p->meta_init + 4 + first * ICE_META_INIT_ENTRY_SIZE,
+        memcpy(s->entry, have_s->entry + first * ICE_META_INIT_ENTRY_SIZE,
                count * ICE_META_INIT_ENTRY_SIZE);
     }
     cmd->buf_wb = true;
@@ -603,8 +584,8 @@ uint16_t e810_aq_update_pkg(E810Core *core, E810AqCmd *cmd)
         qemu_log_mask(LOG_GUEST_ERROR, "e810: 0x0C42 without a package\n");
         return ICE_AQ_RC_EPERM;
     }
-    if (!e810_lock_held(core, E810_RES_CHANGE_LOCK) &&
-        !e810_lock_held(core, E810_RES_GLOBAL_LOCK)) {
+    if (!e810_lock_held(core, ICE_AQC_RES_ID_CHNG_LOCK) &&
+        !e810_lock_held(core, ICE_AQC_RES_ID_GLBL_LOCK)) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: 0x0C42 without the change "
                       "lock\n");
         return ICE_AQ_RC_EPERM;
@@ -617,45 +598,46 @@ uint16_t e810_aq_update_pkg(E810Core *core, E810AqCmd *cmd)
     }
     e810_pkg_buf_walk(core, cmd->buf, nsect, e810_pkg_sect, false);
     core->ddp.updates++;
-    trace_e810_pkg_update(nsect, cmd->params[0] &
+    trace_e810_pkg_update(nsect, cmd->params.download_pkg.flags &
                           ICE_AQC_DOWNLOAD_PKG_LAST_BUF);
     return ICE_AQ_RC_OK;
 }
 
-static void e810_pkg_info(uint8_t *e, const uint8_t *ver, const char *name,
-                          size_t name_len, uint32_t track, bool nvm,
-                          bool active, bool boot)
+static void e810_pkg_info(struct ice_aqc_get_pkg_info *e, const uint8_t *ver,
+                          const char *name, size_t name_len, uint32_t track,
+                          bool nvm, bool active, bool boot)
 {
-    memset(e, 0, ICE_PKG_INFO_SIZE);
-    memcpy(e, ver, 4);
-    memcpy(e + 4, name, MIN(name_len, E810_PKG_NAME_SIZE));
-    e810_st32(e + 32, track);
-    e[36] = nvm;
-    e[37] = active;
-    e[38] = boot;
-    e[39] = 0;                  /* is_modified */
+    *e = (struct ice_aqc_get_pkg_info) {
+        .ver = { ver[0], ver[1], ver[2], ver[3] },
+        .track_id = cpu_to_le32(track),
+        .is_in_nvm = nvm,
+        .is_active = active,
+        .is_active_at_boot = boot,
+        .is_modified = 0,
+    };
+    memcpy(e->name, name, MIN(name_len, sizeof(e->name)));
 }
 
 /* 0x0C43 get_pkg_info_list: the NVM package and the downloaded one */
 uint16_t e810_aq_get_pkg_info_list(E810Core *core, E810AqCmd *cmd)
 {
     E810Ddp *p = &core->ddp;
+    struct ice_aqc_get_pkg_info_resp *r = (void *)cmd->buf;
     uint32_t n = p->active ? 2 : 1;
+    uint32_t size = sizeof(*r) + n * sizeof(r->pkg_info[0]);
 
-    if (!e810_aq_need_buf(cmd, 4 + n * ICE_PKG_INFO_SIZE)) {
+    if (!e810_aq_need_buf(cmd, size)) {
         return ICE_AQ_RC_ENOMEM;
     }
-    memset(cmd->buf, 0, 4 + n * ICE_PKG_INFO_SIZE);
-    e810_st32(cmd->buf, n);
-    e810_pkg_info(cmd->buf + 4, e810_nvm_pkg_ver, E810_NVM_PKG_NAME,
+    r->count = cpu_to_le32(n);
+    e810_pkg_info(&r->pkg_info[0], e810_nvm_pkg_ver, E810_NVM_PKG_NAME,
                   strlen(E810_NVM_PKG_NAME), E810_NVM_PKG_TRACK_ID,
                   true, !p->active, true);
     if (p->active) {
-        e810_pkg_info(cmd->buf + 4 + ICE_PKG_INFO_SIZE, p->ver,
-                      (const char *)p->name, sizeof(p->name), p->track_id,
-                      false, true, false);
+        e810_pkg_info(&r->pkg_info[1], p->ver, (const char *)p->name,
+                      sizeof(p->name), p->track_id, false, true, false);
     }
-    cmd->resp_len = 4 + n * ICE_PKG_INFO_SIZE;
+    cmd->resp_len = size;
     trace_e810_pkg_info(n, p->active);
     return ICE_AQ_RC_OK;
 }
@@ -663,18 +645,19 @@ uint16_t e810_aq_get_pkg_info_list(E810Core *core, E810AqCmd *cmd)
 /* 0x020C set_vlan_mode_parameters: single VLAN mode only */
 uint16_t e810_aq_set_vlan_mode(E810Core *core, E810AqCmd *cmd)
 {
+    const struct ice_aqc_set_vlan_mode *m = (void *)cmd->buf;
     uint8_t prio, rdma;
 
-    if (!e810_aq_need_buf(cmd, E810_SET_VLAN_MODE_SIZE)) {
+    if (!e810_aq_need_buf(cmd, sizeof(*m))) {
         return ICE_AQ_RC_EINVAL;
     }
-    prio = cmd->buf[1] & 0x7;
-    rdma = cmd->buf[66];
-    trace_e810_vlan_mode_set(prio, rdma, cmd->buf[69]);
+    prio = m->l2tag_prio_tagging & ICE_AQ_VLAN_PRIO_TAG_M;
+    rdma = m->rdma_packet;
+    trace_e810_vlan_mode_set(prio, rdma, m->mng_vlan_prot_id);
     if (prio > ICE_AQ_VLAN_PRIO_TAG_MAX) {
         return ICE_AQ_RC_EINVAL;
     }
-    if (rdma == ICE_AQ_DVM_VLAN_RDMA_PKT_FLAG ||
+    if (rdma == ICE_AQ_DVM_VLAN_RDMA_PKT_FLAG_SETTING ||
         prio != ICE_AQ_VLAN_PRIO_TAG_INNER_CTAG) {
         /* double VLAN mode: outer-tag handling is not modelled */
         qemu_log_mask(LOG_UNIMP, "e810: double VLAN mode not modelled, "
@@ -689,14 +672,17 @@ uint16_t e810_aq_set_vlan_mode(E810Core *core, E810AqCmd *cmd)
 /* 0x020D get_vlan_mode_parameters */
 uint16_t e810_aq_get_vlan_mode(E810Core *core, E810AqCmd *cmd)
 {
-    if (!e810_aq_need_buf(cmd, E810_GET_VLAN_MODE_SIZE)) {
+    struct ice_aqc_get_vlan_mode *m = (void *)cmd->buf;
+
+    if (!e810_aq_need_buf(cmd, sizeof(*m))) {
         return ICE_AQ_RC_EINVAL;
     }
-    memset(cmd->buf, 0, E810_GET_VLAN_MODE_SIZE);
-    cmd->buf[0] = core->ddp.vlan_mode & ICE_AQ_VLAN_MODE_DVM_ENA;
-    cmd->buf[1] = core->ddp.vlan_prio_tagging;
-    cmd->resp_len = E810_GET_VLAN_MODE_SIZE;
-    trace_e810_vlan_mode_get(cmd->buf[0], cmd->buf[1]);
+    *m = (struct ice_aqc_get_vlan_mode) {
+        .vlan_mode = core->ddp.vlan_mode & ICE_AQ_VLAN_MODE_DVM_ENA,
+        .l2tag_prio_tagging = core->ddp.vlan_prio_tagging,
+    };
+    cmd->resp_len = sizeof(*m);
+    trace_e810_vlan_mode_get(m->vlan_mode, m->l2tag_prio_tagging);
     return ICE_AQ_RC_OK;
 }
 

@@ -13,11 +13,6 @@
 #include "e810_adminq.h"
 #include "migration/vmstate.h"
 
-/* ice_aq_res_ids / ice_aq_res_access_type */
-#define E810_RES_CHANGE_LOCK    3
-#define E810_RES_GLOBAL_LOCK    4
-#define E810_RES_WRITE          2
-
 /* 0x0008 'status' answer for the global config lock (ICE_AQ_RES_GLBL_*) */
 uint16_t e810_ddp_global_lock_status(E810Core *core);
 

@@ -22,11 +22,12 @@
  *    sends messages through the same path with no cause.
  *  - e810-reset: corer/globr/empr run the hardware sequence of
  *    e810_core_global_reset() (GLGEN_RSTAT RESET_TYPE + DEVSTATE, GLNVM_ULD
- *    done bits cleared, PFINT_OICR GRST, the domain reset) and complete
- *    after E810_RESET_DONE_NS here.  pfr is signalled the only way
- *    hardware signals a PF-level problem: a critical PFINT_OICR cause
- *    (ECC_ERR), which ice_misc_intr() answers with ICE_PFR_REQ, i.e. a PF
- *    software reset (PFGEN_CTRL.PFSWR) and ice_rebuild().
+ *    done bits cleared, PFINT_OICR GRST, the domain reset), which
+ *    completes after E810_RESET_DONE_NS (e810_core.c).  pfr is signalled
+ *    the only way hardware signals a PF-level problem: a critical
+ *    PFINT_OICR cause (ECC_ERR), which ice_misc_intr() answers with
+ *    ICE_PFR_REQ, i.e. a PF software reset (PFGEN_CTRL.PFSWR) and
+ *    ice_rebuild().
  *  - e810-link-flap: e810_link_is_up() is false while the flap lasts; the
  *    link code posts the 0x0607 events; wire frames are dropped.
  *  - e810-fault-rx-desc: e810_rxq.c adds the error bit to status_error0.
@@ -48,26 +49,8 @@
 #include "hw/pci/msix.h"
 #include "e810_core.h"
 #include "e810_regs.h"
+#include "e810_wire.h"
 #include "trace.h"
-
-/* status_error0 bits of the flex NIC write-back (ice_lan_tx_rx.h) */
-#define RX_STATUS0_L3L4P        E810_BIT(3)
-#define RX_STATUS0_XSUM_IPE     E810_BIT(4)
-#define RX_STATUS0_XSUM_L4E     E810_BIT(5)
-#define RX_STATUS0_XSUM_EIPE    E810_BIT(6)
-#define RX_STATUS0_RXE          E810_BIT(10)
-
-#define E810_GLNVM_ULD_ALL_DONE (GLNVM_ULD_PCIER_DONE_M |                   \
-                                 GLNVM_ULD_PCIER_DONE_1_M |                 \
-                                 GLNVM_ULD_CORER_DONE_M |                   \
-                                 GLNVM_ULD_GLOBR_DONE_M |                   \
-                                 GLNVM_ULD_POR_DONE_M |                     \
-                                 GLNVM_ULD_POR_DONE_1_M |                   \
-                                 GLNVM_ULD_PCIER_DONE_2_M |                 \
-                                 GLNVM_ULD_PE_DONE_M)
-
-/* the e810 devices of this machine, for QMP and the VMState subsection */
-static GSList *e810_fault_cores;
 
 /* enum ice_aq_err (firmware's full list; ice_adminq_cmd.h keeps a subset) */
 static const char *const e810_aq_err_name[] = {
@@ -85,46 +68,6 @@ static const char *e810_reset_name[] = {
 
 /* ------------------------------------------------------------------ */
 /* helpers                                                             */
-
-static E810Core *e810_fault_core_of(PCIDevice *owner)
-{
-    for (GSList *l = e810_fault_cores; l; l = l->next) {
-        E810Core *c = l->data;
-
-        if (c->owner == owner) {
-            return c;
-        }
-    }
-    return NULL;
-}
-
-/* the e810 named by 'id', or the only one */
-static E810Core *e810_fault_find(const char *id, Error **errp)
-{
-    E810Core *found = NULL;
-    unsigned n = 0;
-
-    for (GSList *l = e810_fault_cores; l; l = l->next) {
-        E810Core *c = l->data;
-        DeviceState *d = DEVICE(c->owner);
-
-        if (id && d->id && !strcmp(d->id, id)) {
-            return c;
-        }
-        found = c;
-        n++;
-    }
-    if (id) {
-        error_setg(errp, "no e810 device with id '%s'", id);
-    } else if (n == 0) {
-        error_setg(errp, "no e810 device");
-    } else if (n > 1) {
-        error_setg(errp, "more than one e810 device: say which with 'id'");
-    } else {
-        return found;
-    }
-    return NULL;
-}
 
 static char *e810_fault_aq_err_str(uint16_t error)
 {
@@ -333,32 +276,6 @@ bool e810_fault_irq_drop(E810Core *core, uint32_t vector)
 }
 
 /* ------------------------------------------------------------------ */
-/* core/global/EMP reset sequence                                      */
-
-/*
- * e810_core_global_reset() has given the warning and reset the domain;
- * the device reports "in reset" until the timer says it is done.
- */
-void e810_fault_reset_begin(E810Core *core, uint32_t type)
-{
-    E810Fault *ft = &core->fault;
-
-    ft->reset_type = type;
-    timer_mod(ft->reset_timer, qemu_clock_get_ns(QEMU_CLOCK_VIRTUAL) +
-              E810_RESET_DONE_NS);
-}
-
-static void e810_fault_reset_done(void *opaque)
-{
-    E810Core *core = opaque;
-
-    trace_e810_fault_reset_done(core->fault.reset_type);
-    core->fault.reset_type = 0;
-    core->glgen_rstat &= ~GLGEN_RSTAT_DEVSTATE_M;
-    core->glnvm_uld |= E810_GLNVM_ULD_ALL_DONE;
-}
-
-/* ------------------------------------------------------------------ */
 /* link flap                                                           */
 
 static void e810_fault_link_timer_cb(void *opaque)
@@ -381,13 +298,16 @@ static uint16_t e810_fault_rx_bits(uint8_t error)
     case E810_RX_DESC_ERROR_RXE:
     case E810_RX_DESC_ERROR_OVERSIZE:
         /* the flex NIC write-back has no oversize bit: a MAC error */
-        return RX_STATUS0_RXE;
+        return ICE_RX_FLEX_DESC_STATUS0_RXE;
     case E810_RX_DESC_ERROR_IPE:
-        return RX_STATUS0_L3L4P | RX_STATUS0_XSUM_IPE;
+        return ICE_RX_FLEX_DESC_STATUS0_L3L4P |
+               ICE_RX_FLEX_DESC_STATUS0_XSUM_IPE;
     case E810_RX_DESC_ERROR_L4E:
-        return RX_STATUS0_L3L4P | RX_STATUS0_XSUM_L4E;
+        return ICE_RX_FLEX_DESC_STATUS0_L3L4P |
+               ICE_RX_FLEX_DESC_STATUS0_XSUM_L4E;
     case E810_RX_DESC_ERROR_EIPE:
-        return RX_STATUS0_L3L4P | RX_STATUS0_XSUM_EIPE;
+        return ICE_RX_FLEX_DESC_STATUS0_L3L4P |
+               ICE_RX_FLEX_DESC_STATUS0_XSUM_EIPE;
     }
     return 0;
 }
@@ -441,33 +361,17 @@ void e810_fault_realize(E810Core *core)
 
     ft->aq_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, e810_fault_aq_timer_cb,
                                 core);
-    ft->reset_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL, e810_fault_reset_done,
-                                   core);
     ft->link_timer = timer_new_ns(QEMU_CLOCK_VIRTUAL,
                                   e810_fault_link_timer_cb, core);
-    e810_fault_cores = g_slist_prepend(e810_fault_cores, core);
 }
 
 void e810_fault_unrealize(E810Core *core)
 {
     E810Fault *ft = &core->fault;
 
-    e810_fault_cores = g_slist_remove(e810_fault_cores, core);
     timer_free(ft->aq_timer);
-    timer_free(ft->reset_timer);
     timer_free(ft->link_timer);
-    ft->aq_timer = ft->reset_timer = ft->link_timer = NULL;
-}
-
-/*
- * Power-on/bus reset or FLR: the device is out of any reset sequence and
- * has no held command.  Armed faults and a running link flap stay.
- */
-void e810_fault_device_reset(E810Core *core)
-{
-    e810_fault_aq_cancel(core);
-    core->fault.reset_type = 0;
-    timer_del(core->fault.reset_timer);
+    ft->aq_timer = ft->link_timer = NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -477,7 +381,7 @@ void qmp_e810_fault_aq(const char *id, uint16_t opcode, bool has_error,
                        uint16_t error, bool has_delay_ms, uint32_t delay_ms,
                        bool has_count, uint32_t count, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810FaultAq *f;
     int32_t remaining;
     g_autofree char *detail = NULL;
@@ -528,7 +432,7 @@ void qmp_e810_fault_aq(const char *id, uint16_t opcode, bool has_error,
 void qmp_e810_fault_arq_drop(const char *id, bool has_count, uint32_t count,
                              Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     int32_t remaining;
 
     if (!core || !e810_fault_count(has_count, count, &remaining, errp)) {
@@ -542,7 +446,7 @@ void qmp_e810_fault_irq(const char *id, uint16_t vector,
                         E810IrqFaultAction action, bool has_count,
                         uint32_t count, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     g_autofree char *detail = NULL;
     int32_t remaining;
 
@@ -591,7 +495,7 @@ void qmp_e810_fault_irq(const char *id, uint16_t vector,
 
 void qmp_e810_reset(const char *id, E810ResetType type, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     const char *name = E810ResetType_str(type);
 
     if (!core) {
@@ -622,7 +526,7 @@ void qmp_e810_reset(const char *id, E810ResetType type, Error **errp)
 void qmp_e810_link_flap(const char *id, bool has_down_ms, uint32_t down_ms,
                         Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     g_autofree char *detail = NULL;
 
     if (!core) {
@@ -650,7 +554,7 @@ void qmp_e810_fault_rx_desc(const char *id, E810RxDescError error,
                             bool has_queue, uint16_t queue, bool has_count,
                             uint32_t count, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     uint16_t q = has_queue ? queue : E810_FAULT_ANY_QUEUE;
     E810FaultRx *f = NULL;
     g_autofree char *detail = NULL;
@@ -706,7 +610,7 @@ static void e810_fault_tx_resume(E810Core *core, uint32_t q)
 void qmp_e810_fault_tx_hang(const char *id, bool has_queue, uint16_t queue,
                             bool enable, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810Fault *ft;
     g_autofree char *detail = NULL;
 
@@ -774,7 +678,7 @@ void qmp_e810_fault_tx_hang(const char *id, bool has_queue, uint16_t queue,
 
 void qmp_e810_fault_clear(const char *id, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810Fault *ft;
     bool tx_hung;
 
@@ -827,7 +731,7 @@ static void e810_fault_info_add(E810FaultInfoList ***tail, const char *kind,
 
 E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
 {
-    E810Core *core = e810_fault_find(id, errp);
+    E810Core *core = e810_core_find(id, errp);
     E810FaultInfoList *list = NULL, **tail = &list;
     E810Fault *ft;
 
@@ -865,10 +769,10 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
                                 ft->irq_drop[v], ft->irq_drop_fired[v]);
         }
     }
-    if (ft->reset_type && ft->reset_type < ARRAY_SIZE(e810_reset_name)) {
+    if (core->reset_type && core->reset_type < ARRAY_SIZE(e810_reset_name)) {
         e810_fault_info_add(&tail, "reset",
                             g_strdup_printf("%s in progress",
-                                            e810_reset_name[ft->reset_type]),
+                                            e810_reset_name[core->reset_type]),
                             0, ft->resets_fired);
     }
     if (ft->link_down) {
@@ -912,29 +816,12 @@ E810FaultInfoList *qmp_e810_query_faults(const char *id, Error **errp)
 }
 
 /* ------------------------------------------------------------------ */
-/* migration: the "e810/faults" subsection                             */
+/* migration (the e810/faults subsection of the device, e810.c)        */
 
-/*
- * The subsection belongs to the device (opaque: the E810State, whose
- * first member is its PCIDevice); the state is in the E810Core the
- * front-end owns, found by its owner with VMSTATE_WITH_TMP.
- */
-typedef struct E810FaultTmp {
-    PCIDevice *parent;
-    E810Core *core;
-} E810FaultTmp;
-
-static bool e810_fault_needed(void *opaque)
+/* Is anything armed or in progress, i.e. is there state to migrate? */
+bool e810_fault_pending(const E810Fault *ft)
 {
-    E810Core *core = e810_fault_core_of(opaque);
-    E810Fault *ft;
-
-    if (!core) {
-        return false;
-    }
-    ft = &core->fault;
-    if (ft->aq_held || ft->arq_drop || ft->reset_type || ft->link_down ||
-        ft->tx_hang_all) {
+    if (ft->aq_held || ft->arq_drop || ft->link_down || ft->tx_hang_all) {
         return true;
     }
     for (int i = 0; i < E810_FAULT_MAX_AQ; i++) {
@@ -960,27 +847,15 @@ static bool e810_fault_needed(void *opaque)
     return false;
 }
 
-static int e810_fault_tmp_bind(void *opaque)
-{
-    E810FaultTmp *tmp = opaque;
-
-    tmp->core = e810_fault_core_of(tmp->parent);
-    return tmp->core ? 0 : -EINVAL;
-}
-
 static int e810_fault_post_load(void *opaque, int version_id)
 {
-    E810Core *core = opaque;
-    E810Fault *ft = &core->fault;
+    E810Fault *ft = opaque;
 
     /* values a stream could carry that the hooks would mis-use */
     for (int i = 0; i < E810_FAULT_MAX_RX; i++) {
         if (ft->rx[i].error >= E810_RX_DESC_ERROR__MAX) {
             ft->rx[i].in_use = 0;
         }
-    }
-    if (ft->reset_type > E810_RESET_EMPR) {
-        ft->reset_type = 0;
     }
     ft->aq_released = false;
     return 0;
@@ -1015,63 +890,34 @@ static const VMStateDescription e810_vmstate_fault_rx = {
     }
 };
 
-static const VMStateDescription e810_vmstate_fault_state = {
-    .name = "e810/fault-state",
+/* E810Fault, with the timers of a held command and of a link flap */
+const VMStateDescription e810_vmstate_fault = {
+    .name = "e810/fault",
     .version_id = 1,
     .minimum_version_id = 1,
     .post_load = e810_fault_post_load,
     .fields = (const VMStateField[]) {
-        VMSTATE_STRUCT_ARRAY(fault.aq, E810Core, E810_FAULT_MAX_AQ, 1,
+        VMSTATE_STRUCT_ARRAY(aq, E810Fault, E810_FAULT_MAX_AQ, 1,
                              e810_vmstate_fault_aq, E810FaultAq),
-        VMSTATE_BOOL(fault.aq_held, E810Core),
-        VMSTATE_UINT16(fault.aq_held_error, E810Core),
-        VMSTATE_UINT16(fault.aq_held_opcode, E810Core),
-        VMSTATE_TIMER_PTR(fault.aq_timer, E810Core),
-        VMSTATE_INT32(fault.arq_drop, E810Core),
-        VMSTATE_UINT64(fault.arq_drop_fired, E810Core),
-        VMSTATE_INT32_ARRAY(fault.irq_drop, E810Core, E810_MAX_VECTORS),
-        VMSTATE_UINT32_ARRAY(fault.irq_drop_fired, E810Core, E810_MAX_VECTORS),
-        VMSTATE_UINT64(fault.irq_spurious_fired, E810Core),
-        VMSTATE_UINT32(fault.reset_type, E810Core),
-        VMSTATE_TIMER_PTR(fault.reset_timer, E810Core),
-        VMSTATE_UINT64(fault.resets_fired, E810Core),
-        VMSTATE_BOOL(fault.link_down, E810Core),
-        VMSTATE_UINT32(fault.link_down_ms, E810Core),
-        VMSTATE_TIMER_PTR(fault.link_timer, E810Core),
-        VMSTATE_UINT64(fault.link_flaps, E810Core),
-        VMSTATE_STRUCT_ARRAY(fault.rx, E810Core, E810_FAULT_MAX_RX, 1,
+        VMSTATE_BOOL(aq_held, E810Fault),
+        VMSTATE_UINT16(aq_held_error, E810Fault),
+        VMSTATE_UINT16(aq_held_opcode, E810Fault),
+        VMSTATE_TIMER_PTR(aq_timer, E810Fault),
+        VMSTATE_INT32(arq_drop, E810Fault),
+        VMSTATE_UINT64(arq_drop_fired, E810Fault),
+        VMSTATE_INT32_ARRAY(irq_drop, E810Fault, E810_MAX_VECTORS),
+        VMSTATE_UINT32_ARRAY(irq_drop_fired, E810Fault, E810_MAX_VECTORS),
+        VMSTATE_UINT64(irq_spurious_fired, E810Fault),
+        VMSTATE_UINT64(resets_fired, E810Fault),
+        VMSTATE_BOOL(link_down, E810Fault),
+        VMSTATE_UINT32(link_down_ms, E810Fault),
+        VMSTATE_TIMER_PTR(link_timer, E810Fault),
+        VMSTATE_UINT64(link_flaps, E810Fault),
+        VMSTATE_STRUCT_ARRAY(rx, E810Fault, E810_FAULT_MAX_RX, 1,
                              e810_vmstate_fault_rx, E810FaultRx),
-        VMSTATE_BOOL(fault.tx_hang_all, E810Core),
-        VMSTATE_UINT8_ARRAY(fault.tx_hang, E810Core, E810_NUM_QUEUES),
-        VMSTATE_UINT32_ARRAY(fault.tx_held, E810Core, E810_NUM_QUEUES),
-        VMSTATE_END_OF_LIST()
-    }
-};
-
-static const VMStateDescription e810_vmstate_fault_tmp = {
-    .name = "e810/fault-tmp",
-    .pre_save = e810_fault_tmp_bind,
-    .pre_load = e810_fault_tmp_bind,
-    .fields = (const VMStateField[]) {
-        VMSTATE_STRUCT_POINTER(core, E810FaultTmp, e810_vmstate_fault_state,
-                               E810Core),
-        VMSTATE_END_OF_LIST()
-    }
-};
-
-/*
- * Armed faults, a command held on the ATQ, a core/global reset in
- * progress and a link flap, with their timers.  Only sent when one of
- * them is there, so streams without faults stay loadable by a QEMU
- * without this subsection, and older streams load here.
- */
-const VMStateDescription e810_vmstate_fault = {
-    .name = "e810/faults",
-    .version_id = 1,
-    .minimum_version_id = 1,
-    .needed = e810_fault_needed,
-    .fields = (const VMStateField[]) {
-        VMSTATE_WITH_TMP(PCIDevice, E810FaultTmp, e810_vmstate_fault_tmp),
+        VMSTATE_BOOL(tx_hang_all, E810Fault),
+        VMSTATE_UINT8_ARRAY(tx_hang, E810Fault, E810_NUM_QUEUES),
+        VMSTATE_UINT32_ARRAY(tx_held, E810Fault, E810_NUM_QUEUES),
         VMSTATE_END_OF_LIST()
     }
 };

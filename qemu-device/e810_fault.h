@@ -8,10 +8,6 @@
  * resets (they are the test's, not the guest's); only e810-fault-clear
  * disarms them.
  *
- * Also here: the completion of a core/global/EMP reset (GLGEN_RSTAT
- * DEVSTATE back to 0, GLNVM_ULD done bits), a QEMU_CLOCK_VIRTUAL timer
- * that runs for driver-triggered (GLGEN_RTRIG) resets as well.
- *
  * Included by e810_core.h after E810_MAX_VECTORS and E810_NUM_QUEUES.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -32,11 +28,6 @@ typedef struct E810Core E810Core;
 #define E810_FAULT_ANY_QUEUE        0xFFFF
 #define E810_FAULT_MAX_SPURIOUS     1024    /* interrupts sent by one call */
 #define E810_FAULT_MAX_MS           3600000 /* delays and link-down times */
-
-/* GLGEN_RSTAT.DEVSTATE while a core/global/EMP reset is in progress */
-#define E810_DEVSTATE_IN_RESET      1
-/* virtual time from the reset warning to "reset done" */
-#define E810_RESET_DONE_NS          (50 * SCALE_MS)
 
 /* One armed admin-queue fault: opcode -> error and/or delayed completion */
 typedef struct E810FaultAq {
@@ -75,9 +66,7 @@ typedef struct E810Fault {
     uint32_t irq_drop_fired[E810_MAX_VECTORS];
     uint64_t irq_spurious_fired;
 
-    /* core/global/EMP reset in progress (ICE_RESET_* type, 0: none) */
-    uint32_t reset_type;
-    QEMUTimer *reset_timer;
+    /* resets signalled by QMP e810-reset */
     uint64_t resets_fired;
 
     /* link flap */
@@ -98,10 +87,6 @@ typedef struct E810Fault {
 /* lifecycle (e810_core.c) */
 void e810_fault_realize(E810Core *core);
 void e810_fault_unrealize(E810Core *core);
-void e810_fault_device_reset(E810Core *core);
-
-/* core/global/EMP reset sequence: type ICE_RESET_CORER/GLOBR/EMPR */
-void e810_fault_reset_begin(E810Core *core, uint32_t type);
 
 /* admin queue (e810_adminq.c) */
 bool e810_fault_aq_match(E810Core *core, uint16_t opcode, uint16_t *error,
@@ -122,7 +107,8 @@ uint16_t e810_fault_rx_status(E810Core *core, uint32_t q);
 /* Tx (e810_txq.c): true when queue q does not consume descriptors */
 bool e810_fault_tx_hung(E810Core *core, uint32_t q);
 
-/* the "e810/faults" subsection of the device's VMState (e810.c) */
+/* migration: E810Fault as a VMSTATE_STRUCT of the device (e810.c) */
 extern const VMStateDescription e810_vmstate_fault;
+bool e810_fault_pending(const E810Fault *ft);
 
 #endif

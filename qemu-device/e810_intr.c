@@ -169,7 +169,7 @@ static void e810_intr_cause(E810Core *core, uint32_t vector, uint32_t itr_idx)
 }
 
 /* A control cause (ARQ, OICR): not moderated */
-void e810_intr_raise(E810Core *core, uint32_t vector)
+static void e810_intr_raise(E810Core *core, uint32_t vector)
 {
     e810_intr_cause(core, vector, E810_ITR_NONE);
 }

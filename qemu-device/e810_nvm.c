@@ -64,15 +64,9 @@
 #define E810_NETLIST_MAJOR              4
 #define E810_NETLIST_MINOR              0x40
 
-/* ice_aqc_req_res / ice_aq_res_ids */
-#define ICE_AQC_RES_ID_NVM              1
-#define ICE_AQC_RES_ID_GLBL_LOCK        4
-#define ICE_AQC_NVM_FLASH_ONLY          0x80
-#define ICE_AQC_NVM_MAX_OFFSET          0xFFFFFF
-
 static void e810_flash_w16(E810Core *core, uint32_t off, uint16_t v)
 {
-    e810_st16(core->nvm_flash + off, v);
+    stw_le_p(core->nvm_flash + off, v);
 }
 
 static void e810_nvm_build_civd(E810Core *core, uint32_t off)
@@ -85,10 +79,10 @@ static void e810_nvm_build_civd(E810Core *core, uint32_t off)
     size_t len = 4 + 1 + 4 + 1 + 64;    /* struct ice_orom_civd_info */
 
     memcpy(p, "$CIV", 4);
-    e810_st32(p + 5, combo);
+    stl_le_p(p + 5, combo);
     p[9] = strlen(name);
     for (size_t i = 0; i < strlen(name); i++) {
-        e810_st16(p + 10 + 2 * i, name[i]);
+        stw_le_p(p + 10 + 2 * i, name[i]);
     }
     for (size_t i = 0; i < len; i++) {
         sum += p[i];
@@ -172,14 +166,14 @@ void e810_nvm_unrealize(E810Core *core)
     core->nvm_flash = NULL;
 }
 
-/* 0x0701 nvm_read (struct ice_aqc_nvm) */
+/* 0x0701 nvm_read */
 uint16_t e810_aq_nvm_read(E810Core *core, E810AqCmd *cmd)
 {
-    uint32_t offset = e810_le16(cmd->params) | (cmd->params[2] << 16);
-    uint8_t flags = cmd->params[3];
-    uint16_t module = e810_le16(cmd->params + 4);
-    uint16_t length = e810_le16(cmd->params + 6);
-    bool flash = flags & ICE_AQC_NVM_FLASH_ONLY;
+    const struct ice_aqc_nvm *p = &cmd->params.nvm;
+    uint32_t offset = le16_to_cpu(p->offset_low) | (p->offset_high << 16);
+    uint16_t module = le16_to_cpu(p->module_typeid);
+    uint16_t length = le16_to_cpu(p->length);
+    bool flash = p->cmd_flags & ICE_AQC_NVM_FLASH_ONLY;
     uint32_t limit = flash ? E810_NVM_FLASH_SIZE : E810_NVM_SR_WORDS * 2;
 
     trace_e810_nvm_read(flash, offset, length);
@@ -218,9 +212,10 @@ uint16_t e810_aq_nvm_read(E810Core *core, E810AqCmd *cmd)
  */
 uint16_t e810_aq_req_res(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t res = e810_le16(cmd->params);
-    uint16_t access = e810_le16(cmd->params + 2);
-    uint32_t timeout = e810_le32(cmd->params + 4);
+    struct ice_aqc_req_res *p = &cmd->params.res_owner;
+    uint16_t res = le16_to_cpu(p->res_id);
+    uint16_t access = le16_to_cpu(p->access_type);
+    uint32_t timeout = le32_to_cpu(p->timeout);
 
     trace_e810_res_request(res, access);
     if (res == 0 || res >= E810_NUM_RES) {
@@ -229,12 +224,13 @@ uint16_t e810_aq_req_res(E810Core *core, E810AqCmd *cmd)
     }
     core->res_owned[res] = 1;
     core->res_access[res] = access;
-    e810_st32(cmd->params + 4, timeout ? timeout : 3000);
+    p->timeout = cpu_to_le32(timeout ? timeout
+                                     : ICE_AQ_RES_NVM_READ_DFLT_TIMEOUT_MS);
     if (res == ICE_AQC_RES_ID_GLBL_LOCK) {
         /* SUCCESS (0), or DONE (2): a package is loaded, no work to do */
         uint16_t st = e810_ddp_global_lock_status(core);
 
-        e810_st16(cmd->params + 12, st);
+        p->status = cpu_to_le16(st);
         if (st) {
             /* not granted: the driver skips the download and release */
             core->res_owned[res] = 0;
@@ -246,7 +242,7 @@ uint16_t e810_aq_req_res(E810Core *core, E810AqCmd *cmd)
 
 uint16_t e810_aq_release_res(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t res = e810_le16(cmd->params);
+    uint16_t res = le16_to_cpu(cmd->params.res_owner.res_id);
 
     trace_e810_res_release(res);
     if (res == 0 || res >= E810_NUM_RES) {

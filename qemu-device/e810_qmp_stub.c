@@ -1,7 +1,7 @@
 /*
- * QEMU Intel E810 ("ice") Ethernet controller: QMP stubs for builds
- * without the device (CONFIG_E810_PCI_EXPRESS off); the schema is
- * target-independent.
+ * QEMU Intel E810 ("ice") Ethernet controller: the QMP commands of
+ * qapi/e810.json for builds without the device (CONFIG_E810_PCI_EXPRESS
+ * off); the schema is target-independent, so every command needs one.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -14,6 +14,13 @@ void qmp_e810_inject(const char *id, uint16_t queue, const char *data,
                      Error **errp)
 {
     error_setg(errp, "this QEMU has no e810 device");
+}
+
+E810RssInfo *qmp_e810_query_rss(const char *id, bool has_vsi, uint16_t vsi,
+                                Error **errp)
+{
+    error_setg(errp, "this QEMU has no e810 device");
+    return NULL;
 }
 
 /* device-side fault injection (e810_fault.c) */

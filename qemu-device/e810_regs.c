@@ -130,9 +130,9 @@ static void wr_glgen_rtrig(E810Core *c, const E810RegRange *r, uint32_t idx,
                            uint32_t val)
 {
     if (val & GLGEN_RTRIG_GLOBR_M) {
-        e810_core_global_reset(c, 2);
+        e810_core_global_reset(c, E810_RESET_GLOBR);
     } else if (val & GLGEN_RTRIG_CORER_M) {
-        e810_core_global_reset(c, 1);
+        e810_core_global_reset(c, E810_RESET_CORER);
     }
 }
 
@@ -575,10 +575,7 @@ void e810_regs_cleanup(E810Core *core)
 void e810_regs_reset(E810Core *core)
 {
     core->glgen_rstat = 0;              /* DEVSTATE = active */
-    core->glnvm_uld = GLNVM_ULD_PCIER_DONE_M | GLNVM_ULD_PCIER_DONE_1_M |
-                      GLNVM_ULD_CORER_DONE_M | GLNVM_ULD_GLOBR_DONE_M |
-                      GLNVM_ULD_POR_DONE_M | GLNVM_ULD_POR_DONE_1_M |
-                      GLNVM_ULD_PCIER_DONE_2_M | GLNVM_ULD_PE_DONE_M;
+    core->glnvm_uld = E810_GLNVM_ULD_ALL_DONE;
     core->gl_mdck_tx_tdpu = 0;
     core->pfqf_fd_ena = 0;
     core->pfpm_wus = 0;

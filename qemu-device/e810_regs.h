@@ -90,6 +90,15 @@
 #define GLNVM_ULD_POR_DONE_1_M          E810_BIT(8)
 #define GLNVM_ULD_PCIER_DONE_2_M        E810_BIT(9)
 #define GLNVM_ULD_PE_DONE_M             E810_BIT(10)
+/* every domain done: out of reset */
+#define E810_GLNVM_ULD_ALL_DONE         (GLNVM_ULD_PCIER_DONE_M |       \
+                                         GLNVM_ULD_PCIER_DONE_1_M |     \
+                                         GLNVM_ULD_CORER_DONE_M |       \
+                                         GLNVM_ULD_GLOBR_DONE_M |       \
+                                         GLNVM_ULD_POR_DONE_M |         \
+                                         GLNVM_ULD_POR_DONE_1_M |       \
+                                         GLNVM_ULD_PCIER_DONE_2_M |     \
+                                         GLNVM_ULD_PE_DONE_M)
 #define GLNVM_GENS                      0x000B6100
 #define GLNVM_GENS_SR_SIZE_S            5
 #define GLNVM_FLA                       0x000B6108

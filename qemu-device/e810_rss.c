@@ -22,9 +22,8 @@
 
 #include "qemu/osdep.h"
 #include "qemu/log.h"
-#include "qemu/iov.h"
 #include "net/checksum.h"
-#include "hw/net/net_rx_pkt.h"
+#include "net/eth.h"
 #include "e810_core.h"
 #include "e810_adminq.h"
 #include "e810_ddp.h"
@@ -36,35 +35,9 @@
 QEMU_BUILD_BUG_ON(E810_RSS_VSI_SLOTS != E810_NUM_VSI_TRACKED);
 QEMU_BUILD_BUG_ON(E810_RSS_KEY_SIZE < 2 * E810_FLEX_FVW + 4);
 
-#define ICE_AQC_RSS_VSI_VALID           0x8000
-#define ICE_AQ_VSI_NUM_M                0x03FF
-
-/* ice_aqc_lut_flags */
-#define ICE_LUT_TYPE_M                  0x3
-#define ICE_LUT_VSI                     0
-#define ICE_LUT_PF                      1
-#define ICE_LUT_GLOBAL                  2
-#define ICE_AQC_LUT_SIZE_M              0xC
-#define ICE_AQC_LUT_SIZE_SMALL          0x0
-#define ICE_AQC_LUT_SIZE_512            0x4
-#define ICE_AQC_LUT_SIZE_2K             0x8
-#define ICE_AQC_LUT_GLOBAL_IDX_S        4
-#define ICE_AQC_LUT_GLOBAL_IDX_M        0xF0
-
-/* struct ice_aqc_vsi_props offsets */
-#define VSI_PROPS_MAPPING_FLAGS         28
-#define VSI_PROPS_Q_MAPPING             30
-#define VSI_PROPS_Q_OPT_RSS             78
-#define ICE_AQ_VSI_Q_MAP_NONCONTIG      0x1
-#define ICE_AQ_VSI_Q_M                  0x7FF
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_M      0x3
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_VSI    0x0
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_PF     0x2
-#define ICE_AQ_VSI_Q_OPT_RSS_LUT_GBL    0x3
-#define ICE_AQ_VSI_Q_OPT_RSS_GBL_LUT_S  2
-#define ICE_AQ_VSI_Q_OPT_RSS_HASH_S     6
-#define ICE_AQ_VSI_Q_OPT_RSS_HASH_TPLZ      0
-#define ICE_AQ_VSI_Q_OPT_RSS_HASH_SYM_TPLZ  1
+QEMU_BUILD_BUG_ON(E810_RSS_KEY_SIZE !=
+                  ICE_AQC_GET_SET_RSS_KEY_DATA_RSS_KEY_SIZE +
+                  ICE_AQC_GET_SET_RSS_KEY_DATA_HASH_KEY_SIZE);
 
 /* ice_prot_id values the extraction understands */
 #define ICE_PROT_MAC_OF_OR_S            1
@@ -102,7 +75,7 @@ static int e810_rss_main_slot(E810Core *core)
         if (!v->in_use) {
             continue;
         }
-        if ((v->props[VSI_PROPS_Q_OPT_RSS] & ICE_AQ_VSI_Q_OPT_RSS_LUT_M) ==
+        if ((e810_vsi_props(v)->q_opt_rss & ICE_AQ_VSI_Q_OPT_RSS_LUT_M) ==
             ICE_AQ_VSI_Q_OPT_RSS_LUT_PF) {
             return i;
         }
@@ -112,13 +85,6 @@ static int e810_rss_main_slot(E810Core *core)
         }
     }
     return best;
-}
-
-int e810_rss_main_vsi(E810Core *core)
-{
-    int slot = e810_rss_main_slot(core);
-
-    return slot < 0 ? -1 : core->vsi[slot].vsi_num;
 }
 
 void e810_rss_vsi_added(E810Core *core, int slot)
@@ -140,20 +106,24 @@ void e810_rss_reset(E810Core *core)
 }
 
 /* the VSI a 0x0B0x command names, or -1 with a guest error */
+/* (the key and LUT commands have vsi_id in the same place) */
+QEMU_BUILD_BUG_ON(offsetof(struct ice_aqc_get_set_rss_key, vsi_id) !=
+                  offsetof(struct ice_aqc_get_set_rss_lut, vsi_id));
+
 static int e810_rss_cmd_slot(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t id = e810_le16(cmd->params);
+    uint16_t id = le16_to_cpu(cmd->params.get_set_rss_key.vsi_id);
     int slot;
 
-    if (!(id & ICE_AQC_RSS_VSI_VALID)) {
+    if (!(id & ICE_AQC_GSET_RSS_KEY_VSI_VALID)) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: AQ 0x%04x: VSI id 0x%x "
                       "without the valid bit\n", cmd->opcode, id);
         return -1;
     }
-    slot = e810_rss_slot(core, id & ICE_AQ_VSI_NUM_M);
+    slot = e810_rss_slot(core, id & ICE_AQC_GSET_RSS_KEY_VSI_ID_M);
     if (slot < 0) {
         qemu_log_mask(LOG_GUEST_ERROR, "e810: AQ 0x%04x: unknown VSI %u\n",
-                      cmd->opcode, id & ICE_AQ_VSI_NUM_M);
+                      cmd->opcode, id & ICE_AQC_GSET_RSS_KEY_VSI_ID_M);
     }
     return slot;
 }
@@ -171,7 +141,7 @@ uint16_t e810_aq_set_rss_key(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_ENOENT;
     }
     /* the standard 40-byte key is required, the extension optional */
-    if (!e810_aq_need_buf(cmd, 40)) {
+    if (!e810_aq_need_buf(cmd, ICE_AQC_GET_SET_RSS_KEY_DATA_RSS_KEY_SIZE)) {
         return ICE_AQ_RC_EINVAL;
     }
     n = MIN(cmd->buf_len, E810_RSS_KEY_SIZE);
@@ -191,7 +161,7 @@ uint16_t e810_aq_get_rss_key(E810Core *core, E810AqCmd *cmd)
     if (slot < 0) {
         return ICE_AQ_RC_ENOENT;
     }
-    if (!e810_aq_need_buf(cmd, 40)) {
+    if (!e810_aq_need_buf(cmd, ICE_AQC_GET_SET_RSS_KEY_DATA_RSS_KEY_SIZE)) {
         return ICE_AQ_RC_EINVAL;
     }
     n = MIN(cmd->buf_len, E810_RSS_KEY_SIZE);
@@ -208,31 +178,32 @@ uint16_t e810_aq_get_rss_key(E810Core *core, E810AqCmd *cmd)
 static uint8_t *e810_rss_lut_for(E810Core *core, E810AqCmd *cmd, int slot,
                                  uint32_t *size)
 {
-    uint16_t flags = e810_le16(cmd->params + 2);
-    uint16_t type = flags & ICE_LUT_TYPE_M;
-    uint16_t sz = flags & ICE_AQC_LUT_SIZE_M;
+    uint16_t flags = le16_to_cpu(cmd->params.get_set_rss_lut.flags);
+    uint16_t type = flags & ICE_AQC_GSET_RSS_LUT_TABLE_TYPE_M;
+    uint16_t sz = (flags & ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_M) >>
+                  ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_S;
     uint8_t *lut;
 
     switch (type) {
     case ICE_LUT_VSI:
         *size = E810_RSS_LUT_VSI_SIZE;
         lut = core->rss.vsi_lut[slot];
-        if (sz != ICE_AQC_LUT_SIZE_SMALL) {
+        if (sz != 0) {
             goto bad;
         }
         break;
     case ICE_LUT_PF:
         *size = E810_RSS_LUT_PF_SIZE;
         lut = core->rss.pf_lut;
-        if (sz != ICE_AQC_LUT_SIZE_2K) {
+        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_2K_FLAG) {
             goto bad;
         }
         break;
     case ICE_LUT_GLOBAL:
         *size = E810_RSS_LUT_GLOBAL_SIZE;
-        lut = core->rss.glob_lut[(flags & ICE_AQC_LUT_GLOBAL_IDX_M) >>
-                                 ICE_AQC_LUT_GLOBAL_IDX_S];
-        if (sz != ICE_AQC_LUT_SIZE_512) {
+        lut = core->rss.glob_lut[(flags & ICE_AQC_GSET_RSS_LUT_GLOBAL_IDX_M) >>
+                                 ICE_AQC_GSET_RSS_LUT_GLOBAL_IDX_S];
+        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_512_FLAG) {
             goto bad;
         }
         break;
@@ -273,7 +244,8 @@ uint16_t e810_aq_set_rss_lut(E810Core *core, E810AqCmd *cmd)
         core->rss.vsi_lut_set[slot] = 1;
     }
     trace_e810_rss_lut_set(core->vsi[slot].vsi_num,
-                           e810_le16(cmd->params + 2), size);
+                           le16_to_cpu(cmd->params.get_set_rss_lut.flags),
+                           size);
     return ICE_AQ_RC_OK;
 }
 
@@ -294,134 +266,27 @@ uint16_t e810_aq_get_rss_lut(E810Core *core, E810AqCmd *cmd)
     memcpy(cmd->buf, lut, size);
     cmd->resp_len = size;
     trace_e810_rss_lut_get(core->vsi[slot].vsi_num,
-                           e810_le16(cmd->params + 2), size);
+                           le16_to_cpu(cmd->params.get_set_rss_lut.flags),
+                           size);
     return ICE_AQ_RC_OK;
 }
 
 /* ------------------------------------------------------------------ */
 /* classification                                                      */
 
-typedef struct E810Parsed {
-    uint16_t ptype;
-    int etype;              /* offset of the (last) EtherType field */
-    int l3, l4;             /* header offsets, -1 if absent */
-    bool v6;
-    uint8_t l4proto;        /* IPPROTO_* when l4 >= 0 */
-} E810Parsed;
+typedef struct E810RssResult {
+    uint16_t queue;         /* absolute PF Rx queue (QRX_CTRL index) */
+    uint32_t hash;          /* valid when 'hashed' */
+    bool hashed;            /* a profile matched: set RSS_VALID, rss_hash */
+} E810RssResult;
 
 static uint16_t e810_rd16(const uint8_t *f, size_t len, size_t off)
 {
-    return off + 2 <= len ? (f[off] << 8) | f[off + 1] : 0;
-}
-
-static void e810_rss_parse(const uint8_t *f, size_t len, E810Parsed *p)
-{
-    size_t off = 12;
-    uint16_t et;
-
-    p->ptype = E810_PTYPE_MAC_PAY;
-    p->etype = -1;
-    p->l3 = p->l4 = -1;
-    p->v6 = false;
-    p->l4proto = 0;
-    if (len < 14) {
-        return;
-    }
-    et = e810_rd16(f, len, off);
-    /* at most two VLAN tags (QinQ) */
-    for (int i = 0; i < 2 && (et == 0x8100 || et == 0x88A8 || et == 0x9100);
-         i++) {
-        off += 4;
-        et = e810_rd16(f, len, off);
-    }
-    p->etype = off;
-    off += 2;
-    if (et == 0x0800) {
-        uint8_t ihl;
-        uint16_t frag;
-
-        if (off + 20 > len || (f[off] >> 4) != 4) {
-            return;
-        }
-        ihl = f[off] & 0xF;
-        if (ihl < 5 || off + ihl * 4 > len) {
-            return;
-        }
-        p->l3 = off;
-        frag = e810_rd16(f, len, off + 6);
-        if (frag & 0x3FFF) {            /* MF or a fragment offset */
-            p->ptype = E810_PTYPE_IPV4_FRAG;
-            return;
-        }
-        p->l4proto = f[off + 9];
-        p->l4 = off + ihl * 4;
-        switch (p->l4proto) {
-        case IP_PROTO_TCP:
-            p->ptype = E810_PTYPE_IPV4_TCP;
-            break;
-        case IP_PROTO_UDP:
-            p->ptype = E810_PTYPE_IPV4_UDP;
-            break;
-        case 132:
-            p->ptype = E810_PTYPE_IPV4_SCTP;
-            break;
-        case 1:
-            p->ptype = E810_PTYPE_IPV4_ICMP;
-            break;
-        default:
-            p->ptype = E810_PTYPE_IPV4_PAY;
-            p->l4 = -1;
-            break;
-        }
-    } else if (et == 0x86DD) {
-        uint8_t nh;
-        size_t l4;
-
-        if (off + 40 > len || (f[off] >> 4) != 6) {
-            return;
-        }
-        p->l3 = off;
-        p->v6 = true;
-        nh = f[off + 6];
-        l4 = off + 40;
-        /* hop-by-hop, routing, destination options: bounded walk */
-        for (int i = 0; i < 8 && (nh == 0 || nh == 43 || nh == 60); i++) {
-            if (l4 + 8 > len) {
-                p->ptype = E810_PTYPE_IPV6_PAY;
-                return;
-            }
-            nh = f[l4];
-            l4 += (f[l4 + 1] + 1) * 8;
-        }
-        if (nh == 44) {
-            p->ptype = E810_PTYPE_IPV6_FRAG;
-            return;
-        }
-        p->l4proto = nh;
-        p->l4 = l4;
-        switch (nh) {
-        case IP_PROTO_TCP:
-            p->ptype = E810_PTYPE_IPV6_TCP;
-            break;
-        case IP_PROTO_UDP:
-            p->ptype = E810_PTYPE_IPV6_UDP;
-            break;
-        case 132:
-            p->ptype = E810_PTYPE_IPV6_SCTP;
-            break;
-        case 58:
-            p->ptype = E810_PTYPE_IPV6_ICMP;
-            break;
-        default:
-            p->ptype = E810_PTYPE_IPV6_PAY;
-            p->l4 = -1;
-            break;
-        }
-    }
+    return off + 2 <= len ? lduw_be_p(f + off) : 0;
 }
 
 /* where the header a field-vector word names starts, -1 if absent */
-static int e810_rss_prot_base(const E810Parsed *p, uint8_t prot)
+static int e810_rss_prot_base(const E810RxParsed *p, uint8_t prot)
 {
     switch (prot) {
     case ICE_PROT_MAC_OF_OR_S:
@@ -437,11 +302,11 @@ static int e810_rss_prot_base(const E810Parsed *p, uint8_t prot)
     case ICE_PROT_UDP_IL_OR_S:
         return p->l4proto == IP_PROTO_UDP ? p->l4 : -1;
     case ICE_PROT_SCTP_IL:
-        return p->l4proto == 132 ? p->l4 : -1;
+        return p->l4proto == IP_PROTO_SCTP ? p->l4 : -1;
     case ICE_PROT_ICMP_IL:
-        return !p->v6 && p->l4proto == 1 ? p->l4 : -1;
+        return !p->v6 && p->l4proto == E810_IPPROTO_ICMP ? p->l4 : -1;
     case ICE_PROT_ICMPV6_IL:
-        return p->v6 && p->l4proto == 58 ? p->l4 : -1;
+        return p->v6 && p->l4proto == E810_IPPROTO_ICMPV6 ? p->l4 : -1;
     }
     return -1;
 }
@@ -482,7 +347,7 @@ static int e810_rss_profile(E810Core *core, uint16_t vsi_num, uint16_t ptype)
 
 /* Toeplitz over the profile's words; false if the profile has none */
 static bool e810_rss_hash(E810Core *core, int slot, int prof,
-                          const uint8_t *f, size_t len, const E810Parsed *p,
+                          const uint8_t *f, size_t len, const E810RxParsed *p,
                           uint8_t hfunc, uint32_t *hash)
 {
     const E810FlexTables *t = &core->flex.cur;
@@ -542,13 +407,14 @@ static bool e810_rss_hash(E810Core *core, int slot, int prof,
     if (!n) {
         return false;
     }
-    if (hfunc != ICE_AQ_VSI_Q_OPT_RSS_HASH_TPLZ &&
-        hfunc != ICE_AQ_VSI_Q_OPT_RSS_HASH_SYM_TPLZ) {
+    if (hfunc != ICE_AQ_VSI_Q_OPT_RSS_TPLZ &&
+        hfunc != ICE_AQ_VSI_Q_OPT_RSS_SYM_TPLZ) {
         static bool logged;
 
         if (!logged) {
             qemu_log_mask(LOG_UNIMP, "e810: RSS hash function %u not "
-                          "modelled, using Toeplitz\n", hfunc);
+                          "modelled, using Toeplitz\n",
+                          hfunc >> ICE_AQ_VSI_Q_OPT_RSS_HASH_S);
             logged = true;
         }
     }
@@ -559,19 +425,25 @@ static bool e810_rss_hash(E810Core *core, int slot, int prof,
     return true;
 }
 
-void e810_rss_classify(E810Core *core, uint16_t vsi_num,
-                       const uint8_t *frame, size_t len, E810RssResult *res)
+/*
+ * Pick the queue of a frame (no FCS, 'p' what e810_rx_classify() found in
+ * it) received for VSI 'vsi_num' (hardware VSI number, or
+ * E810_RSS_VSI_MAIN).  Never fails: without a VSI, a LUT or a matching
+ * profile the frame goes to the VSI's first queue (queue 0 if the VSI is
+ * unknown) with hashed = false.
+ */
+static void e810_rss_classify(E810Core *core, uint16_t vsi_num,
+                              const uint8_t *frame, size_t len,
+                              const E810RxParsed *p, E810RssResult *res)
 {
-    E810Parsed p;
     E810Vsi *v;
+    const struct ice_aqc_vsi_props *props;
     uint16_t mflags, base, count, entry;
     uint8_t qopt;
     const uint8_t *lut;
     uint32_t lut_size;
     int slot, prof;
 
-    e810_rss_parse(frame, len, &p);
-    res->ptype = p.ptype;
     res->queue = 0;
     res->hash = 0;
     res->hashed = false;
@@ -582,12 +454,13 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
         return;
     }
     v = &core->vsi[slot];
-    mflags = e810_le16(v->props + VSI_PROPS_MAPPING_FLAGS);
-    base = e810_le16(v->props + VSI_PROPS_Q_MAPPING) & ICE_AQ_VSI_Q_M;
-    count = e810_le16(v->props + VSI_PROPS_Q_MAPPING + 2) & ICE_AQ_VSI_Q_M;
+    props = e810_vsi_props(v);
+    mflags = le16_to_cpu(props->mapping_flags);
+    base = le16_to_cpu(props->q_mapping[0]) & ICE_AQ_VSI_Q_M;
+    count = le16_to_cpu(props->q_mapping[1]) & ICE_AQ_VSI_Q_M;
     res->queue = base < E810_NUM_QUEUES ? base : 0;
 
-    qopt = v->props[VSI_PROPS_Q_OPT_RSS];
+    qopt = props->q_opt_rss;
     switch (qopt & ICE_AQ_VSI_Q_OPT_RSS_LUT_M) {
     case ICE_AQ_VSI_Q_OPT_RSS_LUT_PF:
         lut = core->rss.pf_lut_set ? core->rss.pf_lut : NULL;
@@ -607,12 +480,12 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
         lut_size = 0;
         break;
     }
-    prof = lut ? e810_rss_profile(core, v->vsi_num, p.ptype) : -1;
+    prof = lut ? e810_rss_profile(core, v->vsi_num, p->ptype) : -1;
     if (prof < 0 ||
-        !e810_rss_hash(core, slot, prof, frame, len, &p,
-                       qopt >> ICE_AQ_VSI_Q_OPT_RSS_HASH_S, &res->hash)) {
+        !e810_rss_hash(core, slot, prof, frame, len, p,
+                       qopt & ICE_AQ_VSI_Q_OPT_RSS_HASH_M, &res->hash)) {
         core->rss.unhashed++;
-        trace_e810_rss_nohash(v->vsi_num, p.ptype, prof);
+        trace_e810_rss_nohash(v->vsi_num, p->ptype, prof);
         return;
     }
     res->hashed = true;
@@ -620,8 +493,8 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
     entry = lut[res->hash & (lut_size - 1)];
     /* LUT entries are queue numbers inside the VSI's queue map */
     if (mflags & ICE_AQ_VSI_Q_MAP_NONCONTIG) {
-        base = entry < 16 ? e810_le16(v->props + VSI_PROPS_Q_MAPPING +
-                                      2 * entry) & ICE_AQ_VSI_Q_M : base;
+        base = entry < ARRAY_SIZE(props->q_mapping) ?
+               le16_to_cpu(props->q_mapping[entry]) & ICE_AQ_VSI_Q_M : base;
         entry = 0;
     } else if (entry >= count) {
         /* transient while the driver changes the channel count */
@@ -631,47 +504,19 @@ void e810_rss_classify(E810Core *core, uint16_t vsi_num,
     if (base + entry < E810_NUM_QUEUES) {
         res->queue = base + entry;
     }
-    trace_e810_rss_hash(v->vsi_num, p.ptype, prof, res->hash, res->queue);
+    trace_e810_rss_hash(v->vsi_num, p->ptype, prof, res->hash, res->queue);
 }
 
-int e810_rss_select_queue(E810Core *core, uint16_t vsi_num,
-                          const uint8_t *frame, size_t len, uint32_t *hash)
+/* The data path's queue selection: the PF's main VSI (e810_rxq.c) */
+bool e810_rss_rx(E810Core *core, const uint8_t *frame, size_t len,
+                 const E810RxParsed *p, uint16_t *queue, uint32_t *hash)
 {
     E810RssResult r;
 
-    e810_rss_classify(core, vsi_num, frame, len, &r);
-    if (hash) {
-        *hash = r.hashed ? r.hash : 0;
-    }
-    return r.queue;
-}
-
-/* headers only: the longest field-vector offset lands well inside this */
-#define E810_RSS_PARSE_MAX      512
-
-/* the data path's hook (core->rx_rss): the PF's main VSI */
-static bool e810_rss_rx_hook(E810Core *core, struct NetRxPkt *pkt,
-                             uint16_t *queue, uint32_t *hash)
-{
-    uint8_t buf[E810_RSS_PARSE_MAX];
-    size_t len;
-    E810RssResult r;
-
-    /*
-     * NetRxPkt does not export its iovec count; copying no more than its
-     * total length never walks past the last element.
-     */
-    len = MIN(net_rx_pkt_get_total_len(pkt), sizeof(buf));
-    len = iov_to_buf(net_rx_pkt_get_iovec(pkt), INT_MAX, 0, buf, len);
-    e810_rss_classify(core, E810_RSS_VSI_MAIN, buf, len, &r);
+    e810_rss_classify(core, E810_RSS_VSI_MAIN, frame, len, p, &r);
     *queue = r.queue;
     *hash = r.hash;
     return r.hashed;
-}
-
-void e810_rss_realize(E810Core *core)
-{
-    core->rx_rss = e810_rss_rx_hook;
 }
 
 /* ------------------------------------------------------------------ */
@@ -718,6 +563,7 @@ E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi, uint16_t vsi_num,
     uint8List **ltail;
     GString *key;
     E810Vsi *v;
+    const struct ice_aqc_vsi_props *props;
     uint8_t qopt;
     const uint8_t *lut;
     uint32_t lut_size;
@@ -729,7 +575,8 @@ E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi, uint16_t vsi_num,
         return NULL;
     }
     v = &core->vsi[slot];
-    qopt = v->props[VSI_PROPS_Q_OPT_RSS];
+    props = e810_vsi_props(v);
+    qopt = props->q_opt_rss;
     info = g_new0(E810RssInfo, 1);
     info->vsi = v->vsi_num;
     info->hash_function = g_strdup(
@@ -765,10 +612,8 @@ E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi, uint16_t vsi_num,
     for (uint32_t i = 0; i < lut_size; i++) {
         QAPI_LIST_APPEND(ltail, lut[i]);
     }
-    info->queue_base = e810_le16(v->props + VSI_PROPS_Q_MAPPING) &
-                       ICE_AQ_VSI_Q_M;
-    info->queue_count = e810_le16(v->props + VSI_PROPS_Q_MAPPING + 2) &
-                        ICE_AQ_VSI_Q_M;
+    info->queue_base = le16_to_cpu(props->q_mapping[0]) & ICE_AQ_VSI_Q_M;
+    info->queue_count = le16_to_cpu(props->q_mapping[1]) & ICE_AQ_VSI_Q_M;
 
     /* profiles: which packet types select which field vector */
     for (int pt = 0; pt < E810_FLEX_PTYPES; pt++) {

@@ -38,54 +38,34 @@
 #include "hw/net/net_rx_pkt.h"
 #include "e810_core.h"
 #include "e810_regs.h"
+#include "e810_rss.h"
+#include "e810_wire.h"
 #include "trace.h"
 
-#define E810_RX_DESC_SIZE       32
 #define E810_RX_MIN_FRAME       60      /* short frames are padded */
-
-/* ice_32b_rx_flex_desc_nic write-back (ice_lan_tx_rx.h) */
-#define RX_WB_RXDID             0
-#define RX_WB_UMBCAST           1
-#define RX_WB_PTYPE             2
-#define RX_WB_PKT_LEN           4
-#define RX_WB_STATUS0           8
-#define RX_WB_L2TAG1            10
-#define RX_WB_RSS_HASH          12
-#define RX_STATUS0_DD           E810_BIT(0)
-#define RX_STATUS0_EOF          E810_BIT(1)
-#define RX_STATUS0_L3L4P        E810_BIT(3)
-#define RX_STATUS0_XSUM_IPE     E810_BIT(4)
-#define RX_STATUS0_XSUM_L4E     E810_BIT(5)
-#define RX_STATUS0_RXE          E810_BIT(10)
-#define RX_STATUS0_RSS_VALID    E810_BIT(12)
-#define RX_UMBCAST_S            6       /* 0 unicast, 1 multicast, 2 bcast */
-#define RX_PKT_LEN_M            0x3FFF
+/* the parser reads headers only: the first bytes of a frame */
+#define E810_RX_PARSE_MAX       512
 
 #define QRXFLXP_CNTXT_RXDID_IDX_M   0x3F
-#define E810_RXDID_FLEX_NIC         2
-#define E810_RXDID_FLEX_NIC_2       6
 
-/*
- * Hardware packet types, as libie_rx_pt_lut[] (libie/rx.c) decodes them:
- * 1 MAC_PAY2, 11 MAC_ARP, 22..28 IPv4 frag/pay/UDP/TCP/SCTP/ICMP,
- * 88..94 the same for IPv6.
- */
-#define PTYPE_L2                1
-#define PTYPE_ARP               11
-#define PTYPE_IPV4_FRAG         22
-#define PTYPE_IPV4_PAY          23
-#define PTYPE_IPV4_UDP          24
-#define PTYPE_IPV4_TCP          26
-#define PTYPE_IPV4_SCTP         27
-#define PTYPE_IPV4_ICMP         28
-#define PTYPE_IPV6_OFFSET       (88 - 22)
-#define E810_IPPROTO_ICMP       1
-#define E810_IPPROTO_ICMPV6     58
+/* The RLAN context of an Rx queue, unpacked (e810_rxq_ctx()) */
+typedef struct E810RxCtx {
+    uint64_t base;                      /* bytes */
+    uint32_t head;
+    uint32_t qlen;                      /* descriptors */
+    uint32_t dbuf;                      /* bytes per data buffer */
+    uint32_t hbuf;
+    uint32_t rxmax;
+    uint8_t dtype;
+    uint8_t dsize;                      /* 1: 32-byte descriptors */
+    uint8_t crcstrip;
+    uint8_t l2tsel;
+} E810RxCtx;
 
 /* ------------------------------------------------------------------ */
 /* the RLAN context                                                    */
 
-void e810_rxq_ctx(E810Core *core, uint32_t q, E810RxCtx *c)
+static void e810_rxq_ctx(E810Core *core, uint32_t q, E810RxCtx *c)
 {
     uint8_t raw[E810_QRX_CONTEXT_DWORDS * 4];
 
@@ -238,49 +218,124 @@ bool e810_rx_can_receive(E810Core *core)
     return false;
 }
 
-static uint16_t e810_rx_ptype(struct NetRxPkt *pkt, const uint8_t *frame,
-                              size_t len)
+/* ------------------------------------------------------------------ */
+/* the parser                                                          */
+
+static uint16_t e810_rx_rd16(const uint8_t *f, size_t len, size_t off)
 {
-    bool v4, v6;
-    EthL4HdrProto l4;
-    uint16_t pt;
+    return off + 2 <= len ? lduw_be_p(f + off) : 0;
+}
 
-    net_rx_pkt_get_protocols(pkt, &v4, &v6, &l4);
-    if (!v4 && !v6) {
-        uint16_t et = len >= ETH_HLEN ? lduw_be_p(frame + 12) : 0;
+/*
+ * The packet type of a frame, as the hardware parser reports it in the
+ * descriptor and feeds it to the RSS block, and the offsets of the
+ * headers.  At most two VLAN tags, IPv6 extension headers (hop-by-hop,
+ * routing, destination options) up to 8 of them; every read is bounded
+ * by len.
+ */
+void e810_rx_classify(const uint8_t *f, size_t len, E810RxParsed *p)
+{
+    size_t off = 12;
+    uint16_t et;
 
-        if (et == ETH_P_VLAN && len >= ETH_HLEN + 4) {
-            et = lduw_be_p(frame + 16);
-        }
-        return et == ETH_P_ARP ? PTYPE_ARP : PTYPE_L2;
+    p->ptype = ICE_PTYPE_MAC_PAY;
+    p->etype = -1;
+    p->l3 = p->l4 = -1;
+    p->v6 = false;
+    p->l4proto = 0;
+    if (len < ETH_HLEN) {
+        return;
     }
-    if ((v4 && net_rx_pkt_get_ip4_info(pkt)->fragment) ||
-        (v6 && net_rx_pkt_get_ip6_info(pkt)->fragment)) {
-        pt = PTYPE_IPV4_FRAG;
-    } else {
-        switch (l4) {
-        case ETH_L4_HDR_PROTO_UDP:
-            pt = PTYPE_IPV4_UDP;
+    et = e810_rx_rd16(f, len, off);
+    for (int i = 0; i < 2 && (et == ETH_P_VLAN || et == ETH_P_DVLAN ||
+                              et == E810_ETH_P_QINQ_9100); i++) {
+        off += 4;
+        et = e810_rx_rd16(f, len, off);
+    }
+    p->etype = off;
+    off += 2;
+    if (et == ETH_P_ARP) {
+        p->ptype = ICE_PTYPE_MAC_ARP;
+    } else if (et == ETH_P_IP) {
+        uint8_t ihl;
+
+        if (off + 20 > len || (f[off] >> 4) != 4) {
+            return;
+        }
+        ihl = f[off] & 0xF;
+        if (ihl < 5 || off + ihl * 4 > len) {
+            return;
+        }
+        p->l3 = off;
+        if (e810_rx_rd16(f, len, off + 6) & (IP_OFFMASK | IP_MF)) {
+            p->ptype = ICE_PTYPE_IPV4_FRAG;
+            return;
+        }
+        p->l4proto = f[off + 9];
+        p->l4 = off + ihl * 4;
+        switch (p->l4proto) {
+        case IP_PROTO_TCP:
+            p->ptype = ICE_PTYPE_IPV4_TCP_PAY;
             break;
-        case ETH_L4_HDR_PROTO_TCP:
-            pt = PTYPE_IPV4_TCP;
+        case IP_PROTO_UDP:
+            p->ptype = ICE_PTYPE_IPV4_UDP_PAY;
             break;
-        case ETH_L4_HDR_PROTO_SCTP:
-            pt = PTYPE_IPV4_SCTP;
+        case IP_PROTO_SCTP:
+            p->ptype = ICE_PTYPE_IPV4_SCTP_PAY;
+            break;
+        case E810_IPPROTO_ICMP:
+            p->ptype = ICE_PTYPE_IPV4_ICMP_PAY;
             break;
         default:
-            pt = PTYPE_IPV4_PAY;
-            if (v4 && net_rx_pkt_get_ip4_info(pkt)->ip4_hdr.ip_p ==
-                E810_IPPROTO_ICMP) {
-                pt = PTYPE_IPV4_ICMP;
-            } else if (v6 && net_rx_pkt_get_ip6_info(pkt)->l4proto ==
-                       E810_IPPROTO_ICMPV6) {
-                pt = PTYPE_IPV4_ICMP;
+            p->ptype = ICE_PTYPE_IPV4_PAY;
+            p->l4 = -1;
+            break;
+        }
+    } else if (et == ETH_P_IPV6) {
+        uint8_t nh;
+        size_t l4;
+
+        if (off + 40 > len || (f[off] >> 4) != 6) {
+            return;
+        }
+        p->l3 = off;
+        p->v6 = true;
+        nh = f[off + 6];
+        l4 = off + 40;
+        for (int i = 0; i < 8 && (nh == IP6_HOP_BY_HOP || nh == IP6_ROUTING ||
+                                  nh == IP6_DESTINATON); i++) {
+            if (l4 + 8 > len) {
+                p->ptype = ICE_PTYPE_IPV6_PAY;
+                return;
             }
+            nh = f[l4];
+            l4 += (f[l4 + 1] + 1) * 8;
+        }
+        if (nh == IP6_FRAGMENT) {
+            p->ptype = ICE_PTYPE_IPV6_FRAG;
+            return;
+        }
+        p->l4proto = nh;
+        p->l4 = l4;
+        switch (nh) {
+        case IP_PROTO_TCP:
+            p->ptype = ICE_PTYPE_IPV6_TCP_PAY;
+            break;
+        case IP_PROTO_UDP:
+            p->ptype = ICE_PTYPE_IPV6_UDP_PAY;
+            break;
+        case IP_PROTO_SCTP:
+            p->ptype = ICE_PTYPE_IPV6_SCTP_PAY;
+            break;
+        case E810_IPPROTO_ICMPV6:
+            p->ptype = ICE_PTYPE_IPV6_ICMP_PAY;
+            break;
+        default:
+            p->ptype = ICE_PTYPE_IPV6_PAY;
+            p->l4 = -1;
             break;
         }
     }
-    return v6 ? pt + PTYPE_IPV6_OFFSET : pt;
 }
 
 /* The SCTP common header: ports, verification tag, CRC32c checksum */
@@ -301,7 +356,7 @@ static uint16_t e810_rx_csum_status(struct NetRxPkt *pkt)
         return 0;
     }
     if (!l3_ok) {
-        st |= RX_STATUS0_XSUM_IPE;
+        st |= ICE_RX_FLEX_DESC_STATUS0_XSUM_IPE;
     }
     /*
      * net/eth.c bounds the TCP and UDP headers by the frame but takes SCTP
@@ -319,25 +374,22 @@ static uint16_t e810_rx_csum_status(struct NetRxPkt *pkt)
     }
     if (l4 != ETH_L4_HDR_PROTO_INVALID &&
         net_rx_pkt_validate_l4_csum(pkt, &l4_ok) && !l4_ok) {
-        st |= RX_STATUS0_XSUM_L4E;
+        st |= ICE_RX_FLEX_DESC_STATUS0_XSUM_L4E;
     }
-    return st | RX_STATUS0_L3L4P;
+    return st | ICE_RX_FLEX_DESC_STATUS0_L3L4P;
 }
 
-/* Queue selection: RSS if e810_rss.c installed its hook, else queue 0 */
-uint16_t e810_rx_select_queue(E810Core *core, struct NetRxPkt *pkt,
-                              uint32_t *hash, bool *hash_valid)
+/*
+ * Queue selection: RSS on the PF's main VSI (e810_rss.c), which always
+ * picks a queue of the PF (the VSI's first, or 0, without a hash)
+ */
+static uint16_t e810_rx_select_queue(E810Core *core, const uint8_t *frame,
+                                     size_t len, const E810RxParsed *p,
+                                     uint32_t *hash, bool *hash_valid)
 {
-    uint16_t q = 0;
+    uint16_t q;
 
-    *hash = 0;
-    *hash_valid = false;
-    if (core->rx_rss && core->rx_rss(core, pkt, &q, hash)) {
-        *hash_valid = true;
-        if (q >= E810_NUM_QUEUES) {
-            q = 0;
-        }
-    }
+    *hash_valid = e810_rss_rx(core, frame, len, p, &q, hash);
     return q;
 }
 
@@ -365,13 +417,13 @@ static const char *const e810_rx_result_str[] = {
  */
 static E810RxResult e810_rxq_write(E810Core *core, uint32_t q,
                                    uint8_t *frame, size_t len,
-                                   struct NetRxPkt *pkt,
+                                   struct NetRxPkt *pkt, uint16_t ptype,
                                    uint32_t hash, bool hash_valid)
 {
     PCIDevice *d = core->owner;
     E810RxCtx c;
     uint32_t need, head, rxdid;
-    uint16_t ptype, status, umb;
+    uint16_t status, umb;
     const struct eth_header *eh = PKT_GET_ETH_HDR(frame);
     size_t off = 0;
 
@@ -397,68 +449,70 @@ static E810RxResult e810_rxq_write(E810Core *core, uint32_t q,
     }
 
     rxdid = core->qrxflxp_cntxt[q] & QRXFLXP_CNTXT_RXDID_IDX_M;
-    if (rxdid != E810_RXDID_FLEX_NIC && rxdid != E810_RXDID_FLEX_NIC_2 &&
+    if (rxdid != ICE_RXDID_FLEX_NIC && rxdid != ICE_RXDID_FLEX_NIC_2 &&
         !core->rxq_ctx_warned[q]) {
         core->rxq_ctx_warned[q] = 1;
         qemu_log_mask(LOG_UNIMP, "e810: Rx queue %u RXDID %u: written in "
                       "the flex NIC layout (RXDID 2)\n", q, rxdid);
     }
-    ptype = e810_rx_ptype(pkt, frame, len);
     status = e810_rx_csum_status(pkt);
     if (hash_valid) {
-        status |= RX_STATUS0_RSS_VALID;
+        status |= ICE_RX_FLEX_DESC_STATUS0_RSS_VALID;
     }
     status |= e810_fault_rx_status(core, q);    /* e810-fault-rx-desc */
     switch (get_eth_packet_type(eh)) {
     case ETH_PKT_BCAST:
-        umb = 2;
+        umb = ICE_RX_PTYPE_BROADCAST;
         break;
     case ETH_PKT_MCAST:
-        umb = 1;
+        umb = ICE_RX_PTYPE_MULTICAST;
         break;
     default:
-        umb = 0;
+        umb = ICE_RX_PTYPE_UNICAST;
         break;
     }
 
     head = core->rxq_head[q];
     for (uint32_t i = 0; i < need; i++) {
-        dma_addr_t da = c.base + (dma_addr_t)head * E810_RX_DESC_SIZE;
-        uint8_t desc[E810_RX_DESC_SIZE];
+        dma_addr_t da = c.base +
+                        (dma_addr_t)head * sizeof(struct ice_32b_rx_read_desc);
+        struct ice_32b_rx_read_desc rd;
+        struct ice_32b_rx_flex_desc_nic wb;
         size_t chunk = MIN(len - off, (size_t)c.dbuf);
-        uint16_t st = RX_STATUS0_DD | status;
+        uint16_t st = ICE_RX_FLEX_DESC_STATUS0_DD | status;
         bool failed = false;
         uint64_t addr;
 
-        if (pci_dma_read(d, da, desc, sizeof(desc)) != MEMTX_OK) {
+        QEMU_BUILD_BUG_ON(sizeof(rd) != sizeof(wb));
+        if (pci_dma_read(d, da, &rd, sizeof(rd)) != MEMTX_OK) {
             qemu_log_mask(LOG_GUEST_ERROR, "e810: Rx queue %u descriptor %u "
                           "at 0x%" PRIx64 " unreadable\n", q, head,
                           (uint64_t)da);
             return E810_RX_DMA_ERR;
         }
-        addr = ldq_le_p(desc);
+        addr = le64_to_cpu(rd.pkt_addr);
         if (pci_dma_write(d, addr, frame + off, chunk) != MEMTX_OK) {
             /* end the frame here with RXE: the driver drops it */
             qemu_log_mask(LOG_GUEST_ERROR, "e810: Rx queue %u buffer 0x%"
                           PRIx64 " (%zu bytes) unwritable\n", q, addr, chunk);
             failed = true;
-            st |= RX_STATUS0_RXE | RX_STATUS0_EOF;
+            st |= ICE_RX_FLEX_DESC_STATUS0_RXE |
+                  ICE_RX_FLEX_DESC_STATUS0_EOF;
         }
         off += chunk;
         if (off == len) {
-            st |= RX_STATUS0_EOF;
+            st |= ICE_RX_FLEX_DESC_STATUS0_EOF;
         }
 
-        memset(desc, 0, sizeof(desc));
-        desc[RX_WB_RXDID] = rxdid;
-        desc[RX_WB_UMBCAST] = umb << RX_UMBCAST_S;
-        stw_le_p(desc + RX_WB_PTYPE, ptype);
-        stw_le_p(desc + RX_WB_PKT_LEN, chunk & RX_PKT_LEN_M);
-        stw_le_p(desc + RX_WB_STATUS0, st);
-        if (hash_valid) {
-            stl_le_p(desc + RX_WB_RSS_HASH, hash);
-        }
-        if (pci_dma_write(d, da, desc, sizeof(desc)) != MEMTX_OK) {
+        wb = (struct ice_32b_rx_flex_desc_nic) {
+            .rxdid = rxdid,
+            .mir_id_umb_cast = umb << ICE_RX_FLEX_DESC_UMB_CAST_S,
+            .ptype_flexi_flags0 = cpu_to_le16(ptype),
+            .pkt_len = cpu_to_le16(chunk & ICE_RX_FLX_DESC_PKT_LEN_M),
+            .status_error0 = cpu_to_le16(st),
+            .rss_hash = cpu_to_le32(hash_valid ? hash : 0),
+        };
+        if (pci_dma_write(d, da, &wb, sizeof(wb)) != MEMTX_OK) {
             return E810_RX_DMA_ERR;
         }
         head = (head + 1) % c.qlen;
@@ -509,6 +563,7 @@ static void e810_rx_drop(E810Core *core, uint32_t q, size_t len,
 ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt)
 {
     size_t size = iov_size(iov, iovcnt), len;
+    E810RxParsed p;
     uint8_t *frame;
     uint32_t hash;
     bool hash_valid;
@@ -525,8 +580,11 @@ ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt)
         e810_rx_drop(core, 0, size, E810_RX_TOO_BIG);
         return size;
     }
-    q = e810_rx_select_queue(core, core->rx_pkt, &hash, &hash_valid);
-    r = e810_rxq_write(core, q, frame, len, core->rx_pkt, hash, hash_valid);
+    e810_rx_classify(frame, MIN(len, E810_RX_PARSE_MAX), &p);
+    q = e810_rx_select_queue(core, frame, MIN(len, E810_RX_PARSE_MAX), &p,
+                             &hash, &hash_valid);
+    r = e810_rxq_write(core, q, frame, len, core->rx_pkt, p.ptype, hash,
+                       hash_valid);
     if (r != E810_RX_OK) {
         e810_rx_drop(core, q, len, r);
     }
@@ -538,6 +596,7 @@ bool e810_rxq_inject(E810Core *core, uint32_t q, const uint8_t *buf,
                      size_t size, Error **errp)
 {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = size };
+    E810RxParsed p;
     uint32_t hash;
     bool hash_valid;
     uint8_t *frame;
@@ -561,9 +620,12 @@ bool e810_rxq_inject(E810Core *core, uint32_t q, const uint8_t *buf,
         return false;
     }
     /* the hash RSS would have computed, so the descriptor looks real */
-    e810_rx_select_queue(core, core->rx_pkt, &hash, &hash_valid);
+    e810_rx_classify(frame, MIN(len, E810_RX_PARSE_MAX), &p);
+    e810_rx_select_queue(core, frame, MIN(len, E810_RX_PARSE_MAX), &p,
+                         &hash, &hash_valid);
     trace_e810_rx_inject(q, size);
-    r = e810_rxq_write(core, q, frame, len, core->rx_pkt, hash, hash_valid);
+    r = e810_rxq_write(core, q, frame, len, core->rx_pkt, p.ptype, hash,
+                       hash_valid);
     if (r != E810_RX_OK) {
         e810_rx_drop(core, q, len, r);
         error_setg(errp, "Rx queue %u: frame dropped: %s", q,

@@ -21,31 +21,30 @@
 #include "e810_adminq.h"
 #include "trace.h"
 
-/* ICE_AQC_ELEM_TYPE_* */
-#define ICE_AQC_ELEM_TYPE_ROOT_PORT     0x1
-#define ICE_AQC_ELEM_TYPE_TC            0x2
-#define ICE_AQC_ELEM_TYPE_SE_GENERIC    0x3
-#define ICE_AQC_ELEM_TYPE_ENTRY_POINT   0x4
-#define ICE_AQC_ELEM_TYPE_LEAF          0x5
-#define ICE_AQC_ELEM_VALID_GENERIC      0x1
-#define ICE_AQC_ELEM_VALID_CIR          0x2
-#define ICE_AQC_ELEM_VALID_EIR          0x4
-#define ICE_AQC_ELEM_FLAG_SUSPEND_M     0x1
-
 #define ICE_INVAL_TEID                  0xFFFFFFFF
-#define E810_SCHED_ELEM_DATA_SIZE       24  /* ice_aqc_txsched_elem_data */
-#define E810_SCHED_TOPO_ELEM_SIZE       (8 + 9 * E810_SCHED_ELEM_DATA_SIZE)
 #define E810_SCHED_FIRST_TEID           0x10
+#define E810_SCHED_DFLT_BW_WT           4   /* ICE_SCHED_DFLT_BW_WT */
 
-static void e810_sched_elem_default(uint8_t *data, uint8_t type)
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_txsched_elem) !=
+                  E810_SCHED_ELEM_DATA);
+
+/* The element data a node keeps (E810SchedNode.data) */
+static struct ice_aqc_txsched_elem *e810_sched_elem(E810SchedNode *n)
 {
-    memset(data, 0, E810_SCHED_ELEM_DATA);
-    data[0] = type;
-    data[1] = ICE_AQC_ELEM_VALID_GENERIC | ICE_AQC_ELEM_VALID_CIR |
-              ICE_AQC_ELEM_VALID_EIR;
-    /* cir_bw / eir_bw: default RL profile 0, weight 4 (ICE_SCHED_DFLT_BW_WT) */
-    e810_st16(data + 6, 4);
-    e810_st16(data + 10, 4);
+    return (struct ice_aqc_txsched_elem *)n->data;
+}
+
+static void e810_sched_elem_default(struct ice_aqc_txsched_elem *e,
+                                    uint8_t type)
+{
+    /* default RL profile 0 for CIR and EIR, weight 4 */
+    *e = (struct ice_aqc_txsched_elem) {
+        .elem_type = type,
+        .valid_sections = ICE_AQC_ELEM_VALID_GENERIC |
+                          ICE_AQC_ELEM_VALID_CIR | ICE_AQC_ELEM_VALID_EIR,
+        .cir_bw.bw_alloc = cpu_to_le16(E810_SCHED_DFLT_BW_WT),
+        .eir_bw.bw_alloc = cpu_to_le16(E810_SCHED_DFLT_BW_WT),
+    };
 }
 
 E810SchedNode *e810_sched_find(E810Core *core, uint32_t teid)
@@ -82,7 +81,8 @@ static bool e810_sched_has_room(E810Core *core, E810SchedNode *parent,
 }
 
 static E810SchedNode *e810_sched_alloc(E810Core *core, uint32_t parent_teid,
-                                       uint8_t layer, const uint8_t *data)
+                                       uint8_t layer,
+                                       const struct ice_aqc_txsched_elem *data)
 {
     for (int i = 0; i < E810_SCHED_MAX_NODES; i++) {
         E810SchedNode *n = &core->sched[i];
@@ -98,8 +98,8 @@ static E810SchedNode *e810_sched_alloc(E810Core *core, uint32_t parent_teid,
         }
         n->parent_teid = parent_teid;
         n->layer = layer;
-        memcpy(n->data, data, E810_SCHED_ELEM_DATA);
-        n->elem_type = data[0];
+        memcpy(n->data, data, sizeof(*data));
+        n->elem_type = data->elem_type;
         trace_e810_sched_add(n->teid, parent_teid, layer, n->elem_type);
         return n;
     }
@@ -132,73 +132,73 @@ void e810_sched_remove(E810Core *core, E810SchedNode *node)
 }
 
 E810SchedNode *e810_sched_add_leaf(E810Core *core, uint32_t parent_teid,
-                                   uint16_t txq_id, const uint8_t *info)
+                                   uint16_t txq_id,
+                                   const struct ice_aqc_txsched_elem *info)
 {
     E810SchedNode *parent = e810_sched_find(core, parent_teid);
-    uint8_t data[E810_SCHED_ELEM_DATA];
+    struct ice_aqc_txsched_elem data = *info;
     E810SchedNode *n;
 
     if (!parent || !e810_sched_has_room(core, parent, 1)) {
         return NULL;
     }
-    memcpy(data, info, E810_SCHED_ELEM_DATA);
-    data[0] = ICE_AQC_ELEM_TYPE_LEAF;
-    n = e810_sched_alloc(core, parent_teid, parent->layer + 1, data);
+    data.elem_type = ICE_AQC_ELEM_TYPE_LEAF;
+    n = e810_sched_alloc(core, parent_teid, parent->layer + 1, &data);
     if (n) {
         n->txq_id = txq_id;
     }
     return n;
 }
 
-static void e810_sched_write_elem(E810SchedNode *n, uint8_t *e)
+static void e810_sched_write_elem(E810SchedNode *n,
+                                  struct ice_aqc_txsched_elem_data *e)
 {
-    e810_st32(e + 0, n->parent_teid);
-    e810_st32(e + 4, n->teid);
-    memcpy(e + 8, n->data, E810_SCHED_ELEM_DATA);
+    e->parent_teid = cpu_to_le32(n->parent_teid);
+    e->node_teid = cpu_to_le32(n->teid);
+    memcpy(&e->data, n->data, sizeof(e->data));
 }
 
 /* ------------------------------------------------------------------ */
 /* admin commands                                                      */
 
-/* 0x0412 query_sched_res: struct ice_aqc_query_txsched_res_resp */
+/* 0x0412 query_sched_res */
 uint16_t e810_aq_query_sched_res(E810Core *core, E810AqCmd *cmd)
 {
-    const uint16_t size = 32 + 9 * 32;
+    struct ice_aqc_query_txsched_res_resp *r = (void *)cmd->buf;
 
-    if (!e810_aq_need_buf(cmd, size)) {
+    QEMU_BUILD_BUG_ON(E810_SCHED_NUM_LAYERS != ICE_AQC_TOPO_MAX_LEVEL_NUM);
+    if (!e810_aq_need_buf(cmd, sizeof(*r))) {
         return ICE_AQ_RC_EINVAL;
     }
-    memset(cmd->buf, 0, size);
-    e810_st16(cmd->buf + 0, E810_SCHED_NUM_LAYERS);     /* phys_levels */
-    e810_st16(cmd->buf + 2, E810_SCHED_NUM_LAYERS);     /* logical_levels */
-    cmd->buf[6] = 8;                                    /* max_pf_cgds */
+    memset(r, 0, sizeof(*r));
+    r->sched_props.phys_levels = cpu_to_le16(E810_SCHED_NUM_LAYERS);
+    r->sched_props.logical_levels = cpu_to_le16(E810_SCHED_NUM_LAYERS);
+    r->sched_props.max_pf_cgds = 8;
     for (int l = 0; l < E810_SCHED_NUM_LAYERS; l++) {
-        uint8_t *p = cmd->buf + 32 + l * 32;
+        struct ice_aqc_layer_props *p = &r->layer_props[l];
 
-        p[0] = l;                                       /* logical_layer */
-        p[1] = 1;                                       /* chunk_size */
-        e810_st16(p + 2, E810_SCHED_MAX_NODES);         /* max_device_nodes */
-        e810_st16(p + 4, E810_SCHED_MAX_NODES);         /* max_pf_nodes */
-        e810_st16(p + 10, l ? E810_SCHED_SIBL_GRP_SZ : 1);
-        e810_st16(p + 12, 0);                           /* max_cir_rl_prof */
-        e810_st16(p + 14, 0);                           /* max_eir_rl_prof */
-        e810_st16(p + 16, 0);                           /* max_srl_prof */
+        p->logical_layer = l;
+        p->chunk_size = 1;
+        p->max_device_nodes = cpu_to_le16(E810_SCHED_MAX_NODES);
+        p->max_pf_nodes = cpu_to_le16(E810_SCHED_MAX_NODES);
+        p->max_sibl_grp_sz = cpu_to_le16(l ? E810_SCHED_SIBL_GRP_SZ : 1);
+        /* no rate-limit profiles: max_cir/eir/srl_rl_profiles stay 0 */
     }
-    cmd->resp_len = size;
+    cmd->resp_len = sizeof(*r);
     return ICE_AQ_RC_OK;
 }
 
 /* 0x0400 get_dflt_topo: one branch, root -> TC0 -> entry point */
 uint16_t e810_aq_get_dflt_topo(E810Core *core, E810AqCmd *cmd)
 {
-    uint8_t *hdr = cmd->buf;
+    struct ice_aqc_get_topo_elem *t = (void *)cmd->buf;
     unsigned n = 0;
     uint32_t teid = ICE_INVAL_TEID;
 
-    if (!e810_aq_need_buf(cmd, E810_SCHED_TOPO_ELEM_SIZE)) {
+    if (!e810_aq_need_buf(cmd, sizeof(*t))) {
         return ICE_AQ_RC_EINVAL;
     }
-    memset(hdr, 0, E810_SCHED_TOPO_ELEM_SIZE);
+    memset(t, 0, sizeof(*t));
     /* walk down from the root, following the first child at each layer */
     for (int layer = 0; layer < E810_SCHED_NUM_LAYERS; layer++) {
         E810SchedNode *found = NULL;
@@ -213,21 +213,22 @@ uint16_t e810_aq_get_dflt_topo(E810Core *core, E810AqCmd *cmd)
         if (!found) {
             break;
         }
-        e810_sched_write_elem(found, hdr + 8 + n * E810_SCHED_ELEM_DATA_SIZE);
+        e810_sched_write_elem(found, &t->generic[n]);
         teid = found->teid;
         n++;
     }
-    e810_st32(hdr + 0, ICE_INVAL_TEID);
-    e810_st16(hdr + 4, n);
-    cmd->params[1] = 1;                                 /* num_branches */
-    cmd->resp_len = E810_SCHED_TOPO_ELEM_SIZE;
+    t->hdr.parent_teid = cpu_to_le32(ICE_INVAL_TEID);
+    t->hdr.num_elems = cpu_to_le16(n);
+    cmd->params.get_topo.num_branches = 1;
+    cmd->resp_len = sizeof(*t);
     return ICE_AQ_RC_OK;
 }
 
 /* 0x0401 add_sched_elems: groups of {parent_teid, num_elems} + elements */
 uint16_t e810_aq_add_sched_elems(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t ngrps = e810_le16(cmd->params);
+    struct ice_aqc_sched_elem_cmd *p = &cmd->params.sched_elem_cmd;
+    uint16_t ngrps = le16_to_cpu(p->num_elem_req);
     uint32_t off = 0;
     uint16_t added = 0;
 
@@ -235,19 +236,20 @@ uint16_t e810_aq_add_sched_elems(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t g = 0; g < ngrps; g++) {
+        struct ice_aqc_add_elem *grp = (void *)(cmd->buf + off);
         uint32_t parent_teid;
         uint16_t num;
         E810SchedNode *parent;
 
-        if (off + 8 > cmd->buf_len) {
+        if (off + sizeof(grp->hdr) > cmd->buf_len) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: 0x0401 group %u beyond the buffer\n", g);
             return ICE_AQ_RC_EINVAL;
         }
-        parent_teid = e810_le32(cmd->buf + off);
-        num = e810_le16(cmd->buf + off + 4);
-        off += 8;
-        if (off + (uint32_t)num * E810_SCHED_ELEM_DATA_SIZE > cmd->buf_len) {
+        parent_teid = le32_to_cpu(grp->hdr.parent_teid);
+        num = le16_to_cpu(grp->hdr.num_elems);
+        off += sizeof(grp->hdr);
+        if (off + (uint32_t)num * sizeof(grp->generic[0]) > cmd->buf_len) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: 0x0401 %u elements overrun the buffer\n",
                           num);
@@ -268,18 +270,18 @@ uint16_t e810_aq_add_sched_elems(E810Core *core, E810AqCmd *cmd)
             return ICE_AQ_RC_ENOSPC;
         }
         for (uint16_t i = 0; i < num; i++) {
-            uint8_t *e = cmd->buf + off + i * E810_SCHED_ELEM_DATA_SIZE;
+            struct ice_aqc_txsched_elem_data *e = &grp->generic[i];
             E810SchedNode *n = e810_sched_alloc(core, parent_teid,
-                                                parent->layer + 1, e + 8);
+                                                parent->layer + 1, &e->data);
             if (!n) {
                 return ICE_AQ_RC_ENOSPC;
             }
             e810_sched_write_elem(n, e);
         }
-        off += num * E810_SCHED_ELEM_DATA_SIZE;
+        off += num * sizeof(grp->generic[0]);
         added++;
     }
-    e810_st16(cmd->params + 2, added);          /* groups added */
+    p->num_elem_resp = cpu_to_le16(added);      /* groups added */
     cmd->buf_wb = true;
     return ICE_AQ_RC_OK;
 }
@@ -287,26 +289,27 @@ uint16_t e810_aq_add_sched_elems(E810Core *core, E810AqCmd *cmd)
 /* 0x0404 get_sched_elems: fill the elements whose node_teid is given */
 uint16_t e810_aq_get_sched_elems(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t num = e810_le16(cmd->params);
+    struct ice_aqc_sched_elem_cmd *p = &cmd->params.sched_elem_cmd;
+    struct ice_aqc_txsched_elem_data *e = (void *)cmd->buf;
+    uint16_t num = le16_to_cpu(p->num_elem_req);
     uint16_t found = 0;
 
-    if (!cmd->buf ||
-        (uint32_t)num * E810_SCHED_ELEM_DATA_SIZE > cmd->buf_len) {
+    if (!cmd->buf || (uint32_t)num * sizeof(*e) > cmd->buf_len) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: 0x0404 of %u elements, buffer %u\n", num,
                       cmd->buf ? cmd->buf_len : 0);
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t i = 0; i < num; i++) {
-        uint8_t *e = cmd->buf + i * E810_SCHED_ELEM_DATA_SIZE;
-        E810SchedNode *n = e810_sched_find(core, e810_le32(e + 4));
+        E810SchedNode *n = e810_sched_find(core,
+                                           le32_to_cpu(e[i].node_teid));
 
         if (n) {
-            e810_sched_write_elem(n, e);
+            e810_sched_write_elem(n, &e[i]);
             found++;
         }
     }
-    e810_st16(cmd->params + 2, found);
+    p->num_elem_resp = cpu_to_le16(found);
     cmd->buf_wb = true;
     return found ? ICE_AQ_RC_OK : ICE_AQ_RC_ENOENT;
 }
@@ -314,33 +317,36 @@ uint16_t e810_aq_get_sched_elems(E810Core *core, E810AqCmd *cmd)
 /* 0x0403 cfg_sched_elems: update element data (type stays) */
 uint16_t e810_aq_cfg_sched_elems(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t num = e810_le16(cmd->params);
+    struct ice_aqc_sched_elem_cmd *p = &cmd->params.sched_elem_cmd;
+    const struct ice_aqc_txsched_elem_data *e = (void *)cmd->buf;
+    uint16_t num = le16_to_cpu(p->num_elem_req);
     uint16_t done = 0;
 
-    if (!cmd->buf ||
-        (uint32_t)num * E810_SCHED_ELEM_DATA_SIZE > cmd->buf_len) {
+    if (!cmd->buf || (uint32_t)num * sizeof(*e) > cmd->buf_len) {
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t i = 0; i < num; i++) {
-        uint8_t *e = cmd->buf + i * E810_SCHED_ELEM_DATA_SIZE;
-        E810SchedNode *n = e810_sched_find(core, e810_le32(e + 4));
+        E810SchedNode *n = e810_sched_find(core,
+                                           le32_to_cpu(e[i].node_teid));
 
         if (n) {
-            uint8_t type = n->data[0];
+            struct ice_aqc_txsched_elem *d = e810_sched_elem(n);
+            uint8_t type = d->elem_type;
 
-            memcpy(n->data, e + 8, E810_SCHED_ELEM_DATA);
-            n->data[0] = type;
+            *d = e[i].data;
+            d->elem_type = type;
             done++;
         }
     }
-    e810_st16(cmd->params + 2, done);
+    p->num_elem_resp = cpu_to_le16(done);
     return done == num ? ICE_AQ_RC_OK : ICE_AQ_RC_ENOENT;
 }
 
 /* 0x0408 move_sched_elems: {src_parent, dest_parent, num, mode} + teid[] */
 uint16_t e810_aq_move_sched_elems(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t ngrps = e810_le16(cmd->params);
+    struct ice_aqc_sched_elem_cmd *p = &cmd->params.sched_elem_cmd;
+    uint16_t ngrps = le16_to_cpu(p->num_elem_req);
     uint32_t off = 0;
     uint16_t moved = 0;
 
@@ -348,16 +354,17 @@ uint16_t e810_aq_move_sched_elems(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t g = 0; g < ngrps; g++) {
+        struct ice_aqc_move_elem *grp = (void *)(cmd->buf + off);
         E810SchedNode *dest;
         uint16_t num;
 
-        if (off + 12 > cmd->buf_len) {
+        if (off + sizeof(grp->hdr) > cmd->buf_len) {
             return ICE_AQ_RC_EINVAL;
         }
-        dest = e810_sched_find(core, e810_le32(cmd->buf + off + 4));
-        num = e810_le16(cmd->buf + off + 8);
-        off += 12;
-        if (off + (uint32_t)num * 4 > cmd->buf_len) {
+        dest = e810_sched_find(core, le32_to_cpu(grp->hdr.dest_parent_teid));
+        num = le16_to_cpu(grp->hdr.num_elems);
+        off += sizeof(grp->hdr);
+        if (off + (uint32_t)num * sizeof(grp->teid[0]) > cmd->buf_len) {
             return ICE_AQ_RC_EINVAL;
         }
         if (!dest) {
@@ -370,8 +377,9 @@ uint16_t e810_aq_move_sched_elems(E810Core *core, E810AqCmd *cmd)
         }
         for (uint16_t i = 0; i < num; i++) {
             E810SchedNode *n = e810_sched_find(core,
-                                               e810_le32(cmd->buf + off));
-            off += 4;
+                                               le32_to_cpu(grp->teid[i]));
+
+            off += sizeof(grp->teid[0]);
             if (!n || n->layer != dest->layer + 1) {
                 qemu_log_mask(LOG_GUEST_ERROR,
                               "e810: 0x0408 cannot move a node to layer "
@@ -383,14 +391,15 @@ uint16_t e810_aq_move_sched_elems(E810Core *core, E810AqCmd *cmd)
         }
         moved++;
     }
-    e810_st16(cmd->params + 2, moved);
+    p->num_elem_resp = cpu_to_le16(moved);
     return ICE_AQ_RC_OK;
 }
 
 /* 0x040F delete_sched_elems: {parent_teid, num} + teid[] */
 uint16_t e810_aq_delete_sched_elems(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t ngrps = e810_le16(cmd->params);
+    struct ice_aqc_sched_elem_cmd *p = &cmd->params.sched_elem_cmd;
+    uint16_t ngrps = le16_to_cpu(p->num_elem_req);
     uint32_t off = 0;
     uint16_t deleted = 0;
 
@@ -398,20 +407,22 @@ uint16_t e810_aq_delete_sched_elems(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t g = 0; g < ngrps; g++) {
+        struct ice_aqc_delete_elem *grp = (void *)(cmd->buf + off);
         uint16_t num;
 
-        if (off + 8 > cmd->buf_len) {
+        if (off + sizeof(grp->hdr) > cmd->buf_len) {
             return ICE_AQ_RC_EINVAL;
         }
-        num = e810_le16(cmd->buf + off + 4);
-        off += 8;
-        if (off + (uint32_t)num * 4 > cmd->buf_len) {
+        num = le16_to_cpu(grp->hdr.num_elems);
+        off += sizeof(grp->hdr);
+        if (off + (uint32_t)num * sizeof(grp->teid[0]) > cmd->buf_len) {
             return ICE_AQ_RC_EINVAL;
         }
         for (uint16_t i = 0; i < num; i++) {
             E810SchedNode *n = e810_sched_find(core,
-                                               e810_le32(cmd->buf + off));
-            off += 4;
+                                               le32_to_cpu(grp->teid[i]));
+
+            off += sizeof(grp->teid[0]);
             if (!n) {
                 return ICE_AQ_RC_ENOENT;
             }
@@ -425,33 +436,35 @@ uint16_t e810_aq_delete_sched_elems(E810Core *core, E810AqCmd *cmd)
         }
         deleted++;
     }
-    e810_st16(cmd->params + 2, deleted);
+    p->num_elem_resp = cpu_to_le16(deleted);
     return ICE_AQ_RC_OK;
 }
 
 /* 0x0409 suspend / 0x040A resume: teid[] */
 uint16_t e810_aq_suspend_resume_sched_elems(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t num = e810_le16(cmd->params);
-    bool suspend = cmd->opcode == 0x0409;
+    struct ice_aqc_sched_elem_cmd *p = &cmd->params.sched_elem_cmd;
+    uint16_t num = le16_to_cpu(p->num_elem_req);
+    bool suspend = cmd->opcode == ice_aqc_opc_suspend_sched_elems;
     uint16_t done = 0;
 
-    if (!cmd->buf || (uint32_t)num * 4 > cmd->buf_len) {
+    if (!cmd->buf || (uint32_t)num * sizeof(uint32_t) > cmd->buf_len) {
         return ICE_AQ_RC_EINVAL;
     }
     for (uint16_t i = 0; i < num; i++) {
-        E810SchedNode *n = e810_sched_find(core, e810_le32(cmd->buf + 4 * i));
+        E810SchedNode *n = e810_sched_find(core,
+                                           ldl_le_p(cmd->buf + 4 * i));
 
         if (n) {
             if (suspend) {
-                n->data[3] |= ICE_AQC_ELEM_FLAG_SUSPEND_M;
+                e810_sched_elem(n)->flags |= ICE_AQC_ELEM_FLAG_SUSPEND_M;
             } else {
-                n->data[3] &= ~ICE_AQC_ELEM_FLAG_SUSPEND_M;
+                e810_sched_elem(n)->flags &= ~ICE_AQC_ELEM_FLAG_SUSPEND_M;
             }
             done++;
         }
     }
-    e810_st16(cmd->params + 2, done);
+    p->num_elem_resp = cpu_to_le16(done);
     return done == num ? ICE_AQ_RC_OK : ICE_AQ_RC_ENOENT;
 }
 
@@ -461,19 +474,20 @@ uint16_t e810_aq_suspend_resume_sched_elems(E810Core *core, E810AqCmd *cmd)
  */
 uint16_t e810_aq_rl_profiles(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t num = e810_le16(cmd->params);
-    const uint32_t esz = 16;            /* struct ice_aqc_rl_profile_elem */
+    struct ice_aqc_rl_profile *p = &cmd->params.rl_profile;
+    struct ice_aqc_rl_profile_elem *e = (void *)cmd->buf;
+    uint16_t num = le16_to_cpu(p->num_profiles);
 
-    if (!cmd->buf || (uint32_t)num * esz > cmd->buf_len) {
+    if (!cmd->buf || (uint32_t)num * sizeof(*e) > cmd->buf_len) {
         return ICE_AQ_RC_EINVAL;
     }
-    if (cmd->opcode == 0x0410) {
+    if (cmd->opcode == ice_aqc_opc_add_rl_profiles) {
         for (uint16_t i = 0; i < num; i++) {
-            e810_st16(cmd->buf + i * esz + 2, 1 + i);
+            e[i].profile_id = cpu_to_le16(1 + i);
         }
         cmd->buf_wb = true;
     }
-    e810_st16(cmd->params + 2, num);
+    p->num_processed = cpu_to_le16(num);
     qemu_log_mask(LOG_UNIMP, "e810: Tx rate limiting profiles accepted but "
                   "not enforced\n");
     return ICE_AQ_RC_OK;
@@ -481,16 +495,16 @@ uint16_t e810_aq_rl_profiles(E810Core *core, E810AqCmd *cmd)
 
 void e810_sched_reset(E810Core *core)
 {
-    uint8_t data[E810_SCHED_ELEM_DATA];
+    struct ice_aqc_txsched_elem data;
     E810SchedNode *root, *tc;
 
     memset(core->sched, 0, sizeof(core->sched));
     core->sched_next_teid = E810_SCHED_FIRST_TEID;
 
-    e810_sched_elem_default(data, ICE_AQC_ELEM_TYPE_ROOT_PORT);
-    root = e810_sched_alloc(core, ICE_INVAL_TEID, 0, data);
-    e810_sched_elem_default(data, ICE_AQC_ELEM_TYPE_TC);
-    tc = e810_sched_alloc(core, root->teid, 1, data);
-    e810_sched_elem_default(data, ICE_AQC_ELEM_TYPE_ENTRY_POINT);
-    e810_sched_alloc(core, tc->teid, 2, data);
+    e810_sched_elem_default(&data, ICE_AQC_ELEM_TYPE_ROOT_PORT);
+    root = e810_sched_alloc(core, ICE_INVAL_TEID, 0, &data);
+    e810_sched_elem_default(&data, ICE_AQC_ELEM_TYPE_TC);
+    tc = e810_sched_alloc(core, root->teid, 1, &data);
+    e810_sched_elem_default(&data, ICE_AQC_ELEM_TYPE_ENTRY_POINT);
+    e810_sched_alloc(core, tc->teid, 2, &data);
 }

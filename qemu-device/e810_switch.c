@@ -19,39 +19,26 @@
 #include "e810_rss.h"
 #include "trace.h"
 
-#define ICE_AQ_VSI_NUM_M                0x03FF
-#define ICE_AQ_VSI_IS_VALID             0x8000
-#define ICE_AQC_GET_SW_CONF_RESP_PHYS_PORT  0
-
-/* switch rule types (struct ice_aqc_sw_rules_elem_hdr) */
-#define ICE_AQC_SW_RULES_T_LKUP_RX          0x0
-#define ICE_AQC_SW_RULES_T_LKUP_TX          0x1
-#define ICE_AQC_SW_RULES_T_LG_ACT           0x2
-#define ICE_AQC_SW_RULES_T_VSI_LIST_SET     0x3
-#define ICE_AQC_SW_RULES_T_VSI_LIST_CLEAR   0x4
-#define ICE_AQC_SW_RULES_T_PRUNE_LIST_SET   0x5
-#define ICE_AQC_SW_RULES_T_PRUNE_LIST_CLEAR 0x6
-
-#define ICE_AQC_RES_TYPE_M                  0x7F
-#define ICE_AQC_RES_TYPE_FDIR_COUNTER_BLOCK 0x21
-#define ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES 0x22
-#define ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES 0x23
-#define ICE_AQC_RES_TYPE_FLAG_SCAN_BOTTOM   0x1000
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_vsi_props) != E810_VSI_PROPS_SIZE);
 
 /* 0x0200 get_sw_cfg: one element, the physical port of this PF */
 uint16_t e810_aq_get_sw_cfg(E810Core *core, E810AqCmd *cmd)
 {
-    if (!e810_aq_need_buf(cmd, 6)) {
+    struct ice_aqc_get_sw_cfg_resp_elem *e = (void *)cmd->buf;
+
+    if (!e810_aq_need_buf(cmd, sizeof(*e))) {
         return ICE_AQ_RC_EINVAL;
     }
-    memset(cmd->buf, 0, 6);
-    e810_st16(cmd->buf + 0, 0 |         /* logical port 0 */
-              (ICE_AQC_GET_SW_CONF_RESP_PHYS_PORT << 14));
-    e810_st16(cmd->buf + 2, 0);         /* swid */
-    e810_st16(cmd->buf + 4, PCI_FUNC(core->owner->devfn));
-    e810_st16(cmd->params + 2, 0);      /* no continuation */
-    e810_st16(cmd->params + 4, 1);      /* num_elems */
-    cmd->resp_len = 6;
+    *e = (struct ice_aqc_get_sw_cfg_resp_elem) {
+        /* logical port 0, a physical port */
+        .vsi_port_num = cpu_to_le16(ICE_AQC_GET_SW_CONF_RESP_PHYS_PORT <<
+                                    ICE_AQC_GET_SW_CONF_RESP_TYPE_S),
+        .swid = 0,
+        .pf_vf_num = cpu_to_le16(PCI_FUNC(core->owner->devfn)),
+    };
+    cmd->params.get_sw_conf.element = 0;            /* no continuation */
+    cmd->params.get_sw_conf.num_elems = cpu_to_le16(1);
+    cmd->resp_len = sizeof(*e);
     return ICE_AQ_RC_OK;
 }
 
@@ -84,12 +71,15 @@ static unsigned e810_vsi_count(E810Core *core)
 
 static uint16_t e810_vsi_resp(E810Core *core, E810AqCmd *cmd, uint16_t num)
 {
+    struct ice_aqc_add_update_free_vsi_resp *r =
+        &cmd->params.add_update_free_vsi_res;
     unsigned used = e810_vsi_count(core);
 
-    memset(cmd->params, 0, 8);
-    e810_st16(cmd->params + 0, num);
-    e810_st16(cmd->params + 4, used);
-    e810_st16(cmd->params + 6, E810_NUM_VSI_TRACKED - used);
+    /* addr_high/addr_low stay the buffer's */
+    r->vsi_num = cpu_to_le16(num);
+    r->ext_status = 0;
+    r->vsi_used = cpu_to_le16(used);
+    r->vsi_free = cpu_to_le16(E810_NUM_VSI_TRACKED - used);
     return ICE_AQ_RC_OK;
 }
 
@@ -125,34 +115,47 @@ uint16_t e810_aq_add_vsi(E810Core *core, E810AqCmd *cmd)
     v->in_use = 1;
     memcpy(v->props, cmd->buf, E810_VSI_PROPS_SIZE);
     e810_rss_vsi_added(core, v - core->vsi);
-    trace_e810_vsi_add(v->vsi_num, e810_le16(cmd->params + 6) & 3);
+    trace_e810_vsi_add(v->vsi_num, le16_to_cpu(cmd->params.vsi_cmd.vsi_flags) &
+                       ICE_AQ_VSI_TYPE_M);
     return e810_vsi_resp(core, cmd, v->vsi_num);
 }
 
 /*
- * struct ice_aqc_vsi_props sections: ICE_AQ_VSI_PROP_*_VALID bit and the
- * bytes it covers
+ * The sections of struct ice_aqc_vsi_props: ICE_AQ_VSI_PROP_*_VALID bit,
+ * first and last field
  */
+#define VSI_SECTION(bit, first, last) \
+    { bit, offsetof(struct ice_aqc_vsi_props, first), \
+      offsetof(struct ice_aqc_vsi_props, last) + \
+      sizeof_field(struct ice_aqc_vsi_props, last) - \
+      offsetof(struct ice_aqc_vsi_props, first) }
+
 static const struct {
     uint16_t bit;
     uint8_t start, len;
 } e810_vsi_sections[] = {
-    { 1u << 0, 2, 4 },          /* switch */
-    { 1u << 1, 6, 2 },          /* security */
-    { 1u << 2, 8, 8 },          /* VLAN */
-    { 1u << 3, 24, 4 },         /* outer tag */
-    { 1u << 4, 16, 4 },         /* ingress UP */
-    { 1u << 5, 20, 4 },         /* egress UP */
-    { 1u << 6, 28, 50 },        /* Rx queue map */
-    { 1u << 7, 78, 6 },         /* queueing options (RSS LUT, hash) */
-    { 1u << 8, 84, 4 },         /* outer UP */
-    { 1u << 11, 90, 10 },       /* flow director */
-    { 1u << 12, 100, 4 },       /* PASID */
+    VSI_SECTION(ICE_AQ_VSI_PROP_SW_VALID, sw_id, veb_stat_id),
+    VSI_SECTION(ICE_AQ_VSI_PROP_SECURITY_VALID, sec_flags, sec_reserved),
+    VSI_SECTION(ICE_AQ_VSI_PROP_VLAN_VALID, port_based_inner_vlan,
+                inner_vlan_reserved2),
+    VSI_SECTION(ICE_AQ_VSI_PROP_OUTER_TAG_VALID, port_based_outer_vlan,
+                outer_tag_reserved),
+    VSI_SECTION(ICE_AQ_VSI_PROP_INGRESS_UP_VALID, ingress_table,
+                ingress_table),
+    VSI_SECTION(ICE_AQ_VSI_PROP_EGRESS_UP_VALID, egress_table, egress_table),
+    VSI_SECTION(ICE_AQ_VSI_PROP_RXQ_MAP_VALID, mapping_flags, tc_mapping),
+    VSI_SECTION(ICE_AQ_VSI_PROP_Q_OPT_VALID, q_opt_rss, q_opt_reserved),
+    VSI_SECTION(ICE_AQ_VSI_PROP_OUTER_UP_VALID, outer_up_table,
+                outer_up_table),
+    VSI_SECTION(ICE_AQ_VSI_PROP_FLOW_DIR_VALID, fd_options, fd_report_opt),
+    VSI_SECTION(ICE_AQ_VSI_PROP_PASID_VALID, pasid_id, pasid_id),
 };
 
 static void e810_vsi_merge(uint8_t *props, const uint8_t *upd)
 {
-    uint16_t valid = e810_le16(upd);
+    struct ice_aqc_vsi_props *p = (void *)props;
+    const struct ice_aqc_vsi_props *u = (const void *)upd;
+    uint16_t valid = le16_to_cpu(u->valid_sections);
 
     for (size_t i = 0; i < ARRAY_SIZE(e810_vsi_sections); i++) {
         if (valid & e810_vsi_sections[i].bit) {
@@ -161,13 +164,13 @@ static void e810_vsi_merge(uint8_t *props, const uint8_t *upd)
                    e810_vsi_sections[i].len);
         }
     }
-    e810_st16(props, e810_le16(props) | valid);
+    p->valid_sections = cpu_to_le16(le16_to_cpu(p->valid_sections) | valid);
 }
 
 /* 0x0211 update_vsi: the valid_sections of the buffer replace ours */
 uint16_t e810_aq_update_vsi(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t num = e810_le16(cmd->params) & ICE_AQ_VSI_NUM_M;
+    uint16_t num = le16_to_cpu(cmd->params.vsi_cmd.vsi_num) & ICE_AQ_VSI_NUM_M;
     E810Vsi *v = e810_vsi_find(core, num);
 
     if (!e810_aq_need_buf(cmd, E810_VSI_PROPS_SIZE)) {
@@ -179,14 +182,14 @@ uint16_t e810_aq_update_vsi(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_ENOENT;
     }
     e810_vsi_merge(v->props, cmd->buf);
-    trace_e810_vsi_update(num, e810_le16(cmd->buf));
+    trace_e810_vsi_update(num, lduw_le_p(cmd->buf));
     return e810_vsi_resp(core, cmd, num);
 }
 
 /* 0x0213 free_vsi */
 uint16_t e810_aq_free_vsi(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t num = e810_le16(cmd->params) & ICE_AQ_VSI_NUM_M;
+    uint16_t num = le16_to_cpu(cmd->params.vsi_cmd.vsi_num) & ICE_AQ_VSI_NUM_M;
     E810Vsi *v = e810_vsi_find(core, num);
 
     if (!v) {
@@ -202,18 +205,19 @@ uint16_t e810_aq_free_vsi(E810Core *core, E810AqCmd *cmd)
 /* 0x0208 alloc_res / 0x0209 free_res: {res_type, num_elems, elem[]} */
 uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
 {
-    bool alloc = cmd->opcode == 0x0208;
+    struct ice_aqc_alloc_free_res_elem *r = (void *)cmd->buf;
+    bool alloc = cmd->opcode == ice_aqc_opc_alloc_res;
     uint16_t type, num;
     int pool;
 
-    if (!e810_aq_need_buf(cmd, 4)) {
+    if (!e810_aq_need_buf(cmd, sizeof(*r))) {
         return ICE_AQ_RC_EINVAL;
     }
-    type = e810_le16(cmd->buf) & ICE_AQC_RES_TYPE_M;
-    num = e810_le16(cmd->buf + 2);
+    type = le16_to_cpu(r->res_type) & ICE_AQC_RES_TYPE_M;
+    num = le16_to_cpu(r->num_elems);
     if (type != ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES &&
         type != ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES &&
-        4 + (uint32_t)num * 2 > cmd->buf_len) {
+        sizeof(*r) + (uint32_t)num * sizeof(r->elem[0]) > cmd->buf_len) {
         qemu_log_mask(LOG_GUEST_ERROR,
                       "e810: 0x%04x of %u resources overruns the buffer\n",
                       cmd->opcode, num);
@@ -222,14 +226,14 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
     if (type == ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES ||
         type == ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES) {
         /* a count of entries, one element answered (ice_alloc_res_cntr) */
-        if (cmd->buf_len < 6 || !num) {
+        if (cmd->buf_len < sizeof(*r) + sizeof(r->elem[0]) || !num) {
             return ICE_AQ_RC_EINVAL;
         }
         if (e810_flex_fd_entries(core, type, alloc, num)) {
             return ICE_AQ_RC_ENOSPC;
         }
         if (alloc) {
-            e810_st16(cmd->buf + 4, 0);
+            r->elem[0] = 0;
             trace_e810_res_alloc(type, num);
         } else {
             trace_e810_res_free(type, num);
@@ -239,11 +243,11 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
     }
     if (e810_flex_res_type(type, &pool)) {
         /* profile IDs / TCAM entries: per-type pools (e810_ddp.c) */
-        bool bottom = e810_le16(cmd->buf) & ICE_AQC_RES_TYPE_FLAG_SCAN_BOTTOM;
+        bool bottom = le16_to_cpu(r->res_type) &
+                      ICE_AQC_RES_TYPE_FLAG_SCAN_BOTTOM;
 
         for (uint16_t i = 0; i < num; i++) {
-            uint8_t *e = cmd->buf + 4 + 2 * i;
-            uint16_t id = e810_le16(e), rc;
+            uint16_t id = le16_to_cpu(r->elem[i]), rc;
 
             rc = alloc ? e810_flex_res_alloc(core, pool, bottom, &id)
                        : e810_flex_res_free(core, pool, id);
@@ -251,7 +255,7 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
                 return rc;
             }
             if (alloc) {
-                e810_st16(e, id);
+                r->elem[i] = cpu_to_le16(id);
                 trace_e810_res_alloc(type, id);
             } else {
                 trace_e810_res_free(type, id);
@@ -261,45 +265,44 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_OK;
     }
     for (uint16_t i = 0; i < num; i++) {
-        uint8_t *e = cmd->buf + 4 + 2 * i;
-        E810ResAlloc *r = NULL;
+        E810ResAlloc *a = NULL;
 
         if (alloc) {
             for (int j = 0; j < E810_MAX_RES_ALLOC; j++) {
                 if (!core->res_alloc[j].in_use) {
-                    r = &core->res_alloc[j];
+                    a = &core->res_alloc[j];
                     break;
                 }
             }
-            if (!r) {
+            if (!a) {
                 return ICE_AQ_RC_ENOSPC;
             }
-            r->in_use = 1;
-            r->res_type = type;
-            r->id = core->next_res_id++;
+            a->in_use = 1;
+            a->res_type = type;
+            a->id = core->next_res_id++;
             if (core->next_res_id >= 0x400) {   /* 10-bit list ids */
                 core->next_res_id = 1;
             }
-            e810_st16(e, r->id);
-            trace_e810_res_alloc(type, r->id);
+            r->elem[i] = cpu_to_le16(a->id);
+            trace_e810_res_alloc(type, a->id);
         } else {
-            uint16_t id = e810_le16(e);
+            uint16_t id = le16_to_cpu(r->elem[i]);
 
             for (int j = 0; j < E810_MAX_RES_ALLOC; j++) {
                 if (core->res_alloc[j].in_use &&
                     core->res_alloc[j].res_type == type &&
                     core->res_alloc[j].id == id) {
-                    r = &core->res_alloc[j];
+                    a = &core->res_alloc[j];
                     break;
                 }
             }
-            if (!r) {
+            if (!a) {
                 qemu_log_mask(LOG_GUEST_ERROR,
                               "e810: free of unallocated resource type 0x%x "
                               "id %u\n", type, id);
                 return ICE_AQ_RC_ENOENT;
             }
-            r->in_use = 0;
+            a->in_use = 0;
             trace_e810_res_free(type, id);
         }
     }
@@ -308,36 +311,55 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
 }
 
 /* size of one rule in a 0x02A0..0x02A2 buffer, 0 if it does not fit */
-static uint32_t e810_sw_rule_size(const uint8_t *r, uint32_t left)
+static uint32_t e810_sw_rule_size(const uint8_t *p, uint32_t left)
 {
-    uint16_t type;
+    const struct ice_sw_rule_lkup_rx_tx *lkup = (const void *)p;
+    const struct ice_sw_rule_lg_act *lg_act = (const void *)p;
+    const struct ice_sw_rule_vsi_list *vsi_list = (const void *)p;
     uint32_t size;
 
-    if (left < 8) {
+    /* every rule is at least a header, an index and a count */
+    if (left < sizeof(*vsi_list)) {
         return 0;
     }
-    type = e810_le16(r);
-    switch (type) {
+    switch (le16_to_cpu(vsi_list->hdr.type)) {
     case ICE_AQC_SW_RULES_T_LKUP_RX:
     case ICE_AQC_SW_RULES_T_LKUP_TX:
-        if (left < 16) {
+        if (left < sizeof(*lkup)) {
             return 0;
         }
-        size = 16 + e810_le16(r + 14);          /* hdr_len */
+        size = sizeof(*lkup) + le16_to_cpu(lkup->hdr_len);
         break;
     case ICE_AQC_SW_RULES_T_LG_ACT:
-        size = 8 + 4 * e810_le16(r + 6);        /* size (actions) */
+        size = sizeof(*lg_act) +
+               le16_to_cpu(lg_act->size) * sizeof(lg_act->act[0]);
         break;
     case ICE_AQC_SW_RULES_T_VSI_LIST_SET:
     case ICE_AQC_SW_RULES_T_VSI_LIST_CLEAR:
     case ICE_AQC_SW_RULES_T_PRUNE_LIST_SET:
     case ICE_AQC_SW_RULES_T_PRUNE_LIST_CLEAR:
-        size = 8 + 2 * e810_le16(r + 6);        /* number_vsi */
+        size = sizeof(*vsi_list) +
+               le16_to_cpu(vsi_list->number_vsi) * sizeof(vsi_list->vsi[0]);
         break;
     default:
         return 0;
     }
     return size <= left ? size : 0;
+}
+
+/*
+ * The index a rule is known by: the device's answer for lookups, the
+ * driver's own for VSI/prune lists and large actions
+ */
+QEMU_BUILD_BUG_ON(offsetof(struct ice_sw_rule_lg_act, index) !=
+                  offsetof(struct ice_sw_rule_vsi_list, index));
+
+static uint16_t e810_sw_rule_index(const uint8_t *p, bool lkup)
+{
+    if (lkup) {
+        return le16_to_cpu(((const struct ice_sw_rule_lkup_rx_tx *)p)->index);
+    }
+    return le16_to_cpu(((const struct ice_sw_rule_vsi_list *)p)->index);
 }
 
 static E810SwRule *e810_rule_find(E810Core *core, uint16_t type,
@@ -358,7 +380,8 @@ static E810SwRule *e810_rule_find(E810Core *core, uint16_t type,
 /* 0x02A0 add / 0x02A1 update / 0x02A2 remove switch rules */
 uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
 {
-    uint16_t nrules = e810_le16(cmd->params);
+    struct ice_aqc_sw_rules *prm = &cmd->params.sw_rules;
+    uint16_t nrules = le16_to_cpu(prm->num_rules_fltr_entry_index);
     uint32_t off = 0;
 
     if (!cmd->buf) {
@@ -366,6 +389,7 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
     }
     for (uint16_t i = 0; i < nrules; i++) {
         uint8_t *p = cmd->buf + off;
+        struct ice_sw_rule_lkup_rx_tx *lk = (void *)p;
         uint32_t size = e810_sw_rule_size(p, cmd->buf_len - off);
         uint16_t type;
         bool lkup;
@@ -375,23 +399,24 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: switch rule %u (type 0x%x) malformed or "
                           "beyond the buffer\n", i,
-                          cmd->buf_len - off >= 2 ? e810_le16(p) : 0xFFFF);
+                          cmd->buf_len - off >= 2 ? lduw_le_p(p) : 0xFFFF);
             return ICE_AQ_RC_EINVAL;
         }
-        type = e810_le16(p);
+        type = le16_to_cpu(lk->hdr.type);
         lkup = type <= ICE_AQC_SW_RULES_T_LKUP_TX;
         switch (cmd->opcode) {
-        case 0x02A0:
+        case ice_aqc_opc_add_sw_rules:
             if (type == ICE_AQC_SW_RULES_T_VSI_LIST_CLEAR ||
                 type == ICE_AQC_SW_RULES_T_PRUNE_LIST_CLEAR) {
                 /* clearing a list: drop our record of it */
-                r = e810_rule_find(core, type, e810_le16(p + 4));
+                r = e810_rule_find(core, type, e810_sw_rule_index(p, false));
                 if (r) {
                     r->in_use = 0;
                 }
                 break;
             }
-            r = lkup ? NULL : e810_rule_find(core, type, e810_le16(p + 4));
+            r = lkup ? NULL
+                     : e810_rule_find(core, type, e810_sw_rule_index(p, false));
             if (!r) {
                 for (int j = 0; j < E810_MAX_SW_RULES; j++) {
                     if (!core->rules[j].in_use) {
@@ -410,32 +435,33 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
             r->in_use = 1;
             r->type = type;
             if (lkup) {
-                /* the device picks the lookup index: bytes 12..13 */
+                /* the device picks the lookup index */
                 r->index = core->next_rule_index++;
                 if (core->next_rule_index >= 0x2000) {
                     core->next_rule_index = 1;
                 }
-                e810_st16(p + 12, r->index);
-                r->act = e810_le32(p + 8);
-                memcpy(r->hdr, p + 16, MIN(size - 16, sizeof(r->hdr)));
+                lk->index = cpu_to_le16(r->index);
+                r->act = le32_to_cpu(lk->act);
+                memcpy(r->hdr, lk->hdr_data,
+                       MIN(size - sizeof(*lk), sizeof(r->hdr)));
             } else {
                 /* VSI/prune lists and large actions carry their index */
-                r->index = e810_le16(p + 4);
+                r->index = e810_sw_rule_index(p, false);
             }
             trace_e810_sw_rule_add(type, r->index, r->act);
             break;
-        case 0x02A1:
-            r = e810_rule_find(core, type, e810_le16(p + (lkup ? 12 : 4)));
+        case ice_aqc_opc_update_sw_rules:
+            r = e810_rule_find(core, type, e810_sw_rule_index(p, lkup));
             if (!r) {
                 return ICE_AQ_RC_ENOENT;
             }
             if (lkup) {
-                r->act = e810_le32(p + 8);
+                r->act = le32_to_cpu(lk->act);
             }
             trace_e810_sw_rule_update(type, r->index, r->act);
             break;
-        case 0x02A2:
-            r = e810_rule_find(core, type, e810_le16(p + (lkup ? 12 : 4)));
+        case ice_aqc_opc_remove_sw_rules:
+            r = e810_rule_find(core, type, e810_sw_rule_index(p, lkup));
             if (!r) {
                 return ICE_AQ_RC_ENOENT;
             }
@@ -445,7 +471,7 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
         }
         off += size;
     }
-    cmd->buf_wb = cmd->opcode == 0x02A0;
+    cmd->buf_wb = cmd->opcode == ice_aqc_opc_add_sw_rules;
     return ICE_AQ_RC_OK;
 }
 

@@ -47,38 +47,39 @@
 #include "e810_regs.h"
 #include "trace.h"
 
-#define E810_TXQ_GRP_HDR_SIZE   8       /* struct ice_aqc_add_tx_qgrp */
-#define E810_TXQ_PERQ_SIZE      48      /* struct ice_aqc_add_txqs_perq */
+QEMU_BUILD_BUG_ON(sizeof_field(struct ice_aqc_add_txqs_perq, txq_ctx) !=
+                  sizeof_field(E810Core, txq_ctx[0]));
 
 /* 0x0C30 add_txqs: create the LEAF, return its TEID, enable the queue */
 uint16_t e810_aq_add_txqs(E810Core *core, E810AqCmd *cmd)
 {
-    uint8_t ngrps = cmd->params[0];
+    uint8_t ngrps = cmd->params.add_txqs.num_qgrps;
     uint32_t off = 0;
 
     if (!cmd->buf) {
         return ICE_AQ_RC_EINVAL;
     }
     for (uint8_t g = 0; g < ngrps; g++) {
+        struct ice_aqc_add_tx_qgrp *grp = (void *)(cmd->buf + off);
         uint32_t parent_teid;
         uint8_t nq;
 
-        if (off + E810_TXQ_GRP_HDR_SIZE > cmd->buf_len) {
+        if (off + sizeof(*grp) > cmd->buf_len) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: 0x0C30 group %u beyond the buffer\n", g);
             return ICE_AQ_RC_EINVAL;
         }
-        parent_teid = e810_le32(cmd->buf + off);
-        nq = cmd->buf[off + 4];
-        off += E810_TXQ_GRP_HDR_SIZE;
-        if (off + (uint32_t)nq * E810_TXQ_PERQ_SIZE > cmd->buf_len) {
+        parent_teid = le32_to_cpu(grp->parent_teid);
+        nq = grp->num_txqs;
+        off += sizeof(*grp);
+        if (off + (uint32_t)nq * sizeof(grp->txqs[0]) > cmd->buf_len) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: 0x0C30 %u queues overrun the buffer\n", nq);
             return ICE_AQ_RC_EINVAL;
         }
         for (uint8_t i = 0; i < nq; i++) {
-            uint8_t *q = cmd->buf + off + i * E810_TXQ_PERQ_SIZE;
-            uint16_t txq = e810_le16(q);
+            struct ice_aqc_add_txqs_perq *q = &grp->txqs[i];
+            uint16_t txq = le16_to_cpu(q->txq_id);
             E810SchedNode *leaf, *old;
 
             if (txq >= E810_NUM_QUEUES) {
@@ -93,15 +94,15 @@ uint16_t e810_aq_add_txqs(E810Core *core, E810AqCmd *cmd)
             if (old) {
                 e810_sched_remove(core, old);
             }
-            leaf = e810_sched_add_leaf(core, parent_teid, txq, q + 32);
+            leaf = e810_sched_add_leaf(core, parent_teid, txq, &q->info);
             if (!leaf) {
                 qemu_log_mask(LOG_GUEST_ERROR,
                               "e810: 0x0C30 parent TEID 0x%x missing or "
                               "full\n", parent_teid);
                 return ICE_AQ_RC_EINVAL;
             }
-            e810_st32(q + 4, leaf->teid);
-            memcpy(core->txq_ctx[txq], q + 8, sizeof(core->txq_ctx[txq]));
+            q->q_teid = cpu_to_le32(leaf->teid);
+            memcpy(core->txq_ctx[txq], q->txq_ctx, sizeof(q->txq_ctx));
             core->txq_teid[txq] = leaf->teid;
             core->txq_enabled[txq] = 1;
             core->qtx_comm_head[txq] = 0;
@@ -109,7 +110,7 @@ uint16_t e810_aq_add_txqs(E810Core *core, E810AqCmd *cmd)
             core->txq_skip[txq] = 0;
             trace_e810_txq_add(txq, leaf->teid, parent_teid);
         }
-        off += nq * E810_TXQ_PERQ_SIZE;
+        off += nq * sizeof(grp->txqs[0]);
     }
     cmd->buf_wb = true;
     return ICE_AQ_RC_OK;
@@ -118,7 +119,7 @@ uint16_t e810_aq_add_txqs(E810Core *core, E810AqCmd *cmd)
 /* 0x0C31 dis_txqs: groups of {parent_teid, num_qs, q_id[]} (+2 if even) */
 uint16_t e810_aq_dis_txqs(E810Core *core, E810AqCmd *cmd)
 {
-    uint8_t ngrps = cmd->params[1];
+    uint8_t ngrps = cmd->params.dis_txqs.num_entries;
     uint32_t off = 0;
     bool missing = false;
 
@@ -127,21 +128,25 @@ uint16_t e810_aq_dis_txqs(E810Core *core, E810AqCmd *cmd)
         return ICE_AQ_RC_OK;
     }
     for (uint8_t g = 0; g < ngrps; g++) {
+        struct ice_aqc_dis_txq_item *item = (void *)(cmd->buf + off);
         uint8_t nq;
         uint32_t size;
 
-        if (off + 6 > cmd->buf_len) {
+        if (off + sizeof(*item) > cmd->buf_len) {
             return ICE_AQ_RC_EINVAL;
         }
-        nq = cmd->buf[off + 4];
-        size = 6 + 2 * nq + ((nq % 2) == 0 ? 2 : 0);
+        nq = item->num_qs;
+        /* q_id[] is padded to keep the next group's parent_teid aligned */
+        size = sizeof(*item) + sizeof(item->q_id[0]) * nq +
+               ((nq % 2) == 0 ? 2 : 0);
         if (off + size > cmd->buf_len) {
             qemu_log_mask(LOG_GUEST_ERROR,
                           "e810: 0x0C31 group %u overruns the buffer\n", g);
             return ICE_AQ_RC_EINVAL;
         }
         for (uint8_t i = 0; i < nq; i++) {
-            uint16_t txq = e810_le16(cmd->buf + off + 6 + 2 * i) & 0x7FFF;
+            uint16_t txq = le16_to_cpu(item->q_id[i]) &
+                           ~(1u << ICE_AQC_Q_DIS_BUF_ELEM_TYPE_S);
             E810SchedNode *leaf;
 
             if (txq >= E810_NUM_QUEUES || !core->txq_enabled[txq]) {
