@@ -113,9 +113,11 @@ async def test_patch_applies_and_fixes_the_unwind(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_patch_fails_loudly(tmp_path: Path) -> None:
     tree = _fake_ice_main(tmp_path, buggy=False)
+    before = (tree / mb.ICE_MAIN).read_bytes()
     with pytest.raises(BuildError, match=r"ice-free-irq-dev-id\.patch does not apply"):
         await mb.apply_patch(tree)
-    assert mb.BUGGY_LINE not in (tree / mb.ICE_MAIN).read_text()  # untouched
+    assert (tree / mb.ICE_MAIN).read_bytes() == before  # untouched
+    assert sorted(p.name for p in tree.rglob("*") if p.is_file()) == [Path(mb.ICE_MAIN).name]
     with pytest.raises(BuildError, match="expected one"):
         mb.check_patched(tree)
     tree2 = _fake_ice_main(tmp_path / "twice")

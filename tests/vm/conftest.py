@@ -8,6 +8,7 @@ these tests *skip* with the make target to run; under ``CI=true`` the suite-wide
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import os
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 from icevm.errors import BuildError
+from icevm.qemu import savestate
 from icevm.qemu.vm import VM
 
 
@@ -95,8 +97,26 @@ def guest_vm(variant: str = "safe", *, cpus: int = 2, **kw: Any) -> VM:
                  "initrd": b.initrd, "qemu": b.qemu, "firmware_dir": b.firmware, **kw})
 
 
+async def ready(variant: str = "safe", *, cpus: int = 2, **kw: Any) -> VM:
+    """A started, ready :func:`guest_vm` (the caller closes it), restored from the saved
+    post-boot state of its configuration; the first of a configuration boots and saves it.
+    For every test whose subject is not the boot itself."""
+    return await savestate.ready_vm(lambda: guest_vm(variant, cpus=cpus, **kw))
+
+
+@contextlib.asynccontextmanager
+async def restored(variant: str = "safe", *, cpus: int = 2, **kw: Any) -> AsyncIterator[VM]:
+    """:func:`ready` as a context manager that closes the VM."""
+    vm = await ready(variant, cpus=cpus, **kw)
+    try:
+        yield vm
+    finally:
+        await vm.close()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def smoke_vm() -> AsyncIterator[VM]:
-    """One safe-mode guest with the e810 under TCG, shared by a module's tests."""
+    """One safe-mode guest with the e810 under TCG, shared by a module's tests; it boots for
+    real (the smoke tests are about the boot)."""
     async with guest_vm("safe") as vm:
         yield vm

@@ -36,7 +36,7 @@ from icevm.net.packets import Frame, UdpFlow
 from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
 from icevm.qemu.vm import INJECT_COMMAND, VM
 
-from .conftest import guest_vm, until
+from .conftest import guest_vm, ready, until
 
 pytestmark = [pytest.mark.datapath, pytest.mark.asyncio(loop_scope="module")]
 
@@ -133,8 +133,7 @@ async def link_up(vm: VM) -> None:
 
 
 async def boot(nic: NicConfig) -> VM:
-    vm = guest_vm("safe", nic=nic)
-    await vm.start()
+    vm = await ready("safe", nic=nic)
     try:
         if NIC != "e810":
             await vm.exec(["modprobe", DRIVER], check=True)

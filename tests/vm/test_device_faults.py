@@ -47,7 +47,7 @@ from icevm.net.packets import UdpFlow
 from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
 from icevm.qemu.vm import VM
 
-from .conftest import guest_vm, until
+from .conftest import guest_vm, ready, until
 
 pytestmark = [pytest.mark.device_faults, pytest.mark.asyncio(loop_scope="module")]
 
@@ -70,6 +70,13 @@ WATCHDOG = re.compile(r"NETDEV WATCHDOG: CPU: \d+: transmit queue \d+ timed out"
 TX_TIMEOUT = re.compile(r"tx_timeout recovery level (\d+), txqueue (\d+)")
 REBUILT = re.compile(r"VSI rebuilt\. VSI index \d+, type (?:ICE_VSI_)?PF\b")
 REBUILD_FAILED = re.compile(r"Rebuild failed, unload and reload driver")
+
+#: Every wait for an event the device or the driver will produce: a bound that only stops a
+#: hang (TCG on a loaded 2-core machine), never one that orders two events.
+HANG = 120.0
+#: A link flap held down until the test ends it (:func:`end_flap`): e810-link-flap's longest
+#: down time, so the link is provably down for as long as the test looks.
+HELD_FLAP = "link-flap:3600000"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -124,6 +131,14 @@ def carrier_is(vm: VM, state: int) -> Callable[[], Awaitable[bool]]:
     async def probe() -> bool:
         return await carrier(vm) == state
     return probe
+
+
+async def end_flap(vm: VM) -> None:
+    """End a :data:`HELD_FLAP`: a new flap of 1 ms on a link that is already down posts no
+    link status event (e810-link-flap: only changes do) and brings the link up 1 ms later —
+    one link-up event, and nothing else disarmed (e810-fault-clear would also drop the armed
+    faults)."""
+    await df.arm(vm, df.parse("link-flap:1"))
 
 
 def if_exists(vm: VM) -> Callable[[], Awaitable[bool]]:
@@ -191,7 +206,7 @@ class Recorder:
     def fired(self, kind: str | Sequence[str] | None = None) -> list[df.FaultEvent]:
         return df.fired(self.vm, self.events0, kind)
 
-    async def wait_fired(self, kind: str, timeout: float = 60.0) -> df.FaultEvent:  # noqa: ASYNC109
+    async def wait_fired(self, kind: str, timeout: float = HANG) -> df.FaultEvent:  # noqa: ASYNC109
         return await df.wait_fired(self.vm, kind, since=self.events0, timeout=timeout)
 
     async def wait_log(self, rx: re.Pattern[str], timeout: float = 120.0,  # noqa: ASYNC109
@@ -217,12 +232,16 @@ def verdict(obs: DeviceFaultObservation) -> DeviceVerdict:
 
 
 async def boot(variant: str = "safe", *, cpus: int = 2, options: dict[str, str] | None = None,
-               **kw: Any) -> VM:
-    """A guest with the e810 on the controller's wire, once eth0 exists; ``kw`` goes to
+               fresh: bool = False, **kw: Any) -> VM:
+    """A guest with the e810 on the controller's wire, once eth0 exists: restored from the
+    saved post-boot state of its configuration, or booted when ``fresh``; ``kw`` goes to
     :func:`guest_vm` (another QEMU build or kernel)."""
-    vm = guest_vm(variant, cpus=cpus, nic=NicConfig(backend="socket", options=options or {}),
-                  **kw)
-    await vm.start()
+    nic = NicConfig(backend="socket", options=options or {})
+    if fresh:
+        vm = guest_vm(variant, cpus=cpus, nic=nic, **kw)
+        await vm.start()
+    else:
+        vm = await ready(variant, cpus=cpus, nic=nic, **kw)
     try:
         assert await until(if_exists(vm), 120), "no eth0"
     except BaseException:
@@ -235,8 +254,8 @@ async def boot(variant: str = "safe", *, cpus: int = 2, options: dict[str, str] 
 
 @contextlib.asynccontextmanager
 async def configured(variant: str = "safe", **kw: Any) -> AsyncIterator[VM]:
-    """A fresh guest (:func:`boot`) after :func:`configure`, closed on the way out (a
-    fixture's own VM)."""
+    """A guest (:func:`boot`) after :func:`configure`, closed on the way out (a fixture's own
+    VM)."""
     vm = await boot(variant, **kw)
     try:
         await configure(vm)
@@ -275,7 +294,7 @@ async def test_aq_error_during_open_fails_with_eio_and_leaves_no_irq(nic: VM) ->
     await df.arm(vm, fault)
     trigger = await run(vm, "ip", "link", "set", IF, "up")
     after = await irq_state(vm)
-    ev = await rec.wait_fired("aq-error", timeout=10)
+    ev = await rec.wait_fired("aq-error", timeout=HANG)
     left = await df.query(vm)
     await df.clear(vm)
     follow = await run(vm, "ip", "link", "set", IF, "up")
@@ -305,7 +324,7 @@ async def test_aq_delay_within_the_drivers_timeout_only_slows_the_open(nic: VM) 
     fault = df.parse("aq-delay:add_txqs:300")
     await df.arm(vm, fault)
     up = await run(vm, "ip", "link", "set", IF, "up")
-    ev = await rec.wait_fired("aq-delay", timeout=10)
+    ev = await rec.wait_fired("aq-delay", timeout=HANG)
     st = await irq_state(vm)
     v = verdict(DeviceFaultObservation(
         faults=[str(fault)], expected_events=["aq-delay"],
@@ -330,8 +349,12 @@ async def test_aq_delay_past_the_drivers_timeout_fails_the_open_then_recovers(ni
     await df.arm(vm, fault)
     trigger = await run(vm, "ip", "link", "set", IF, "up")
     after = await irq_state(vm)
-    await rec.wait_fired("aq-delay", timeout=10)
-    await asyncio.sleep(4)  # the late completion lands (QEMU timer, 3 s)
+    await rec.wait_fired("aq-delay", timeout=HANG)
+
+    async def landed() -> bool:  # the device holds the command until its timer (3 s) fires
+        return not any("held at the ATQ head" in f.detail for f in await df.query(vm))
+
+    assert await until(landed, HANG), "the late completion never landed (still held)"
     follow = await run(vm, "ip", "link", "set", IF, "up")
     recovered = await irq_state(vm)
     await configure(vm)
@@ -377,7 +400,7 @@ async def test_spurious_interrupts_are_tolerated(nic: VM) -> None:
             async def counted(action: str = action, count0: int = count0) -> bool:
                 return irq_total(await irq_state(vm), action) > count0
 
-            assert await until(counted, 10), f"{f}: {action}'s count did not move"
+            assert await until(counted, HANG), f"{f}: {action}'s count did not move"
     after = await irq_state(vm)
     ok, summary = await ping_host(vm)
     v = verdict(DeviceFaultObservation(
@@ -417,7 +440,7 @@ async def test_one_lost_queue_interrupt_stalls_rx_until_tx_revives_the_vector(ni
     rx0 = await read_int(vm, rx_path)
     n = 5
     await vm.inject(foreign.frames(n, start=9_000_000), flush=True)
-    await rec.wait_fired("irq-drop", timeout=10)
+    await rec.wait_fired("irq-drop", timeout=HANG)
 
     async def taken() -> bool:
         return await read_int(vm, rx_path) - rx0 >= n
@@ -425,7 +448,7 @@ async def test_one_lost_queue_interrupt_stalls_rx_until_tx_revives_the_vector(ni
     stalled = not await until(taken, 8, 0.5)  # several service-task periods
     stalled_irqs = irq_total(await irq_state(vm), TXRX0) - irq_total(before, TXRX0)
     ok, summary = await ping_host(vm, 5)
-    revived = await until(taken, 10)
+    revived = await until(taken, HANG)
     after = await irq_state(vm)
     log = await rec.log()
     v = verdict(DeviceFaultObservation(
@@ -451,12 +474,14 @@ async def test_link_flap_is_seen_as_carrier_down_then_up(nic: VM) -> None:
     await configure(vm)
     changes0 = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
     rec = await Recorder(vm).start()
-    fault = df.parse("link-flap:3000")
+    fault = df.parse(HELD_FLAP)
     await df.arm(vm, fault)
-    await rec.wait_fired("link-down", timeout=10)
-    saw_down = await until(carrier_is(vm, 0), 10, 0.2)
-    await rec.wait_fired("link-up", timeout=30)
-    assert await until(carrier_is(vm, 1), 30), "carrier did not come back after the link came up"
+    await rec.wait_fired("link-down", timeout=HANG)
+    saw_down = await until(carrier_is(vm, 0), HANG, 0.2)  # the link stays down meanwhile
+    await end_flap(vm)
+    await rec.wait_fired("link-up", timeout=HANG)
+    assert await until(carrier_is(vm, 1), HANG), \
+        "carrier did not come back after the link came up"
     changes = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
     log = await rec.log()
     ok, summary = await ping_host(vm)
@@ -480,21 +505,25 @@ async def test_lost_link_up_event_leaves_the_carrier_down_until_reopen(nic: VM) 
     await needs(vm, "e810-link-flap", "e810-fault-arq-drop")
     await configure(vm)
     rec = await Recorder(vm).start()
-    flap = df.parse("link-flap:2000")
+    flap = df.parse(HELD_FLAP)
     await df.arm(vm, flap)
-    await rec.wait_fired("link-down", timeout=10)
-    assert await until(carrier_is(vm, 0), 20), "the link-down event did not reach the driver"
+    await rec.wait_fired("link-down", timeout=HANG)
+    if not await until(carrier_is(vm, 0), HANG):
+        await end_flap(vm)  # leave the shared guest's link up for the tests that follow
+        pytest.fail("the link-down event did not reach the driver")
     drop = df.parse("arq-drop:1")
-    await df.arm(vm, drop)  # the next ARQ event: the link-up one
-    await rec.wait_fired("link-up", timeout=30)
-    dropped = await rec.wait_fired("arq-drop", timeout=10)
+    await df.arm(vm, drop)  # the link is still down: the next ARQ event is the link-up one
+    await end_flap(vm)
+    await rec.wait_fired("link-up", timeout=HANG)
+    dropped = await rec.wait_fired("arq-drop", timeout=HANG)
     came_back = await until(carrier_is(vm, 1), 15, 0.5)  # the service task runs every second or so
     log = await rec.log()
     await vm.exec(["ip", "link", "set", IF, "down"], check=True)
     await configure(vm)
     ok, summary = await ping_host(vm)
     v = verdict(DeviceFaultObservation(
-        faults=[str(flap), str(drop)], expected_events=["link-down", "link-up", "arq-drop"],
+        faults=[str(flap), str(drop), "link-flap:1"],
+        expected_events=["link-down", "link-up", "arq-drop"],
         events=[e.kind for e in rec.fired()], kernel_log=log, traffic_ok=ok,
         traffic_detail=summary))
     assert v.outcome is Outcome.PASS, v.summary
@@ -527,7 +556,7 @@ async def test_rx_descriptor_rxe_drops_the_frame_before_the_stack(nic: VM, error
     async def delivered() -> bool:
         return await udp_noports(vm) - noports0 >= n - k
 
-    await until(delivered, 30)
+    await until(delivered, HANG)
     await asyncio.sleep(1.0)  # anything late
     got = await udp_noports(vm) - noports0
     rx = await read_int(vm, f"/sys/class/net/{IF}/statistics/rx_packets") - rx0
@@ -561,13 +590,13 @@ async def test_reset_rebuilds_and_the_vectors_and_traffic_come_back(nic: VM, kin
     rec = await Recorder(vm).start()
     fault = df.parse(f"reset:{kind}")
     await df.arm(vm, fault)
-    ev = await rec.wait_fired("reset", timeout=10)
+    ev = await rec.wait_fired("reset", timeout=HANG)
     rebuilt = await rec.wait_log(REBUILT, 180)
 
     async def back() -> bool:
         return txrx(await irq_state(vm)) == [TXRX0] and await carrier(vm) == 1
 
-    await until(back, 60)
+    await until(back, HANG)
     after = await irq_state(vm)
     ok, summary = await ping_host(vm)
     log = await rec.log()
@@ -601,7 +630,7 @@ async def tx_timeout_and_recovery(vm: VM, fault: df.DeviceFault, event: str,
     pinger = asyncio.ensure_future(
         vm.exec(["ping", "-c", "60", "-i", "0.2", "-W", "1", PEER_IP], timeout=120))
     try:
-        await rec.wait_fired(event, timeout=60)
+        await rec.wait_fired(event, timeout=HANG)
         timeout_line = await rec.wait_log(TX_TIMEOUT, 180)
     finally:
         await undo()
@@ -613,7 +642,7 @@ async def tx_timeout_and_recovery(vm: VM, fault: df.DeviceFault, event: str,
     async def back() -> bool:
         return txrx(await irq_state(vm)) == txrx(before) and await carrier(vm) == 1
 
-    await until(back, 60)
+    await until(back, HANG)
     after = await irq_state(vm)
     ok, summary = await ping_host(vm)
     log = await rec.log()
@@ -666,27 +695,33 @@ async def test_one_lost_misc_interrupt_leaves_the_driver_deaf_until_a_reset(watc
     changes0 = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
     rec = await Recorder(vm).start()
 
-    async def flap_seen() -> bool:
+    async def flap_seen(watch: float) -> bool:
+        """A link flap held down while the guest's carrier is watched for 0 (up to ``watch``
+        s: the link is down all that time), then ended: whether the carrier dropped."""
         mark = vm.events_mark()
-        await df.arm(vm, df.parse("link-flap:2000"))
-        seen = await until(carrier_is(vm, 0), 6, 0.25)
-        await df.wait_fired(vm, "link-up", since=mark, timeout=30)
+        await df.arm(vm, df.parse(HELD_FLAP))
+        await df.wait_fired(vm, "link-down", since=mark, timeout=HANG)
+        seen = await until(carrier_is(vm, 0), watch, 0.25)
+        await end_flap(vm)
+        await df.wait_fired(vm, "link-up", since=mark, timeout=HANG)
         return seen
 
     await df.arm(vm, df.parse(f"irq-drop:{vec}:1"))
-    first = await flap_seen()  # its link-down event's interrupt is the one lost
+    # A deaf driver never drops the carrier: a healthy one does within a second or two of
+    # the event; these two watch 10 s of held-down link for it.
+    first = await flap_seen(10)  # its link-down event's interrupt is the one lost
     await df.clear(vm)
-    second = await flap_seen()  # the fault is gone; the vector is still masked
+    second = await flap_seen(10)  # the fault is gone; the vector is still masked
     changes = await read_int(vm, f"/sys/class/net/{IF}/carrier_changes")
     reset = await run(vm, "/bin/sh", "-c", f"echo 1 > /sys/bus/pci/devices/{bdf}/reset")
     await rec.wait_log(REBUILT, 120)
     await configure(vm)
-    third = await flap_seen()
-    await until(carrier_is(vm, 1), 30)
+    third = await flap_seen(HANG)
+    assert await until(carrier_is(vm, 1), HANG), "no carrier after the last flap ended"
     ok, summary = await ping_host(vm)
     log = await rec.log()
     v = verdict(DeviceFaultObservation(
-        faults=[f"irq-drop:{vec}:1", "link-flap:2000 x3"],
+        faults=[f"irq-drop:{vec}:1", f"{HELD_FLAP} x3", "link-flap:1 x3"],
         expected_events=["irq-drop", "link-down", "link-up"],
         events=[e.kind for e in rec.fired()], follow_up=[reset], kernel_log=log,
         traffic_ok=ok, traffic_detail=summary))
@@ -760,12 +795,13 @@ async def test_rx_checksum_error_bits_count_in_rx_csum_bad(full: VM) -> None:
     for i, f in enumerate(specs):  # one fault at a time: each takes the next frames
         await df.arm(vm, f)
         await vm.inject(FLOW.frames(4, start=8_000_000 + 1000 * i), flush=True)
-        await until(functools.partial(_fired_for, rec, f), 10)
+        assert await until(functools.partial(_fired_for, rec, f), HANG), \
+            f"{f}: not all of its Rx descriptor errors were written"
 
     async def delivered() -> bool:
         return await udp_noports(vm) - noports0 >= n
 
-    await until(delivered, 30)
+    await until(delivered, HANG)
     await asyncio.sleep(1.0)
     s1 = await ethtool_stats(vm)
     got = await udp_noports(vm) - noports0
@@ -815,7 +851,7 @@ async def test_corer_with_request_irq_failing_in_the_rebuild(gdb: VM) -> None:
     try:
         armed.next_attempt()
         await df.arm(vm, df.parse("reset:corer"))
-        await rec.wait_fired("reset", timeout=10)
+        await rec.wait_fired("reset", timeout=HANG)
         end = await rec.wait_log(re.compile(f"{REBUILD_FAILED.pattern}|{REBUILT.pattern}"),
                                  180)
     finally:

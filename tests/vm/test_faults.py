@@ -30,7 +30,8 @@ from icevm.guest import probe
 from icevm.inject.host import FaultSpec
 from icevm.judge import scenarios
 from icevm.judge.verdicts import Outcome, Verdict
-from icevm.qemu.vm import VM
+
+from .conftest import restored
 
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio(loop_scope="module")]
 
@@ -132,9 +133,7 @@ async def test_misc_vector_failure_at_probe_fails_the_probe_cleanly() -> None:
 async def full_mode() -> AsyncIterator[int]:
     """Skip unless the full guest's ice comes up in full mode with a queue vector per CPU;
     yields the number of queue vectors."""
-    b = built("full")
-    async with VM(variant="full", accel="tcg", cpus=FULL_CPUS, kernel=b.vmlinux,
-                  initrd=b.initrd) as vm:
+    async with restored("full", cpus=FULL_CPUS) as vm:
         log = (await vm.exec(["dmesg"], check=True)).out.splitlines()
         dev = probe.parse_identify((await vm.sh(probe.IDENTIFY, check=True)).out)
     mode = probe.driver_mode(log)

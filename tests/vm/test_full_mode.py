@@ -28,7 +28,7 @@ from icevm.net.rss import l4_input, lut_queue
 from icevm.qemu.cmdline import DEFAULT_MAC, NicConfig
 from icevm.qemu.vm import VM
 
-from .conftest import guest_vm
+from .conftest import ready
 
 pytestmark = [pytest.mark.full_mode, pytest.mark.asyncio(loop_scope="module")]
 
@@ -43,8 +43,7 @@ FRAMES_PER_FLOW = 2
 
 
 async def boot_full(cpus: int) -> VM:
-    vm = guest_vm("full", cpus=cpus, nic=NicConfig(backend="socket"))
-    await vm.start()
+    vm = await ready("full", cpus=cpus, nic=NicConfig(backend="socket"))
     try:
         r = await vm.sh("for i in $(seq 100); do [ -e /sys/class/net/eth0 ] && exit 0; "
                         "sleep 0.1; done; exit 1")

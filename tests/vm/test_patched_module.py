@@ -30,6 +30,8 @@ from icevm.artifacts import (
 from icevm.errors import BuildError
 from icevm.qemu.vm import VM
 
+from .conftest import restored
+
 pytestmark = [pytest.mark.faults, pytest.mark.asyncio(loop_scope="module")]
 
 E810 = ("0x8086", "0x159b")
@@ -70,8 +72,8 @@ def patched_guest(patched_ko: Path) -> tuple[QemuArtifacts, GuestArtifacts]:
 async def patched_vm(patched_guest: tuple[QemuArtifacts, GuestArtifacts]) -> AsyncIterator[VM]:
     """The safe guest whose image carries the patched ice.ko instead of Debian's."""
     q, g = patched_guest
-    async with VM(variant="safe", accel="tcg", cpus=2, kernel=g.vmlinux, initrd=g.initrd,
-                  qemu=q.binary, firmware_dir=q.firmware) as vm:
+    async with restored("safe", kernel=g.vmlinux, initrd=g.initrd, qemu=q.binary,
+                        firmware_dir=q.firmware) as vm:
         yield vm
 
 

@@ -5,8 +5,7 @@ A request_irq fault scenario (safe guest, vector 0, EBUSY) is run through
 something from outside the controller, the way it breaks in real life:
 
 - QEMU killed (SIGKILL to its process);
-- the guest hung (its vCPUs stopped through the run directory's spare QMP socket: the agent goes
-  silent);
+- the guest hung (QEMU stopped with SIGSTOP once the fault is armed: the agent goes silent);
 - the guest kernel panics (an NMI with ``unknown_nmi_panic`` on the command line);
 - the gdbstub goes away (``gdbserver none`` through the spare monitor closes its socket);
 - the controller's QMP connection drops (its socket shut down under it, QEMU still running).
@@ -173,9 +172,10 @@ async def test_qemu_killed_mid_scenario() -> None:
 
 @pytest.mark.asyncio
 async def test_guest_hung_agent_silent() -> None:
-    async def freeze(_pid: int, d: Path) -> None:
-        # Armed: the gdbstub has resumed the guest, so nothing undoes this `stop`.
-        await spare_qmp(d, "stop")
+    def freeze(pid: int, _d: Path) -> None:
+        # The whole VM stops making progress: the agent goes silent (so do QMP and the
+        # gdbstub). A QMP `stop` would not do: the armed injector resumes a paused guest.
+        os.kill(pid, signal.SIGSTOP)
 
     sab = Saboteur(freeze, at="armed")
     v = await run(scenario(command_timeout=20.0), notify=sab, checkpoint=sab.checkpoint)

@@ -107,7 +107,7 @@ async def test_corer_after_ethtool_x_oopses_the_stock_driver() -> None:
     it)."""
     seen: list[str] = []
     for attempt in range(1, ATTEMPTS + 1):
-        async with configured("full") as vm:
+        async with configured("full", fresh=True) as vm:
             await needs(vm, "e810-reset")
             before = await irq_state(vm)
             oopsed, log, events = await x_then_corer(vm)

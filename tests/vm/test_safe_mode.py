@@ -12,7 +12,7 @@ import pytest_asyncio
 from icevm.guest.interrupts import Snapshot
 from icevm.qemu.vm import VM
 
-from .conftest import guest_vm
+from .conftest import restored
 
 pytestmark = [pytest.mark.safe_mode, pytest.mark.asyncio(loop_scope="module")]
 
@@ -22,7 +22,7 @@ BAD_CONSOLE = re.compile(r"WARNING:|BUG:|Oops|Call Trace|Trying to free already-
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def vm() -> AsyncIterator[VM]:
-    async with guest_vm("safe") as v:
+    async with restored("safe") as v:
         yield v
 
 

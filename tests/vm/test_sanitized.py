@@ -78,7 +78,8 @@ async def asan_vm() -> AsyncIterator[VM]:
         mp.setenv(k, v)
     try:
         # the bzImage (see the module docstring)
-        async with configured("full", qemu=binary, kernel=guest_artifacts("full").kernel) as vm:
+        async with configured("full", fresh=True, qemu=binary,
+                              kernel=guest_artifacts("full").kernel) as vm:
             yield vm
     finally:
         mp.undo()

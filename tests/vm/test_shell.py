@@ -7,9 +7,11 @@ under TCG; the run directory it prints is where the test looks for QEMU afterwar
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -59,10 +61,58 @@ def run_script(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedP
                           check=False)
 
 
+def run_script_after(script: str, wait: str, rest: str, tmp_path: Path, *args: str,
+                     ) -> subprocess.CompletedProcess[str]:
+    """:func:`run_script`, but ``rest`` is written only once the shell has printed ``wait``
+    (it reads a piped script line by line as it comes): for a note the shell prints as it
+    comes (a console line, an event), which it would not print once the script has ended."""
+    out, err = tmp_path / "script.out", tmp_path / "script.err"
+    with out.open("w") as fo, err.open("w") as fe:
+        p = subprocess.Popen([str(ICEVM), "shell", *args], stdin=subprocess.PIPE, stdout=fo,
+                             stderr=fe, text=True, env=shell_env(tmp_path))
+    assert p.stdin is not None
+    try:
+        p.stdin.write(script)
+        p.stdin.flush()
+        deadline = time.monotonic() + BOOT + 300
+        while wait not in out.read_text():
+            assert p.poll() is None, f"{out.read_text()}\n{err.read_text()}"
+            assert time.monotonic() < deadline, f"no {wait!r} in:\n{out.read_text()}"
+            time.sleep(0.2)
+        p.stdin.write(rest)
+        p.stdin.close()
+        rc = p.wait(BOOT + 300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return subprocess.CompletedProcess(p.args, rc, out.read_text(), err.read_text())
+
+
 def run_dir_of(stderr: str) -> str:
     m = RUN_DIR.search(stderr)
     assert m is not None, f"no run dir in:\n{stderr}"
     return m.group(1)
+
+
+def qmp_command(run_dir: str, execute: str, **arguments: object) -> None:
+    """Run one QMP command on the guest's second monitor (``qmp.sock``, which a shell that
+    booted its own guest leaves free), from outside the shell."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(60)
+        s.connect(str(Path(run_dir) / "qmp.sock"))
+        f = s.makefile("rw")
+        json.loads(f.readline())  # the greeting
+        for cmd, args in (("qmp_capabilities", {}), (execute, arguments)):
+            f.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+            f.flush()
+            while "event" in (reply := json.loads(f.readline())):
+                pass
+            assert "return" in reply, reply
+
+
+#: The guest's log says an NMI came (x86 ``unknown_nmi_error``; QMP inject-nmi).
+NMI_SEEN = "dmesg | grep -q 'NMI received for unknown reason'"
 
 
 def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
@@ -107,16 +157,22 @@ def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
         c.send("exec uname -r\r")
         c.expect_exact(kernel_release)
         c.expect_exact(prompt)
-        # the device's link comes back 1.5 s after the flap: its event prints at the idle prompt
-        c.send("link flap 1500\r")
+        # the device's link comes back when the test ends the flap (a 1 ms flap of the link
+        # that is down, over QMP outside the shell) after the prompt is back: its event
+        # prints at the idle prompt
+        c.send("link flap 3600000\r")
         c.expect(r"event \S+ E810_FAULT link-down")
         c.expect_exact(prompt)
+        qmp_command(run_dir, "e810-link-flap", **{"down-ms": 1})
         c.expect(r"event \S+ E810_FAULT link-up")
         c.expect_exact(prompt)
-        # a kernel warning written two seconds later prints above the idle prompt
-        c.send('sh (sleep 2; echo "<4>WARNING: icevm shell pty test" > /dev/kmsg) '
-               ">/dev/null 2>&1 &\r")
+        # a kernel warning written while the shell waits at its prompt prints above it: a
+        # guest job writes it once an NMI came, which the test sends (QMP, outside the
+        # shell) only after the prompt is back
+        c.send(f"sh (for i in $(seq 600); do {NMI_SEEN} && break; sleep 0.3; done; "
+               f'echo "<4>WARNING: icevm shell pty test" > /dev/kmsg) >/dev/null 2>&1 &\r')
         c.expect_exact(prompt)
+        qmp_command(run_dir, "inject-nmi")
         c.expect_exact("console warn: WARNING: icevm shell pty test")
         # watch irqs without a count runs live until Enter
         c.send("watch irqs\r")
@@ -169,6 +225,10 @@ def test_repl_ends_when_qemu_goes(tmp_path: Path) -> None:
     assert qemu_of(run_dir) == []
 
 
+#: Waits (bounded) until rx_packets is 5 past the count ``/run/rx0`` kept.
+RX5 = ("for i in $(seq 600); do [ $(cat /sys/class/net/eth0/statistics/rx_packets) "
+       "-ge $(($(cat /run/rx0) + 5)) ] && break; sleep 0.3; done")
+
 GOOD = """\
 # comments and blank lines are skipped
 
@@ -181,11 +241,11 @@ fault request-irq 0 EBUSY
 sh ip link set eth0 up; echo status=$?
 exec ip link set eth0 up
 irqs
-sh cat /sys/class/net/eth0/statistics/rx_packets
+sh cat /sys/class/net/eth0/statistics/rx_packets | tee /run/rx0
 inject 0 5
-sh sleep 1; cat /sys/class/net/eth0/statistics/rx_packets
+sh RX5; cat /sys/class/net/eth0/statistics/rx_packets
 events 50
-"""
+""".replace("RX5", RX5)
 
 
 def output_of(out: str, line: str) -> list[str]:
@@ -211,8 +271,8 @@ def test_script_mode(tmp_path: Path, kernel_release: str) -> None:
     assert "MSIX request_irq failed, error: -16" in out  # the driver's own line, as it came
     assert re.search(r"│\s+\d+ │\s+1 │.*ice-eth0-TxRx-0", out)
     assert output_of(out, "inject 0 5") == ["injected 5 frames of 60 bytes onto Rx queue 0"]
-    [before] = output_of(out, "sh cat /sys/class/net/eth0/statistics/rx_packets")
-    [after] = output_of(out, "sh sleep 1; cat /sys/class/net/eth0/statistics/rx_packets")
+    [before] = output_of(out, "sh cat /sys/class/net/eth0/statistics/rx_packets | tee /run/rx0")
+    [after] = output_of(out, f"sh {RX5}; cat /sys/class/net/eth0/statistics/rx_packets")
     assert int(after) - int(before) >= 5
     run_dir = run_dir_of(r.stderr)
     assert qemu_of(run_dir) == []
@@ -300,18 +360,30 @@ fault list
 sh ip link set eth0 up; echo status=$?
 fault clear
 reset corer
-sh sleep 10
-exec ip link set eth0 up
+sh {rebuilt}
+sh {ifup}
 irqs
 link down
-sh sleep 2; cat /sys/class/net/eth0/carrier
-link up
-"""
+sh {carrier0}; cat /sys/class/net/eth0/carrier
+""".format(
+    # the rebuild's end: the driver's own line ...
+    rebuilt="for i in $(seq 600); do dmesg | grep -q 'VSI rebuilt' && break; sleep 0.3; done; "
+            "dmesg | grep 'VSI rebuilt'",
+    # ... after which the reset is still finishing (ice_rebuild: the netdev is attached
+    # after that line, ice_reset_subtask clears the reset bits after ice_rebuild returns):
+    # until then ip gets ENODEV (detached) or EBUSY (ice_open: "can't open net device while
+    # reset is in progress"); any other error fails the line
+    ifup="for i in $(seq 600); do ip link set eth0 up 2>/run/up.err && exit 0; "
+         "grep -qE 'No such device|Device or resource busy' /run/up.err || break; "
+         "sleep 0.3; done; cat /run/up.err >&2; exit 1",
+    carrier0="for i in $(seq 600); do [ $(cat /sys/class/net/eth0/carrier) = 0 ] && break; "
+             "sleep 0.3; done")
 
 
 def test_device_fault_verbs(tmp_path: Path) -> None:
     built("safe")
-    r = run_script(DEVICE, tmp_path, "--accel", "tcg")
+    # the driver's "NIC Link is Down" prints as it comes: the last line waits for it
+    r = run_script_after(DEVICE, "NIC Link is Down", "link up\n", tmp_path, "--accel", "tcg")
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "armed: AQ add_txqs (0x0C30) answers EBUSY (12), next command" in out
