@@ -62,7 +62,7 @@ FORMAT = 1
 STATE = "state"
 META = "meta.json"
 #: Saved states kept (most recently used first); older ones are removed when a new one is saved.
-KEEP = 8
+KEEP = 24
 #: Never remove a state used less than this long ago (another process may be about to load it).
 MIN_AGE = 600.0
 RUN_PLACEHOLDER = "@RUN@"
