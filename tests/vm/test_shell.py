@@ -281,16 +281,18 @@ def test_script_mode(tmp_path: Path, kernel_release: str) -> None:
 
 def test_script_stops_at_the_first_failed_line(tmp_path: Path) -> None:
     built("safe")
-    r = run_script("irqs\nfrobnicate eth0\nexec true\n", tmp_path, "--accel", "tcg")
+    mark = f"icevm-shell-mark-{os.getpid()}"
+    r = run_script(f"sh echo {mark} > /dev/ttyS0\nirqs\nfrobnicate eth0\nexec true\n", tmp_path,
+                   "--accel", "tcg")
     assert r.returncode == 2
     last = r.stderr.strip().splitlines()[-1]
     run_dir = run_dir_of(r.stderr)
-    assert last == (f"icevm: line 2: frobnicate eth0: unknown verb 'frobnicate' (help lists "
+    assert last == (f"icevm: line 3: frobnicate eth0: unknown verb 'frobnicate' (help lists "
                     f"the verbs; any QMP command name works too); console log: "
                     f"{run_dir}/console.log")
     assert "icevm> irqs" in r.stdout and "icevm> exec true" not in r.stdout
     assert qemu_of(run_dir) == []  # the VM is gone ...
-    assert "ICEVM-READY" in (Path(run_dir) / "console.log").read_text()  # ... its log kept
+    assert mark in (Path(run_dir) / "console.log").read_text()  # ... its log kept
 
     r = run_script("fault request-irq 1 EBUSY\n", tmp_path, "--accel", "tcg")
     assert r.returncode == 2

@@ -156,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
                     "With stdin not a terminal, runs the verbs line by line and exits non-zero "
                     "at the first that fails. `help` at the prompt lists the verbs.")
     _add_vm_options(sh)
+    _add_fresh_option(sh)
     sh.add_argument("--attach", metavar="RUN_DIR", default=None,
                     help="the run directory of a guest `icevm boot` runs (the VM options "
                          "are then ignored)")
@@ -437,9 +438,18 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 async def cmd_shell(args: argparse.Namespace) -> int:
-    vm = (AttachedVM(args.attach, boot_timeout=args.boot_timeout, notify=_note)
-          if args.attach is not None else _vm(args))
-    return await shell.run(vm, boot=_boot, notify=_note)
+    async def start() -> VM:
+        if args.attach is None:
+            return await _ready(args)
+        vm = AttachedVM(args.attach, boot_timeout=args.boot_timeout, notify=_note)
+        try:
+            await vm.start()
+        except BaseException:
+            await vm.close()
+            raise
+        return vm
+
+    return await shell.run(start, notify=_note)
 
 
 COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs,

@@ -194,14 +194,13 @@ async def _run_script(session: ShellSession, stream: IO[str], out: Console) -> i
     return 0
 
 
-async def run(vm: VM, *, boot: Callable[[VM], Awaitable[None]], notify: Notify,
+async def run(start: Callable[[], Awaitable[VM]], *, notify: Notify,
               stdin: IO[str] | None = None) -> int:
-    """Start (or attach to) ``vm``, run the REPL on a terminal or the script on ``stdin``,
-    and stop (or detach from) it. Returns the exit status; a failed script line raises
-    :class:`ScriptError`."""
+    """Get a ready VM from ``start()`` (a guest it started, or an :class:`AttachedVM`), run
+    the REPL on a terminal or the script on ``stdin``, and stop (or detach from) it. Returns
+    the exit status; a failed script line raises :class:`ScriptError`."""
     stream = stdin if stdin is not None else sys.stdin
     interactive = stream.isatty() and sys.stdout.isatty()
-    attached = isinstance(vm, AttachedVM)
     out = render.out_console(interactive)
 
     say = sayer(out)
@@ -209,15 +208,13 @@ async def run(vm: VM, *, boot: Callable[[VM], Awaitable[None]], notify: Notify,
     def on_event(ev: QmpEvent) -> None:
         say(f"event {format_event(ev)}")
 
+    vm = await start()
+    attached = isinstance(vm, AttachedVM)
+    if attached:
+        notify(f"attached to QEMU pid {vm.pid} ({vm.files.run_dir}); the guest agent answers")
     session = ShellSession(vm, out, interactive=interactive, say=say)
     tasks: list[asyncio.Task[None]] = []
     try:
-        if attached:
-            await vm.start()
-            notify(f"attached to QEMU pid {vm.pid} ({vm.files.run_dir}); the guest agent "
-                   f"answers")
-        else:
-            await boot(vm)
         await session.prepare()
         vm.add_event_callback(on_event)
         tasks.append(asyncio.create_task(_watch_console(vm, say)))
