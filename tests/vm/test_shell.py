@@ -180,8 +180,14 @@ def test_repl_through_a_pty(tmp_path: Path, kernel_release: str) -> None:
         c.send("\r")
         c.expect_exact(prompt)
         # Ctrl-C interrupts the running verb, not the shell; the agent is usable after it
-        c.send("sh sleep 600\r")
-        time.sleep(3)
+        mark = f"icevm-sleep-mark-{os.getpid()}"
+        c.send(f"sh echo {mark} > /dev/ttyS0; sleep 600\r")
+        # The command runs in the guest (its line is on the console): interrupt it now.
+        console = Path(run_dir) / "console.log"
+        deadline = time.monotonic() + 600  # a hang guard
+        while mark not in console.read_text(errors="replace"):
+            assert time.monotonic() < deadline, f"{mark} never reached {console}"
+            time.sleep(0.05)
         c.sendintr()
         c.expect_exact("interrupted")
         c.expect_exact(prompt)

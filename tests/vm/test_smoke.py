@@ -168,8 +168,10 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.usefixtures("safe_guest")
 async def test_qemu_killed_while_icevm_run_waits() -> None:
+    mark = f"icevm-run-mark-{os.getpid()}"
+    cmd = f"echo {mark} > /dev/ttyS0; exec sleep 600"
     proc = await asyncio.create_subprocess_exec(
-        *icevm_cmd("run", "--accel", "tcg", "--", "sleep", "600"),
+        *icevm_cmd("run", "--accel", "tcg", "--", "sh", "-c", cmd),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL)
     assert proc.stderr is not None and proc.stdout is not None
@@ -180,13 +182,18 @@ async def test_qemu_killed_while_icevm_run_waits() -> None:
                 raw = await proc.stderr.readline()
                 assert raw, f"icevm run ended early: {lines}"
                 lines.append(raw.decode().rstrip("\n"))
-                if lines[-1].startswith("icevm: running: sleep 600"):
+                if lines[-1].startswith("icevm: running: sh -c"):
                     break
         qemus = [c for c in children(proc.pid)
                  if "qemu-system" in Path(f"/proc/{c}/cmdline").read_bytes().decode()]
         assert len(qemus) == 1, f"one QEMU child expected: {qemus}"
         qemu = qemus[0]
-        # icevm runs the command under one guard from this note on: kill QEMU now.
+        argv = Path(f"/proc/{qemu}/cmdline").read_bytes().decode()
+        console = Path(re.search(r"path=([^,\0]+/console\.log)", argv).group(1))  # type: ignore[union-attr]
+        # The command runs (its line is on the console): kill QEMU under it.
+        async with asyncio.timeout(600):
+            while mark not in console.read_text(errors="replace"):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
         os.kill(qemu, signal.SIGKILL)
         async with asyncio.timeout(60):
             rest, _ = await asyncio.gather(proc.stderr.read(), proc.wait())
@@ -198,10 +205,11 @@ async def test_qemu_killed_while_icevm_run_waits() -> None:
     assert proc.returncode == 1
     assert len(err_lines) == 1, err_lines
     m = re.fullmatch(
-        r"icevm: QEMU exited with status -9 while running 'sleep 600' in the guest; "
+        rf"icevm: QEMU exited with status -9 while running 'sh -c {re.escape(cmd)}' in the "
+        r"guest; "
         r"console log: (/\S+/console\.log)", err_lines[0])
     assert m, err_lines[0]
     log = Path(m.group(1))
-    assert log.is_file() and log.stat().st_size > 0
+    assert log == console and mark in log.read_text(errors="replace")  # kept
     assert not alive(qemu)
     assert not [p for p in log.parent.iterdir() if p.suffix == ".sock"]
