@@ -84,7 +84,8 @@ def vector_table(snap: Snapshot, bdf: str | None = None, before: Snapshot | None
     t.add_column("name")
     old = {ln.key: ln for ln in before.lines} if before is not None else {}
     for ln in ice_lines(snap, bdf):
-        row = [ln.irq, "" if ln.hwirq is None else str(ln.hwirq),
+        idx = ln.msi_index if ln.msi_index is not None else ln.hwirq
+        row = [ln.irq, "" if idx is None else str(idx),
                *[str(c) for c in ln.counts], str(ln.total)]
         if before is not None:
             prev = old.get(ln.key)
