@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from icevm.artifacts import GuestArtifacts, guest_artifacts, patched_guest
+from icevm.artifacts import GuestArtifacts, guest_artifacts, kernel_ref, patched_guest
 from icevm.errors import IcevmError, UsageError, VMError
 from icevm.guest.interrupts import IrqState
 from icevm.guest.probe import (
@@ -101,17 +101,24 @@ class Scenario:
     command_timeout: float = 180.0
     #: Extra kernel command-line options for the guest (``unknown_nmi_panic``, …).
     append: tuple[str, ...] = ()
+    #: The guest kernel, as ``--kernel`` takes it (None: ``$ICEVM_KERNEL``, else the default).
+    kernel: str | None = None
 
     def validate(self) -> None:
         """:class:`UsageError` for what is wrong before any VM boots."""
         faults.check_guest(self.guest, self.cpus)
         if self.module not in MODULES:
             raise UsageError(f"unknown module {self.module!r} (one of {', '.join(MODULES)})")
+        k = kernel_ref(self.kernel)
+        if self.module == "patched" and not k.is_default:
+            raise UsageError(f"--module patched exists for the default kernel only, not {k}")
         faults.validate_vector(self.fault, self.guest, self.cpus)
 
     @property
     def label(self) -> str:
-        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {self.module}]"
+        k = kernel_ref(self.kernel)
+        kernel = "" if k.is_default else f", kernel {k}"
+        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {self.module}{kernel}]"
 
 
 # ------------------------------------------------------------------------------ artefacts
@@ -120,8 +127,8 @@ def guest_for(scenario: Scenario) -> GuestArtifacts:
     """The guest image of ``scenario``, stock or with the patched ``ice.ko``; looked up, never
     built here (a :class:`BuildError` names the make target)."""
     if scenario.module == "stock":
-        return guest_artifacts(scenario.guest)
-    return patched_guest(scenario.guest)
+        return guest_artifacts(scenario.guest, kernel=scenario.kernel)
+    return patched_guest(scenario.guest, kernel=scenario.kernel)
 
 
 _ELF_CACHE: dict[tuple[str, int, int], ModuleElf] = {}
@@ -220,15 +227,12 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
         obs.seconds = time.monotonic() - t0
         return judge(obs)
 
+    obs.kernel = art.release
     load = scenario.fault.site_def.trigger == "load"
     made: list[VM] = []
 
     def new_vm() -> VM:
-        made.append(VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
-                       memory_mb=scenario.memory_mb, iommu=scenario.iommu,
-                       append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
-                       kernel=art.vmlinux, initrd=art.initrd,
-                       boot_timeout=scenario.boot_timeout, notify=notify))
+        made.append(_new_vm(scenario, art, load=load, notify=notify))
         return made[-1]
 
     r: _Run | None = None
@@ -272,6 +276,43 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     say(f"{scenario.label}: {v.outcome} ({obs.seconds:.0f} s); record in "
         f"{obs.run_dir or '(no run directory)'}")
     return v
+
+
+def _new_vm(scenario: Scenario, art: GuestArtifacts, *, load: bool,
+            notify: Notify | None) -> VM:
+    """The VM of ``scenario`` (``load``: booted with :data:`icevm.inject.host.NO_LOAD`)."""
+    return VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
+              memory_mb=scenario.memory_mb, iommu=scenario.iommu,
+              append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
+              kernel=art.vmlinux, initrd=art.initrd, boot_timeout=scenario.boot_timeout,
+              notify=notify)
+
+
+def _where(scenario: Scenario, dev: Device, mode: str | None, release: str) -> str:
+    """``ice on eth0 (full mode, 4 CPUs, kernel 7.3.4+deb13-amd64)``."""
+    m = f"{mode} mode, " if mode else ""
+    return (f"ice on {dev.ifname} ({m}{scenario.cpus} CPU{'s' if scenario.cpus != 1 else ''}, "
+            f"kernel {release})")
+
+
+async def queue_vectors(template: Scenario, *, notify: Notify | None = None,
+                        fresh: bool | None = None) -> int:
+    """How many queue vectors the driver sets up in ``template``'s guest (its kernel, mode and
+    CPUs): read from the queues the guest shows once it is up. The VM is the one a fault at
+    ``ip link set up`` starts from, so its post-boot saved state serves the scenarios after."""
+    template.validate()
+    art = guest_for(template)
+    vm = await snapshot.ready_vm(lambda: _new_vm(template, art, load=False, notify=notify),
+                                 use=None if fresh is None else not fresh, notify=notify)
+    try:
+        g = _Guest(vm, template.command_timeout)
+        dev = await g.device()
+        if dev.ifname is None:
+            raise VMError(f"ice created no netdev for {dev.bdf} (did the probe fail? see the "
+                          f"console log: {vm.files.console_log})")
+        return dev.queue_vectors
+    finally:
+        await vm.close()
 
 
 class _Run:

@@ -124,6 +124,7 @@ class Observation:
     cpus: int = 2
     module: str = "stock"
     accel: str | None = None
+    kernel: str | None = None  # the guest kernel's release (uname -r)
     bdf: str | None = None
     ifname: str | None = None
     driver_mode: str | None = None  # "safe" or "full", from the probe's log
@@ -222,7 +223,7 @@ class Verdict(_Judged):
             "outcome": str(self.outcome),
             "summary": self.summary,
             "scenario": {"fault": o.spec.to_json(), "guest": o.guest, "cpus": o.cpus,
-                         "module": o.module, "accel": o.accel},
+                         "module": o.module, "accel": o.accel, "kernel": o.kernel},
             "device": {"bdf": o.bdf, "ifname": o.ifname, "driver_mode": o.driver_mode,
                        "queue_vectors": o.queue_vectors},
             "checks": [c.to_json() for c in self.checks],
@@ -248,10 +249,10 @@ class Verdict(_Judged):
 # ------------------------------------------------------------------------------ records
 
 _STATES = ("before", "after", "recovered")
-_SCALARS = ("guest", "cpus", "module", "accel", "bdf", "ifname", "driver_mode", "queue_vectors",
-            "target", "caller_ok", "caller_detail", "injections", "injection_error", "fired",
-            "bound_after", "netdev_after", "follow_up_at", "error", "vm_alive", "run_dir",
-            "seconds")
+_SCALARS = ("guest", "cpus", "module", "accel", "kernel", "bdf", "ifname", "driver_mode",
+            "queue_vectors", "target", "caller_ok", "caller_detail", "injections",
+            "injection_error", "fired", "bound_after", "netdev_after", "follow_up_at", "error",
+            "vm_alive", "run_dir", "seconds")
 
 
 def save_observation(obs: Observation, d: Path) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from icevm import __version__, paths
+from icevm.artifacts import KERNEL_ENV, KERNEL_HELP, kernel_ref, kernels
 from icevm.build import qemu as build
 from icevm.errors import IcevmError, UsageError, VMError
 from icevm.inject import device as device_faults
@@ -60,8 +61,15 @@ def _note(msg: str) -> None:
     err_console.print(f"icevm: {msg}", markup=False)
 
 
+def _add_kernel_option(g: Any) -> None:
+    g.add_argument("--kernel", metavar="K", default=None,
+                   help=f"the guest kernel: {KERNEL_HELP} (default: ${KERNEL_ENV}, else "
+                        "default); a suite or release is pinned and built on first use")
+
+
 def _add_vm_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("guest")
+    _add_kernel_option(g)
     g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
                    help="auto probes KVM with a real boot and falls back to TCG (default)")
     g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
@@ -92,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--guest", choices=paths.GUEST_VARIANTS, metavar="{safe,full}",
                       help="only this guest image")
     what.add_argument("--all", action="store_true", help="everything (the default)")
+    _add_kernel_option(b)
+    b.add_argument("--repin", action="store_true",
+                   help="with --kernel SUITE: pin the suite's current kernel again")
+
+    sub.add_parser("kernels", help="the kernels pinned and built, with their ice version")
 
     bo = sub.add_parser("boot", help="boot a guest and keep it up until Ctrl-C")
     _add_vm_options(bo)
@@ -159,6 +172,7 @@ VERDICT_EXIT_HELP = ("Exit status: 0 PASS, 1 DRIVER-BUG, 3 HARNESS-ERROR, 2 bad 
 
 def _add_fault_vm_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("guest")
+    _add_kernel_option(g)
     g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
                    help="safe: Safe Mode, 1 queue vector; full: the DDP package, one queue "
                         "vector per CPU (default: safe)")
@@ -184,8 +198,22 @@ def _vm(args: argparse.Namespace, *, wait_agent: bool = True) -> VM:
         variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
         nic=None if args.no_nic else NicConfig(mac=args.mac), iommu=args.iommu,
         append=args.append, boot_timeout=args.boot_timeout, wait_agent=wait_agent,
-        notify=_note,
+        notify=_note, guest_kernel=args.kernel,
     )
+
+
+async def _ensure_kernel(args: argparse.Namespace) -> None:
+    """A ``--kernel`` other than the default is pinned and its image of ``args.variant`` built
+    on first use (the default kernel's images are ``make guest``'s)."""
+    k = kernel_ref(args.kernel)
+    if k.is_default:
+        return
+
+    def progress(msg: str) -> None:
+        err_console.print(f"[bold]icevm build:[/] {msg}")
+
+    with err_console.status(f"guest image {args.variant} of kernel {k}…"):
+        await build.build_guest(args.variant, progress, k)
 
 
 # --------------------------------------------------------------------------- commands
@@ -194,11 +222,16 @@ async def cmd_build(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         err_console.print(f"[bold]icevm build:[/] {msg}")
 
+    k = kernel_ref(args.kernel)
     with err_console.status("building…"):
         if args.qemu:
             await build.build_qemu(progress)
         elif args.guest:
-            await build.build_guest(args.guest, progress)
+            await build.build_guest(args.guest, progress, k, args.repin)
+        elif args.kernel is not None:
+            await build.build_qemu(progress)
+            for i, v in enumerate(paths.GUEST_VARIANTS):
+                await build.build_guest(v, progress, k, args.repin and i == 0)
         else:
             await build.build_all(progress)
     err_console.print("[bold]icevm build:[/] done")
@@ -213,7 +246,14 @@ async def _boot(vm: VM) -> None:
           f"{vm.accel}); run dir {vm.run_dir}")
 
 
+async def cmd_kernels(args: argparse.Namespace) -> int:
+    out = render.out_console()
+    out.print(render.kernels_table(kernels()))
+    return 0
+
+
 async def cmd_boot(args: argparse.Namespace) -> int:
+    await _ensure_kernel(args)
     vm = _vm(args, wait_agent=False)
     async with vm:
         f = vm.files
@@ -249,6 +289,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("run: no command given (icevm run [options] -- CMD [ARG...])")
+    await _ensure_kernel(args)
     vm = _vm(args)
     try:
         await _boot(vm)
@@ -266,6 +307,7 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_irqs(args: argparse.Namespace) -> int:
+    await _ensure_kernel(args)
     vm = _vm(args)
     try:
         await _boot(vm)
@@ -283,7 +325,7 @@ async def cmd_irqs(args: argparse.Namespace) -> int:
 def _scenario_template(args: argparse.Namespace, spec: FaultSpec) -> Scenario:
     sc = Scenario(spec, guest=args.variant, cpus=args.cpus, module=args.module,
                   accel=args.accel, memory_mb=args.memory, iommu=args.iommu,
-                  boot_timeout=args.boot_timeout)
+                  boot_timeout=args.boot_timeout, kernel=args.kernel)
     sc.validate()
     return sc
 
@@ -321,6 +363,7 @@ def _add_device_fault_parser(fsub: Any) -> None:
                    help="guest memory in MB (default: 1024)")
     g.add_argument("--boot-timeout", type=float, default=300.0, metavar="S",
                    help="seconds to wait for the guest (default: 300)")
+    _add_kernel_option(g)
     d.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
 
 
@@ -330,8 +373,10 @@ async def cmd_fault_device(args: argparse.Namespace) -> int:
     if args.msix_vectors is not None and args.msix_vectors < 1:
         raise UsageError(f"--msix-vectors must be at least 1, not {args.msix_vectors}")
     opts = {"msix-vectors": str(args.msix_vectors)} if args.msix_vectors is not None else {}
+    await _ensure_kernel(args)
     vm = VM(variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
-            nic=NicConfig(options=opts), boot_timeout=args.boot_timeout, notify=_note)
+            nic=NicConfig(options=opts), boot_timeout=args.boot_timeout, notify=_note,
+            guest_kernel=args.kernel)
     try:
         await _boot(vm)
         with err_console.status("device faults…"):
@@ -369,6 +414,7 @@ async def cmd_fault(args: argparse.Namespace) -> int:
     spec = make_spec(args.site, errno=args.errno, vector=getattr(args, "vector", None),
                      times=args.times, guest=args.variant, cpus=args.cpus)
     sc = _scenario_template(args, spec)
+    await _ensure_kernel(args)
     with err_console.status(f"{sc.label}…"):
         v = await scenarios.run(sc, notify=_note, fresh=args.fresh)
     if args.json:
@@ -410,7 +456,7 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     else:
         render.out_console().print(render.summary_table(
             results, title=f"icevm matrix: {args.variant} guest, {args.cpus} CPUs, "
-                           f"{args.module} ice.ko"))
+                           f"{args.module} ice.ko, kernel {kernel_ref(args.kernel)}"))
     outcomes = {v.outcome for v in results}
     worst = (Outcome.HARNESS_ERROR if Outcome.HARNESS_ERROR in outcomes else
              Outcome.DRIVER_BUG if Outcome.DRIVER_BUG in outcomes else Outcome.PASS)
@@ -420,13 +466,15 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 async def cmd_shell(args: argparse.Namespace) -> int:
+    if args.attach is None:
+        await _ensure_kernel(args)
     vm = (AttachedVM(args.attach, boot_timeout=args.boot_timeout, notify=_note)
           if args.attach is not None else _vm(args))
     return await shell.run(vm, boot=_boot, notify=_note)
 
 
-COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs,
-            "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell}
+COMMANDS = {"build": cmd_build, "kernels": cmd_kernels, "boot": cmd_boot, "run": cmd_run,
+            "irqs": cmd_irqs, "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell}
 
 
 async def _main(coro: Coroutine[Any, Any, int]) -> int:
