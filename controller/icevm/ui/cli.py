@@ -443,8 +443,12 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError(f"matrix: --jobs must be at least 1, not {args.jobs}")
     template = _scenario_template(args, FaultSpec("misc", errnos[0]))
-    todo = scenarios.matrix(template, errnos)
-    _note(f"matrix: {len(todo)} scenarios, each on a fresh {args.variant} guest")
+    await _ensure_kernel(args)
+    with err_console.status("counting the driver's queue vectors…"):
+        vectors = await scenarios.queue_vectors(template, notify=_note, fresh=args.fresh)
+    todo = scenarios.matrix(template, vectors, errnos)
+    _note(f"matrix: {len(todo)} scenarios ({vectors} queue vectors), each on a fresh "
+          f"{args.variant} guest")
 
     def done(v: verdicts.Verdict) -> None:
         _note(f"{v.observation.spec.label}: {v.outcome}: {v.summary}")
