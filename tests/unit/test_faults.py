@@ -291,6 +291,26 @@ def test_vector_k_is_the_k_plus_1th_request_of_the_netdev_in_each_attempt() -> N
     assert str(a.calls[1]) == "attempt 1 call 2: ice-eth0-TxRx-1 irq 29 FAILED"
 
 
+def test_a_call_trapped_twice_is_counted_once() -> None:
+    """A passed call that traps again at once with the same vCPU, stack, irq and name is the
+    same call (its step-over did not get past it), not the next vector: vector 1 must fail
+    TxRx-1, not TxRx-0's second trap."""
+    stub = FakeStub({0x100: b"ice-eth0-TxRx-0\0", 0x200: b"ice-eth0-TxRx-1\0"})
+    a = armed(FaultSpec("request-irq", errno.EBUSY, 1), stub)
+    calls = hits(stub, [(28, 0x100), (28, 0x100), (29, 0x200)])
+    for h in calls:
+        h.registers["rsp"] = 0xFFFFC90000123E00  # one frame: the loop in the same function
+
+    async def go() -> list[bool]:
+        a.next_attempt()
+        return [await a._match(h) for h in calls]
+
+    assert asyncio.run(go()) == [False, False, True]
+    assert [(c.devname, c.failed) for c in a.calls] == [("ice-eth0-TxRx-0", False),
+                                                         ("ice-eth0-TxRx-1", True)]
+    assert a.retraps == 1
+
+
 def test_misc_matches_only_the_misc_request() -> None:
     stub = FakeStub({0x10: b"ice-0000:01:00.0:ll_ts\0", 0x20: b"ice-0000:01:00.0:misc\0"})
     a = armed(FaultSpec("misc", errno.EBUSY), stub)

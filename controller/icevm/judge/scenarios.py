@@ -382,6 +382,9 @@ class _Run:
                     break
         finally:
             await armed.disarm()
+            if armed.retraps:
+                self.say(f"{self.scenario.label}: {armed.retraps} call(s) trapped twice at the "
+                         "same state, counted once")
             obs.calls = list(armed.calls)
             obs.injections = armed.fired
             obs.injection_error = armed.error
