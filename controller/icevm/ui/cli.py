@@ -208,6 +208,8 @@ async def _ensure_kernel(args: argparse.Namespace) -> None:
     k = kernel_ref(args.kernel)
     if k.is_default:
         return
+    if getattr(args, "module", "stock") == "patched":
+        raise UsageError(f"--module patched exists for the default kernel only, not {k}")
 
     def progress(msg: str) -> None:
         err_console.print(f"[bold]icevm build:[/] {msg}")
@@ -253,7 +255,6 @@ async def cmd_kernels(args: argparse.Namespace) -> int:
 
 
 async def cmd_boot(args: argparse.Namespace) -> int:
-    await _ensure_kernel(args)
     vm = _vm(args, wait_agent=False)
     async with vm:
         f = vm.files
@@ -289,7 +290,6 @@ async def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         raise UsageError("run: no command given (icevm run [options] -- CMD [ARG...])")
-    await _ensure_kernel(args)
     vm = _vm(args)
     try:
         await _boot(vm)
@@ -307,7 +307,6 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def cmd_irqs(args: argparse.Namespace) -> int:
-    await _ensure_kernel(args)
     vm = _vm(args)
     try:
         await _boot(vm)
@@ -373,7 +372,6 @@ async def cmd_fault_device(args: argparse.Namespace) -> int:
     if args.msix_vectors is not None and args.msix_vectors < 1:
         raise UsageError(f"--msix-vectors must be at least 1, not {args.msix_vectors}")
     opts = {"msix-vectors": str(args.msix_vectors)} if args.msix_vectors is not None else {}
-    await _ensure_kernel(args)
     vm = VM(variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
             nic=NicConfig(options=opts), boot_timeout=args.boot_timeout, notify=_note,
             guest_kernel=args.kernel)
@@ -414,7 +412,6 @@ async def cmd_fault(args: argparse.Namespace) -> int:
     spec = make_spec(args.site, errno=args.errno, vector=getattr(args, "vector", None),
                      times=args.times, guest=args.variant, cpus=args.cpus)
     sc = _scenario_template(args, spec)
-    await _ensure_kernel(args)
     with err_console.status(f"{sc.label}…"):
         v = await scenarios.run(sc, notify=_note, fresh=args.fresh)
     if args.json:
@@ -443,7 +440,6 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError(f"matrix: --jobs must be at least 1, not {args.jobs}")
     template = _scenario_template(args, FaultSpec("misc", errnos[0]))
-    await _ensure_kernel(args)
     with err_console.status("counting the driver's queue vectors…"):
         vectors = await scenarios.queue_vectors(template, notify=_note, fresh=args.fresh)
     todo = scenarios.matrix(template, vectors, errnos)
@@ -470,11 +466,18 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
 
 
 async def cmd_shell(args: argparse.Namespace) -> int:
-    if args.attach is None:
-        await _ensure_kernel(args)
     vm = (AttachedVM(args.attach, boot_timeout=args.boot_timeout, notify=_note)
           if args.attach is not None else _vm(args))
     return await shell.run(vm, boot=_boot, notify=_note)
+
+
+async def _command(args: argparse.Namespace) -> int:
+    """Run ``args.command``; a guest of a ``--kernel`` other than the default is built first if
+    it is not (a bad name is a usage error before anything is built or booted)."""
+    if getattr(args, "kernel", None) is not None and args.command != "build" \
+            and getattr(args, "attach", None) is None:
+        await _ensure_kernel(args)
+    return await COMMANDS[args.command](args)
 
 
 COMMANDS = {"build": cmd_build, "kernels": cmd_kernels, "boot": cmd_boot, "run": cmd_run,
@@ -508,7 +511,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
     logging.getLogger("qemu.qmp").propagate = False
     try:
-        return asyncio.run(_main(COMMANDS[args.command](args)))
+        return asyncio.run(_main(_command(args)))
     except IcevmError as e:
         print(f"icevm: {e}", file=sys.stderr, flush=True)
         return e.exit_code
