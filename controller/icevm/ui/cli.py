@@ -240,18 +240,18 @@ async def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+async def cmd_kernels(args: argparse.Namespace) -> int:
+    out = render.out_console()
+    out.print(render.kernels_table(kernels()))
+    return 0
+
+
 async def _boot(vm: VM) -> None:
     """Start ``vm`` (the caller closes it) with a status line while it boots."""
     with err_console.status(f"booting the {vm.variant} guest…"):
         await vm.start()
     _note(f"guest up in {vm.ready_seconds:.1f} s (agent after {vm.boot_seconds:.1f} s, "
           f"{vm.accel}); run dir {vm.run_dir}")
-
-
-async def cmd_kernels(args: argparse.Namespace) -> int:
-    out = render.out_console()
-    out.print(render.kernels_table(kernels()))
-    return 0
 
 
 async def cmd_boot(args: argparse.Namespace) -> int:
