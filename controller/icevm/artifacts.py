@@ -125,6 +125,57 @@ def kernel_ref(text: str | None = None) -> Kernel:
     raise UsageError(f"unknown kernel {text!r}: use {KERNEL_HELP}")
 
 
+@dataclass(frozen=True)
+class UserKernel:
+    """A user's own kernel in a directory: a build tree (``arch/x86/boot/bzImage``, ``.config``,
+    ``include/config/kernel.release``, the modules next to their objects, listed in
+    ``modules.order``), or what ``make modules_install INSTALL_MOD_PATH=DIR`` leaves
+    (``DIR/lib/modules/<release>/``) plus the image (``DIR/boot/vmlinuz-<release>``, or
+    ``bzImage``/``vmlinuz`` at the top) and its config (``DIR/boot/config-<release>``,
+    ``.config`` or ``config`` at the top)."""
+
+    dir: Path
+    release: str
+    image: Path
+    config: Path
+    modules: Path | None  # lib/modules/<release> of an installed layout; None: a build tree
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """What the guest image is made from, for its cache key."""
+        first = self.dir / "modules.order" if self.modules is None else self.modules / "modules.dep"
+        return (self.image, self.config, first)
+
+
+def user_kernel(d: Path) -> UserKernel:
+    """Find the kernel in ``d`` (see :class:`UserKernel`); a one-line UsageError otherwise."""
+    if (d / "arch/x86/boot/bzImage").is_file():
+        rel = d / "include/config/kernel.release"
+        for need in (rel, d / ".config", d / "modules.order"):
+            if not need.is_file():
+                raise UsageError(f"kernel build tree {d}: {need.relative_to(d)} missing (run "
+                                 "`make` and `make modules` there)")
+        return UserKernel(d, rel.read_text().strip(), d / "arch/x86/boot/bzImage",
+                          d / ".config", None)
+    found = [p for top in ("lib/modules", "usr/lib/modules")
+             for p in sorted((d / top).glob("*")) if (p / "kernel").is_dir()]
+    if len(found) != 1:
+        raise UsageError(f"kernel {d}: neither a build tree (arch/x86/boot/bzImage) nor one "
+                         f"`make modules_install INSTALL_MOD_PATH={d}` (lib/modules/<release>/"
+                         f"kernel): found {len(found)} module trees")
+    release = found[0].name
+
+    def first(*cands: str) -> Path:
+        for c in cands:
+            if (d / c).is_file():
+                return d / c
+        raise UsageError(f"kernel {d}: none of {', '.join(cands)} (the kernel image and its "
+                         "config go next to lib/modules)")
+
+    return UserKernel(d, release, first(f"boot/vmlinuz-{release}", "bzImage", "vmlinuz"),
+                      first(f"boot/config-{release}", ".config", "config"), found[0])
+
+
 def kernel_key(kernel: Kernel) -> str | None:
     """The cache key of ``kernel``'s guest images (None: the default kernel's): the lock's name
     and a hash of its contents, so a re-pinned kernel is another key. A BuildError when the
@@ -132,7 +183,15 @@ def kernel_key(kernel: Kernel) -> str | None:
     if kernel.is_default:
         return None
     if kernel.kind == "path":
-        return "path-" + hashlib.sha256(kernel.name.encode()).hexdigest()[:16]
+        # the directory and the identity of what the image is made from: a rebuilt kernel is
+        # another key
+        uk = user_kernel(Path(kernel.name))
+        h = hashlib.sha256(kernel.name.encode())
+        for f in uk.files:
+            st = f.stat() if f.exists() else None
+            h.update(f"{f}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\0"
+                     .encode())
+        return f"path-{uk.release}-{h.hexdigest()[:12]}"
     assert kernel.lock is not None
     try:
         data = kernel.lock.read_bytes()

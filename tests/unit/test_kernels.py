@@ -4,6 +4,7 @@ the kernel package layouts the guest builder reads (6.12's /boot, bookworm's unm
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -199,3 +200,87 @@ def test_early_modules_are_what_the_agent_port_needs() -> None:
                           init.index("AGENT_NAME=org.qemu.guest_agent.0"),
                           init.index("icevm.load=0: not loading"))
     assert early < agent < load
+
+
+# ------------------------------------------------------------------ a kernel of one's own
+
+def build_tree(d: Path, release: str = "6.19.0-rc1-mine") -> Path:
+    """A kernel build tree after `make` and `make modules` (files faked)."""
+    (d / "arch/x86/boot").mkdir(parents=True)
+    (d / "arch/x86/boot/bzImage").write_bytes(b"bz")
+    (d / ".config").write_text("CONFIG_ICE=m\n")
+    (d / "include/config").mkdir(parents=True)
+    (d / "include/config/kernel.release").write_text(release + "\n")
+    for m in ("drivers/net/ethernet/intel/ice/ice.ko", "drivers/dpll/dpll.ko"):
+        (d / m).parent.mkdir(parents=True, exist_ok=True)
+        (d / m).write_bytes(m.encode())
+    # 6.2+ lists objects, older kernels kernel/…/x.ko
+    (d / "modules.order").write_text("drivers/net/ethernet/intel/ice/ice.o\n"
+                                     "kernel/drivers/dpll/dpll.ko\n")
+    return d
+
+
+def test_a_build_tree_is_staged_as_a_7x_package(tmp_path: Path) -> None:
+    tree = build_tree(tmp_path / "linux")
+    uk = artifacts.user_kernel(tree)
+    assert (uk.release, uk.image.name, uk.config.name, uk.modules) == \
+        ("6.19.0-rc1-mine", "bzImage", ".config", None)
+    root = tmp_path / "root"
+    gi.stage_user_kernel(uk, root)
+    mods = root / "usr/lib/modules/6.19.0-rc1-mine"
+    assert (mods / "kernel/drivers/net/ethernet/intel/ice/ice.ko").read_bytes().endswith(
+        b"ice.ko")
+    assert (mods / "kernel/drivers/dpll/dpll.ko").is_file()
+    assert gi.kernel_files(root) == gi.KernelFiles(
+        "6.19.0-rc1-mine", "usr/lib/modules/6.19.0-rc1-mine/vmlinuz",
+        "usr/lib/modules/6.19.0-rc1-mine/config")
+    (tree / "drivers/dpll/dpll.ko").unlink()
+    with pytest.raises(BuildError, match=r"dpll\.ko missing: run `make modules`"):
+        gi.stage_user_kernel(uk, tmp_path / "root2")
+
+
+def test_a_modules_install_directory(tmp_path: Path) -> None:
+    d = tmp_path / "inst"
+    (d / "lib/modules/6.1.0-mine/kernel/drivers").mkdir(parents=True)
+    (d / "lib/modules/6.1.0-mine/kernel/drivers/ice.ko").write_bytes(b"ko")
+    (d / "lib/modules/6.1.0-mine/modules.dep").write_text("")
+    (d / "lib/modules/6.1.0-mine/build").symlink_to("/nonexistent")
+    with pytest.raises(UsageError, match=r"none of boot/vmlinuz-6\.1\.0-mine, bzImage, "
+                                         r"vmlinuz"):
+        artifacts.user_kernel(d)
+    (d / "bzImage").write_bytes(b"bz")
+    (d / "boot").mkdir()
+    (d / "boot/config-6.1.0-mine").write_text("CONFIG_ICE=m\n")
+    uk = artifacts.user_kernel(d)
+    assert (uk.release, uk.image, uk.config) == ("6.1.0-mine", d / "bzImage",
+                                                 d / "boot/config-6.1.0-mine")
+    root = tmp_path / "root"
+    gi.stage_user_kernel(uk, root)
+    staged = root / "usr/lib/modules/6.1.0-mine"
+    assert (staged / "kernel/drivers/ice.ko").read_bytes() == b"ko"
+    assert not (staged / "build").exists()  # the link into the build tree stays behind
+    assert gi.kernel_release(root) == "6.1.0-mine"
+
+
+def test_what_is_no_kernel_of_ones_own(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match=r"neither a build tree .* found 0 module trees"):
+        artifacts.user_kernel(tmp_path)
+    tree = build_tree(tmp_path / "linux")
+    (tree / "modules.order").unlink()
+    with pytest.raises(UsageError, match=r"modules.order missing \(run `make` and `make "
+                                         r"modules` there\)"):
+        artifacts.user_kernel(tree)
+
+
+def test_a_rebuilt_kernel_is_another_image(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ICEVM_CACHE", str(tmp_path / "cache"))
+    tree = build_tree(tmp_path / "linux")
+    k = kernel_ref(str(tree))
+    first = artifacts.guest_output_dir("full", kernel=k)
+    assert first.parent.name.startswith("path-6.19.0-rc1-mine-")
+    assert artifacts.guest_output_dir("full", kernel=k) == first
+    img = tree / "arch/x86/boot/bzImage"
+    img.write_bytes(b"rebuilt")
+    os.utime(img, ns=(1, 1))
+    assert artifacts.guest_output_dir("full", kernel=k) != first

@@ -12,6 +12,10 @@ For each kernel:
 * a vector the driver does not have is exit 2, naming the driver's count (7.3 sets up 2 queue
   vectors with 4 CPUs, so this is vector 2 there).
 
+And ``--kernel PATH``, a kernel of one's own: bookworm's package laid out as a build tree and as
+``make modules_install INSTALL_MOD_PATH=DIR`` leaves it is built into a guest image on first use
+and boots in full mode.
+
 The images are ``make kernels``'s (``make test`` builds them first); without them the tests
 skip naming the command, which fails under ``CI=true``.
 """
@@ -26,6 +30,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -147,3 +152,64 @@ def test_icevm_kernels_lists_them() -> None:
                          rf"(safe, )?full\s+│ in-tree \({re.escape(art.release)}\)", rows[k]), \
             rows[k]
     assert "default" in rows
+
+
+# ------------------------------------------------------------------ a kernel of one's own
+
+def _bookworm_extracted(dest: Path) -> str:
+    """Bookworm's pinned kernel package extracted into ``dest`` (its .deb fetched like any
+    build fetches it); returns the release."""
+    import asyncio
+
+    from icevm.build import guest_image as gi
+    from icevm.proc import log_path
+
+    lock = gi.read_kernel_lock(kernel_ref("bookworm"))
+    debs = asyncio.run(gi.fetch_debs(lock.debs, log=log_path("test-kernels"), suite=lock.suite))
+    for deb in debs.values():
+        subprocess.run(["dpkg-deb", "-x", deb, dest], check=True)
+    return lock.release
+
+
+def own_kernel(tmp: Path, layout: str) -> Path:
+    """A kernel "of one's own" made from bookworm's package, laid out as ``make
+    modules_install INSTALL_MOD_PATH=DIR`` + ``make install INSTALL_PATH=DIR/boot`` leave it
+    (``installed``) or as a build tree after ``make`` + ``make modules`` (``tree``)."""
+    x = tmp / "deb"
+    release = _bookworm_extracted(x)
+    mods = x / "lib/modules" / release
+    if layout == "installed":
+        return x
+    tree = tmp / "linux"
+    (tree / "arch/x86/boot").mkdir(parents=True)
+    (x / f"boot/vmlinuz-{release}").rename(tree / "arch/x86/boot/bzImage")
+    (x / f"boot/config-{release}").rename(tree / ".config")
+    (tree / "include/config").mkdir(parents=True)
+    (tree / "include/config/kernel.release").write_text(release + "\n")
+    order = []
+    for ko in sorted((mods / "kernel").rglob("*.ko")):
+        rel = ko.relative_to(mods / "kernel")
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        ko.rename(tree / rel)
+        order.append(str(rel.with_suffix(".o")))  # 6.2+ style: objects
+    (tree / "modules.order").write_text("\n".join(order) + "\n")
+    return tree
+
+
+@pytest.mark.parametrize("layout", ["installed", "tree"])
+def test_a_kernel_of_ones_own(tmp_path: Path, layout: str) -> None:
+    """--kernel PATH: a build tree or a modules_install directory is built into a guest image
+    on first use and boots with the agent up and ice in full mode."""
+    built("bookworm")  # QEMU (and the .deb in the cache) are there
+    d = own_kernel(tmp_path, layout)
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [sys.executable, "-m", "icevm.ui.cli", "run", "--kernel", str(d), "--guest", "full",
+         "--accel", "tcg", "--", "sh", "-c", "uname -r; dmesg | grep -c 'DDP package was "
+         "successfully loaded'"],
+        capture_output=True, text=True, timeout=900, check=False, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == [guest_artifacts("full", kernel="bookworm").release, "1"]
+    art = guest_artifacts("full", kernel=str(d))
+    assert art.dir.parent.name.startswith(f"path-{art.release}-")
+    print(f"{layout}: built and booted in {time.monotonic() - t0:.0f} s")

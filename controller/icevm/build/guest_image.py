@@ -55,7 +55,15 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment, NoteSegment
 
 from icevm import paths
-from icevm.artifacts import KERNEL_SUITES, Kernel, guest_output_dir, kernel_ref, sha256_file
+from icevm.artifacts import (
+    KERNEL_SUITES,
+    Kernel,
+    UserKernel,
+    guest_output_dir,
+    kernel_ref,
+    sha256_file,
+    user_kernel,
+)
 from icevm.build.apt import SUITE, Apt, deb_filename
 from icevm.build.newc import NewcWriter
 from icevm.errors import BuildError, MissingLibrary
@@ -787,6 +795,50 @@ async def write_vmlinux(vmlinuz: Path, out: Path, *, log: Path) -> None:
         raise BuildError("vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)")
 
 
+# =========================================================================== a user's kernel
+
+def _order_path(entry: str) -> str:
+    """A ``modules.order`` entry as a module path under ``kernel/``: 6.2+ lists objects
+    (``drivers/net/ethernet/intel/ice/ice.o``), older kernels ``kernel/…/ice.ko``."""
+    e = entry.strip().removeprefix("kernel/")
+    return e[:-2] + ".ko" if e.endswith(".o") else e
+
+
+def stage_user_kernel(uk: UserKernel, root: Path) -> None:
+    """Lay ``uk`` out in the staging ``root`` as Debian's 7.x packages are
+    (``/usr/lib/modules/<release>/{vmlinuz,config,kernel/…}``), hard-linked where it can."""
+    moddir = root / "usr/lib/modules" / uk.release
+    if moddir.exists():
+        raise BuildError(f"/usr/lib/modules/{uk.release} is in the packages already")
+    if uk.modules is not None:
+        shutil.copytree(uk.modules, moddir, symlinks=False, ignore=shutil.ignore_patterns(
+            "build", "source"), copy_function=_link_or_copy)
+    else:
+        entries = [_order_path(e) for e in (uk.dir / "modules.order").read_text().split()]
+        if not entries:
+            raise BuildError(f"{uk.dir}/modules.order lists no module (CONFIG_MODULES?)")
+        for rel in entries:
+            src = uk.dir / rel
+            if not src.is_file():
+                raise BuildError(f"{src} missing: run `make modules` in {uk.dir}")
+            (moddir / "kernel" / rel).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(src, moddir / "kernel" / rel)
+    moddir.mkdir(parents=True, exist_ok=True)
+    other = [p.name for p in moddir.rglob("*.ko.*") if not p.name.endswith(".ko.xz")]
+    if other:
+        raise BuildError(f"{uk.dir}: modules compressed other than with xz ({other[0]}, …) are "
+                         "not handled: build with CONFIG_MODULE_COMPRESS_NONE or _XZ")
+    shutil.copyfile(uk.image, moddir / "vmlinuz")
+    shutil.copyfile(uk.config, moddir / "config")
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 # =========================================================================== the recipe
 
 def kernel_config(text: str) -> dict[str, str]:
@@ -903,9 +955,7 @@ async def build_guest(variant: str, *, log: Path, force: bool = False,
     image then goes to a directory of its own (see :func:`icevm.artifacts.guest_output_dir`).
     """
     k = kernel if kernel is not None else kernel_ref()
-    if k.kind == "path":
-        raise BuildError(f"kernel {k}: guest images of a kernel build tree are not supported "
-                         "yet (a Debian suite or release is)")
+    uk = user_kernel(Path(k.name)) if k.kind == "path" else None
     if k.lock is not None and (repin or not k.lock.is_file()):
         await pin_kernel(k, log=log, progress=progress)
     out = guest_output_dir(variant, module, k)
@@ -913,7 +963,7 @@ async def build_guest(variant: str, *, log: Path, force: bool = False,
         return out
     debs = [d for d in read_lock() if k.is_default or d.name != KERNEL_PACKAGE]
     files = await fetch_debs(debs, log=log, progress=progress)
-    if not k.is_default:
+    if k.lock is not None:
         kl = read_kernel_lock(k)
         files.update(await fetch_debs(kl.debs, log=log, progress=progress, suite=kl.suite,
                                       relock=kernel_relock(k.name)))
@@ -922,6 +972,9 @@ async def build_guest(variant: str, *, log: Path, force: bool = False,
         root = Path(tmp) / "root"
         say(progress, f"guest {variant}: extracting {len(files)} packages")
         await extract_debs(files, root, log=log)
+        if uk is not None:
+            say(progress, f"guest {variant}: the kernel {uk.release} of {uk.dir}")
+            await asyncio.to_thread(stage_user_kernel, uk, root)
         say(progress, f"guest {variant}: making the initramfs")
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
