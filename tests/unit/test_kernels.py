@@ -284,3 +284,38 @@ def test_a_rebuilt_kernel_is_another_image(tmp_path: Path,
     img.write_bytes(b"rebuilt")
     os.utime(img, ns=(1, 1))
     assert artifacts.guest_output_dir("full", kernel=k) != first
+
+
+# ------------------------------------------------------------------ the command line
+
+@pytest.mark.parametrize("command", [
+    ["run", "--", "true"], ["boot"], ["irqs"], ["shell"],
+    ["fault", "request-irq", "--vector", "1", "--errno", "EBUSY"],
+    ["fault", "device", "reset:corer"], ["matrix"],
+])
+def test_every_booting_command_takes_kernel(command: list[str]) -> None:
+    from icevm.ui import cli
+
+    head, rest = command[:1], command[1:]
+    if command[0] == "fault":
+        head, rest = command[:2], command[2:]
+    args = cli.parser().parse_args([*head, "--kernel", "bookworm", *rest])
+    assert args.kernel == "bookworm"
+
+
+def test_kernel_usage_errors_come_before_any_build(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad --kernel, or --module patched with another kernel, is exit 2 with one line, and
+    nothing is pinned, fetched or built (an empty cache stays empty)."""
+    from icevm.ui import cli
+
+    monkeypatch.setenv("ICEVM_CACHE", str(tmp_path / "cache"))
+    assert cli.main(["run", "--kernel", "jessie", "--", "true"]) == 2
+    assert cli.main(["fault", "misc", "--module", "patched", "--kernel", "bookworm"]) == 2
+    assert cli.main(["build", "--guest", "safe", "--kernel", "6.1-rc1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [e.split(":", 2)[1].strip() for e in err] == [
+        "unknown kernel 'jessie'", "--module patched exists for the default kernel only, not "
+        "bookworm", "unknown kernel '6.1-rc1'"]
+    assert not (tmp_path / "cache").exists()
