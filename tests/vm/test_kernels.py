@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -211,5 +212,9 @@ def test_a_kernel_of_ones_own(tmp_path: Path, layout: str) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == [guest_artifacts("full", kernel="bookworm").release, "1"]
     art = guest_artifacts("full", kernel=str(d))
-    assert art.dir.parent.name.startswith(f"path-{art.release}-")
-    print(f"{layout}: built and booted in {time.monotonic() - t0:.0f} s")
+    try:
+        assert art.dir.parent.name.startswith(f"path-{art.release}-")
+        print(f"{layout}: built and booted in {time.monotonic() - t0:.0f} s")
+    finally:
+        # keyed by this test's temporary directory: nothing will ever use it again
+        shutil.rmtree(art.dir.parent)
