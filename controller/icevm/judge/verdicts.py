@@ -67,6 +67,7 @@ FATAL = ("panic", "oops", "bug", "gpf")
 NOTABLE = re.compile(
     r"Flags mismatch irq|MSIX request_irq failed|Failed to setup CPU RMAP|Failed to open VSI|"
     r"misc vector failed|devm_request_threaded_irq for|probe with driver \S+ failed|"
+    r"probe of \S+ failed with error|"
     r"WARNING: |Trying to free already-free IRQ")
 MAX_EVIDENCE = 12
 
@@ -471,7 +472,10 @@ def judge(obs: Observation) -> Verdict:
                     [str(att), *_notable(fault_log)])
 
     if fired_first and spec.site_def.trigger == "load":
-        probe = re.compile(r"probe with driver ice failed with error (-?\d+)")
+        # the driver core's words: 6.3+ "ice 0000:01:00.0: probe with driver ice failed with
+        # error -16", up to 6.2 "ice: probe of 0000:01:00.0 failed with error -16"
+        probe = re.compile(r"(?:probe with driver ice|\bice: probe of \S+) failed with error "
+                           r"(-?\d+)")
         said = [ln for ln in fault_log if probe.search(ln)]
         right = [ln for ln in said if f"error -{spec.errno}" in ln]
         add(f"probe returns -{spec.errno_name}", D,
