@@ -9,6 +9,7 @@ The resolution test checks against the runtime addresses of real runs: the recor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import json
 import lzma
@@ -391,3 +392,21 @@ def test_matrix_scenarios() -> None:
         Scenario(FaultSpec("misc", 16), kernel="jessie").validate()
     with pytest.raises(UsageError, match="patched exists for the default kernel only"):
         Scenario(FaultSpec("misc", 16), module="patched", kernel="bookworm").validate()
+
+
+def test_a_site_the_driver_lacks_is_a_usage_error(elf: ModuleElf) -> None:
+    """7.3's ice_set_cpu_rx_rmap calls no irq_cpu_rmap_add (the core manages the aRFS rmap):
+    `fault rmap` there is exit 2, and matrix leaves the site out."""
+    from icevm.inject.host import check_site, site_exists
+
+    assert all(site_exists(elf, s) for s in SITES.values())
+    gone = dataclasses.replace(SITES["rmap"], function="ice_no_such_function")
+    assert not site_exists(elf, gone)
+    with pytest.raises(UsageError, match=r"^rmap: the ice\.ko of 7\.3\.4\+deb13-amd64 has no "
+                                         r"call to irq_cpu_rmap_add in ice_no_such_function"):
+        check_site(elf, gone, "7.3.4+deb13-amd64")
+    from icevm.judge.scenarios import Scenario, matrix
+
+    m = matrix(Scenario(FaultSpec("misc", errno.EBUSY), guest="full"), 2,
+               sites=["request-irq", "misc"])
+    assert {s.fault.site for s in m} == {"request-irq", "misc"} and len(m) == 2 * 3 + 3

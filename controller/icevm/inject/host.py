@@ -332,6 +332,23 @@ def _call_sites(elf: ModuleElf, s: Site) -> list[CallSite]:
     return sites
 
 
+def site_exists(ko: ModuleElf | Path, site: Site) -> bool:
+    """Whether this ``ice.ko`` has the site's call at all (7.3 manages the aRFS rmap in the
+    core: its ``ice_set_cpu_rx_rmap`` calls no ``irq_cpu_rmap_add``)."""
+    elf = ko if isinstance(ko, ModuleElf) else ModuleElf(ko)
+    try:
+        return bool(elf.find_call_sites(site.function, site.callee))
+    except SymbolError:
+        return False
+
+
+def check_site(ko: ModuleElf | Path, site: Site, release: str) -> None:
+    """:class:`UsageError` when this ``ice.ko`` has no such call (a fault that cannot be)."""
+    if not site_exists(ko, site):
+        raise UsageError(f"{site.name}: the ice.ko of {release} has no call to {site.callee} "
+                         f"in {site.function}: this driver has no such site")
+
+
 def find_target(ko: ModuleElf | Path, kallsyms: Kallsyms, spec: FaultSpec) -> Target:
     """Resolve ``spec``'s call sites to runtime addresses (:class:`SymbolError` when the binary
     has none, or ice is not loaded for a fault that needs it loaded)."""
