@@ -8,8 +8,8 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 REPORTS := reports
 
-.PHONY: all venv deps qemu qemu-asan guest patched-module build vm-test unit qtest test lint \
-        bench bench-boot bench-rx clean-build
+.PHONY: all venv deps qemu qemu-asan guest kernels patched-module build vm-test unit qtest test \
+        lint bench bench-boot bench-rx clean-build
 
 all: build
 
@@ -34,6 +34,13 @@ qemu-asan: venv
 guest: venv
 	$(VPY) -m icevm.build guest safe full
 
+# The full guest image of the other kernels tests/vm/test_kernels.py boots (marker `kernels`):
+# Debian bookworm's 6.1 and trixie-backports' newest, pinned in guest-image/kernels/*.lock.
+KERNELS ?= bookworm,trixie-backports
+
+kernels: venv
+	$(VPY) -m icevm.build guest full --kernel $(KERNELS)
+
 # Debian's ice.ko with guest-image/patches/ice-free-irq-dev-id.patch, built out of tree by the
 # kernel's own gcc-14 (icevm.build.module_build), and the guest images carrying it.
 patched-module: deps
@@ -57,11 +64,11 @@ qtest: build qemu-asan
 	$(QTEST_ASAN) --junitxml=$(REPORTS)/qtest-asan.xml
 
 # The main job: build what is missing, run the VM suite, print its report.
-vm-test: build
+vm-test: build kernels
 	$(PYTEST) tests/vm -rA --junitxml=$(REPORTS)/vm.xml
 
 # Every test: lint, unit, qtest, VM.
-test: lint build qemu-asan
+test: lint build qemu-asan kernels
 	$(PYTEST) tests -rA --junitxml=$(REPORTS)/all.xml
 	$(QTEST_ASAN) --junitxml=$(REPORTS)/qtest-asan.xml
 

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+
 from icevm import paths
-from icevm.errors import BuildError
+from icevm.errors import BuildError, UsageError
 
 #: How a sanitized QEMU (``make qemu-asan``) must be run: it ends loudly, at the first report,
 #: with a stack. Leak checking is off: QEMU does not free everything at exit and that is not a
@@ -60,6 +66,141 @@ def qemu_asan_binary() -> Path:
     return paths.qemu_src_dir() / "build-asan" / "qemu-system-x86_64"
 
 
+# ------------------------------------------------------------------------------ kernels
+
+#: The environment variable that picks the kernel when no ``--kernel`` is given (the test suite).
+KERNEL_ENV = "ICEVM_KERNEL"
+DEFAULT_KERNEL = "default"
+#: The Debian suites a kernel may come from: ``--kernel SUITE`` is that suite's current kernel.
+KERNEL_SUITES = ("bookworm", "bookworm-backports", "trixie", "trixie-backports", "sid")
+#: A Debian kernel release (ABI name), flavour optional: ``6.1.0-50``, ``7.3.4+deb13-amd64``.
+_RELEASE = re.compile(r"(\d+\.\d+(?:\.\d+)?(?:-\d+)?(?:\+deb\d+)?)(?:-amd64)?")
+KERNEL_HELP = ("default (the pinned trixie 6.12), a Debian suite (" + ", ".join(KERNEL_SUITES)
+               + ": its current kernel), a Debian kernel release (6.1.0-50, 7.3.4+deb13) or "
+               "the path of a kernel build tree")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """Which guest kernel: ``default`` (``guest-image/packages.lock``), a Debian ``suite`` or
+    ``release`` (pinned in ``guest-image/kernels/<name>.lock`` on first use), or a ``path``
+    (a user's own build)."""
+
+    kind: str  # "default", "suite", "release", "path"
+    name: str  # "default", the suite, the release (without flavour), the absolute path
+
+    @property
+    def lock(self) -> Path | None:
+        """``guest-image/kernels/<name>.lock`` (None for the default kernel and a path)."""
+        if self.kind in ("suite", "release"):
+            return paths.KERNELS_DIR / f"{self.name}.lock"
+        return None
+
+    @property
+    def is_default(self) -> bool:
+        return self.kind == "default"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def kernel_ref(text: str | None = None) -> Kernel:
+    """``--kernel`` (or, when None, ``$ICEVM_KERNEL``, else ``default``) as a :class:`Kernel`;
+    a one-line :class:`UsageError` for what names no kernel."""
+    if text is None:
+        text = os.environ.get(KERNEL_ENV) or DEFAULT_KERNEL
+    t = text.strip()
+    if t == DEFAULT_KERNEL:
+        return Kernel("default", DEFAULT_KERNEL)
+    if t in KERNEL_SUITES:
+        return Kernel("suite", t)
+    m = _RELEASE.fullmatch(t)
+    if m is not None:
+        return Kernel("release", m.group(1))
+    if "/" in t or t.startswith((".", "~")):
+        p = Path(t).expanduser()
+        if not p.is_dir():
+            raise UsageError(f"kernel {text!r}: no such directory")
+        return Kernel("path", str(p.resolve()))
+    raise UsageError(f"unknown kernel {text!r}: use {KERNEL_HELP}")
+
+
+@dataclass(frozen=True)
+class UserKernel:
+    """A user's own kernel in a directory: a build tree (``arch/x86/boot/bzImage``, ``.config``,
+    ``include/config/kernel.release``, the modules next to their objects, listed in
+    ``modules.order``), or what ``make modules_install INSTALL_MOD_PATH=DIR`` leaves
+    (``DIR/lib/modules/<release>/``) plus the image (``DIR/boot/vmlinuz-<release>``, or
+    ``bzImage``/``vmlinuz`` at the top) and its config (``DIR/boot/config-<release>``,
+    ``.config`` or ``config`` at the top)."""
+
+    dir: Path
+    release: str
+    image: Path
+    config: Path
+    modules: Path | None  # lib/modules/<release> of an installed layout; None: a build tree
+
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """What the guest image is made from, for its cache key."""
+        first = self.dir / "modules.order" if self.modules is None else self.modules / "modules.dep"
+        return (self.image, self.config, first)
+
+
+def user_kernel(d: Path) -> UserKernel:
+    """Find the kernel in ``d`` (see :class:`UserKernel`); a one-line UsageError otherwise."""
+    if (d / "arch/x86/boot/bzImage").is_file():
+        rel = d / "include/config/kernel.release"
+        for need in (rel, d / ".config", d / "modules.order"):
+            if not need.is_file():
+                raise UsageError(f"kernel build tree {d}: {need.relative_to(d)} missing (run "
+                                 "`make` and `make modules` there)")
+        return UserKernel(d, rel.read_text().strip(), d / "arch/x86/boot/bzImage",
+                          d / ".config", None)
+    found = [p for top in ("lib/modules", "usr/lib/modules")
+             for p in sorted((d / top).glob("*")) if (p / "kernel").is_dir()]
+    if len(found) != 1:
+        raise UsageError(f"kernel {d}: neither a build tree (arch/x86/boot/bzImage) nor one "
+                         f"`make modules_install INSTALL_MOD_PATH={d}` (lib/modules/<release>/"
+                         f"kernel): found {len(found)} module trees")
+    release = found[0].name
+
+    def first(*cands: str) -> Path:
+        for c in cands:
+            if (d / c).is_file():
+                return d / c
+        raise UsageError(f"kernel {d}: none of {', '.join(cands)} (the kernel image and its "
+                         "config go next to lib/modules)")
+
+    return UserKernel(d, release, first(f"boot/vmlinuz-{release}", "bzImage", "vmlinuz"),
+                      first(f"boot/config-{release}", ".config", "config"), found[0])
+
+
+def kernel_key(kernel: Kernel) -> str | None:
+    """The cache key of ``kernel``'s guest images (None: the default kernel's): the lock's name
+    and a hash of its contents, so a re-pinned kernel is another key. A BuildError when the
+    kernel is not pinned yet."""
+    if kernel.is_default:
+        return None
+    if kernel.kind == "path":
+        # the directory and the identity of what the image is made from: a rebuilt kernel is
+        # another key
+        uk = user_kernel(Path(kernel.name))
+        h = hashlib.sha256(kernel.name.encode())
+        for f in uk.files:
+            st = f.stat() if f.exists() else None
+            h.update(f"{f}\0{st.st_size if st else -1}\0{st.st_mtime_ns if st else -1}\0"
+                     .encode())
+        return f"path-{uk.release}-{h.hexdigest()[:12]}"
+    assert kernel.lock is not None
+    try:
+        data = kernel.lock.read_bytes()
+    except FileNotFoundError:
+        raise BuildError(f"kernel {kernel} is not pinned ({kernel.lock} missing): run "
+                         f"`icevm build --kernel {kernel}`") from None
+    return f"{kernel.name}-{hashlib.sha256(data).hexdigest()[:12]}"
+
+
 # ------------------------------------------------------------------------------ guest images
 
 @dataclass(frozen=True)
@@ -73,12 +214,14 @@ class GuestArtifacts:
     modules: tuple[str, ...]  # guest paths, in load order
 
 
-def guest_output_dir(variant: str, module: Path | None = None) -> Path:
-    """``paths.guest_dir(variant)``, or a sibling keyed by the replacement ice.ko's hash."""
+def guest_output_dir(variant: str, module: Path | None = None,
+                     kernel: Kernel | None = None) -> Path:
+    """``paths.guest_dir(variant)`` of ``kernel`` (default: :func:`kernel_ref`'s), or a sibling
+    keyed by the replacement ice.ko's hash."""
     if variant not in paths.GUEST_VARIANTS:
         raise BuildError(f"unknown guest variant {variant!r} "
                          f"(one of {', '.join(paths.GUEST_VARIANTS)})")
-    d = paths.guest_dir(variant)
+    d = paths.guest_dir(variant, kernel_key(kernel if kernel is not None else kernel_ref()))
     if module is None:
         return d
     if not module.is_file():
@@ -86,10 +229,16 @@ def guest_output_dir(variant: str, module: Path | None = None) -> Path:
     return d.with_name(f"{variant}+ice-{sha256_file(module)[:16]}")
 
 
-def guest_artifacts(variant: str, module: Path | None = None) -> GuestArtifacts:
-    """The finished image of ``variant``; a BuildError if it is missing or incomplete."""
-    d = guest_output_dir(variant, module)
-    missing = BuildError(f"guest image {variant} not built: run `make guest`")
+def guest_artifacts(variant: str, module: Path | None = None,
+                    kernel: Kernel | str | None = None) -> GuestArtifacts:
+    """The finished image of ``variant`` for ``kernel`` (a :class:`Kernel`, a ``--kernel``
+    text, or None: ``$ICEVM_KERNEL``, else the default); a BuildError if it is missing or
+    incomplete."""
+    k = kernel if isinstance(kernel, Kernel) else kernel_ref(kernel)
+    d = guest_output_dir(variant, module, k)
+    missing = BuildError(f"guest image {variant} not built: run `make guest`" if k.is_default
+                         else f"guest image {variant} of kernel {k} not built: run "
+                              f"`icevm build --kernel {k} --guest {variant}`")
     if not paths.is_complete(d):
         raise missing
     try:
@@ -102,6 +251,94 @@ def guest_artifacts(variant: str, module: Path | None = None) -> GuestArtifacts:
     if not all(p.is_file() for p in (art.kernel, art.vmlinux, art.initrd, art.ice_ko)):
         raise missing
     return art
+
+
+def ice_modinfo(ko: Path) -> dict[str, list[str]]:
+    """The ``.modinfo`` of a built ``ice.ko`` as key → values (pyelftools; empty when the file
+    is not a module)."""
+    info: dict[str, list[str]] = {}
+    try:
+        with ko.open("rb") as f:
+            sec = ELFFile(f).get_section_by_name(".modinfo")
+            raw = sec.data() if sec is not None else b""
+    except (OSError, ELFError):
+        return info
+    for item in raw.split(b"\0"):
+        k, sep, v = item.decode(errors="replace").partition("=")
+        if sep:
+            info.setdefault(k, []).append(v)
+    return info
+
+
+def ice_version(ko: Path) -> str:
+    """What ``modinfo`` says of ice's version: ``version`` when the module has one (the
+    out-of-tree driver), else in-tree ice of ``vermagic``'s release (+ ``srcversion``)."""
+    info = ice_modinfo(ko)
+    if not info:
+        return "?"
+    if info.get("version"):
+        return info["version"][0]
+    rel = info.get("vermagic", ["?"])[0].split(" ", 1)[0]
+    src = info.get("srcversion")
+    return f"in-tree ({rel})" + (f" srcversion {src[0]}" if src else "")
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """One kernel ``icevm kernels`` lists: its pin and what is built of it."""
+
+    kernel: Kernel
+    release: str | None  # from the lock (or the built image)
+    suite: str | None
+    version: str | None  # the Debian package version
+    built: dict[str, GuestArtifacts] = field(default_factory=dict)  # variant → image
+    error: str | None = None  # a lock that does not read
+
+    @property
+    def ice(self) -> str | None:
+        for art in self.built.values():
+            return ice_version(art.ice_ko)
+        return None
+
+
+def _lock_facts(path: Path) -> tuple[str | None, str | None, str | None]:
+    """(suite, release, version) of a kernel lock, or of packages.lock's kernel."""
+    doc = tomllib.loads(path.read_text())
+    head = doc.get("kernel", {})
+    pkgs = [p for p in doc.get("package", []) if isinstance(p, dict)
+            and str(p.get("name", "")).startswith(("linux-image-", "linux-binary-"))]
+    version = str(pkgs[0]["version"]) if pkgs else None
+    if head:
+        return str(head.get("suite")), str(head.get("release")), version
+    if pkgs:
+        rel = str(pkgs[0]["name"]).removeprefix("linux-image-").removesuffix("-unsigned")
+        return "trixie", rel, version
+    return None, None, None
+
+
+def kernels() -> list[KernelStatus]:
+    """The default kernel and every kernel pinned in ``guest-image/kernels/``, with the guest
+    images built of each (of the current :func:`icevm.paths.guest_key`)."""
+    refs = [Kernel("default", DEFAULT_KERNEL)]
+    if paths.KERNELS_DIR.is_dir():
+        for lock in sorted(paths.KERNELS_DIR.glob("*.lock")):
+            name = lock.name.removesuffix(".lock")
+            refs.append(Kernel("suite" if name in KERNEL_SUITES else "release", name))
+    out = []
+    for k in refs:
+        try:
+            suite, release, version = _lock_facts(k.lock or paths.GUEST_LOCK)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            out.append(KernelStatus(k, None, None, None, error=f"unreadable lock: {e}"))
+            continue
+        built = {}
+        for v in paths.GUEST_VARIANTS:
+            try:
+                built[v] = guest_artifacts(v, kernel=k)
+            except BuildError:
+                pass
+        out.append(KernelStatus(k, release, suite, version, built))
+    return out
 
 
 # ------------------------------------------------------------------------------ patched module
@@ -136,11 +373,14 @@ def patched_ice_ko() -> Path:
     return ko
 
 
-def patched_guest(variant: str) -> GuestArtifacts:
-    """The guest image of ``variant`` carrying the patched ``ice.ko``."""
+def patched_guest(variant: str, kernel: Kernel | str | None = None) -> GuestArtifacts:
+    """The guest image of ``variant`` carrying the patched ``ice.ko`` (the default kernel's)."""
+    k = kernel if isinstance(kernel, Kernel) else kernel_ref(kernel)
+    if not k.is_default:
+        raise UsageError(f"--module patched exists for the default kernel only, not {k}")
     ko = patched_ice_ko()
     try:
-        return guest_artifacts(variant, module=ko)
+        return guest_artifacts(variant, module=ko, kernel=k)
     except BuildError:
         raise BuildError(f"guest image {variant} with the patched ice.ko not built: "
                          "run `make patched-module`") from None

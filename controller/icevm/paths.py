@@ -18,6 +18,8 @@ DEVICE_DIR = REPO / "qemu-device"
 GUEST_IMAGE_DIR = REPO / "guest-image"
 QEMU_LOCK = DEVICE_DIR / "qemu-source.lock"
 GUEST_LOCK = GUEST_IMAGE_DIR / "packages.lock"
+#: One lock per kernel other than the default one (``<suite>.lock``, ``<release>.lock``).
+KERNELS_DIR = GUEST_IMAGE_DIR / "kernels"
 STAMP = ".complete"
 GUEST_VARIANTS = ("safe", "full")
 
@@ -65,8 +67,9 @@ def debs_dir() -> Path:
     return cache_dir() / "debs"
 
 
-def apt_dir() -> Path:
-    return cache_dir() / "apt"
+def apt_dir(suite: str = "trixie") -> Path:
+    """The private apt configuration of ``suite`` (trixie's is the project's own, ``apt``)."""
+    return cache_dir() / ("apt" if suite == "trixie" else f"apt-{suite}")
 
 
 def tools_venv() -> Path:
@@ -76,10 +79,14 @@ def tools_venv() -> Path:
 
 
 def guest_key() -> str:
-    """A hash of everything the guest image is made from: rebuilding happens when it changes."""
+    """A hash of everything the guest image is made from: rebuilding happens when it changes.
+
+    The kernel locks (``guest-image/kernels/``) are left out: each keys only its own kernel's
+    images (:func:`guest_dir`), so pinning a kernel does not rebuild every other one."""
     h = hashlib.sha256()
     for p in sorted(GUEST_IMAGE_DIR.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts:
+        rel = p.relative_to(GUEST_IMAGE_DIR).parts
+        if p.is_file() and "__pycache__" not in p.parts and rel[0] != KERNELS_DIR.name:
             h.update(p.relative_to(GUEST_IMAGE_DIR).as_posix().encode())
             h.update(p.read_bytes())
     for name in ("guest_image.py", "newc.py"):
@@ -87,9 +94,12 @@ def guest_key() -> str:
     return h.hexdigest()[:16]
 
 
-def guest_dir(variant: str) -> Path:
-    """``vmlinuz`` and ``initrd.img`` of one guest variant (``safe`` or ``full``)."""
-    return cache_dir() / "guest" / guest_key() / variant
+def guest_dir(variant: str, kernel_key: str | None = None) -> Path:
+    """``vmlinuz`` and ``initrd.img`` of one guest variant (``safe`` or ``full``): of the
+    default kernel, or of the kernel ``kernel_key`` names
+    (:func:`icevm.artifacts.kernel_key`), in ``kernels/<kernel_key>/`` of its own."""
+    base = cache_dir() / "guest" / guest_key()
+    return base / variant if kernel_key is None else base / "kernels" / kernel_key / variant
 
 
 def is_complete(d: Path) -> bool:

@@ -14,7 +14,10 @@ Every file under ``data/interrupts-*.txt`` was read from the guest through the a
   ``q35-ice-removed-cpus2`` after ``rmmod ice`` in the same boot;
 * ``q35-ice-up-cpus2``: another boot, after ``ip link set eth0 up`` (a TxRx vector too);
 * ``q35-nomsi-shared``: ``pci=nomsi`` and two more ``virtio-serial-pci`` at slots 5 and 9, so
-  three devices share IO-APIC pin 21 (one line, three actions).
+  three devices share IO-APIC pin 21 (one line, three actions);
+* ``q35-ice-up-cpus4-6.1``, ``-7.3``: the full guest with 4 CPUs after ``ip link set eth0 up``
+  on Debian bookworm's 6.1.0-50 (one global ``PCI-MSI`` domain: ``PCI-MSI 524289-edge``) and
+  trixie-backports' 7.3.4 (2 TxRx vectors for 4 CPUs).
 """
 
 from __future__ import annotations
@@ -36,17 +39,22 @@ def load(name: str) -> Snapshot:
 
 ARCH = ("NMI", "LOC", "SPU", "PMI", "IWI", "RTR", "RES", "CAL", "TLB", "TRM", "THR", "DFR",
         "MCE", "MCP", "ERR", "MIS", "PIN", "NPI", "PIW")
+#: 7.3 prints fewer architecture lines (no SPU, RTR, ERR, MIS) and one more (VPMI).
+ARCH_7_3 = ("NMI", "LOC", "PMI", "IWI", "RES", "CAL", "TLB", "TRM", "THR", "DFR", "MCE", "MCP",
+            "PIN", "NPI", "PIW", "VPMI")
 
 
 @pytest.mark.parametrize(("name", "ncpus"), [
     ("q35-cpus1", 1), ("q35-cpus2", 2), ("q35-cpus4", 4), ("q35-iommu-cpus2", 2),
     ("q35-e810-cpus2", 2), ("q35-nomsi-shared", 2), ("q35-cpus2-t0", 2),
     ("q35-ice-safe-cpus2", 2), ("q35-ice-removed-cpus2", 2), ("q35-ice-up-cpus2", 2),
+    ("q35-ice-up-cpus4-6.1", 4), ("q35-ice-up-cpus4-7.3", 4),
 ])
 def test_every_capture_parses(name: str, ncpus: int) -> None:
     snap = load(name)
     assert snap.cpus == tuple(range(ncpus))
-    assert [ln.irq for ln in snap if ln.number is None] == list(ARCH)
+    arch = ARCH_7_3 if name.endswith("-7.3") else ARCH
+    assert [ln.irq for ln in snap if ln.number is None] == list(arch)
     for ln in snap:
         if ln.irq in ("ERR", "MIS"):
             assert len(ln.counts) == 1
@@ -183,6 +191,35 @@ def test_ice_lines() -> None:
     assert snap.by_prefix("ice-") == [misc, txrx]
     assert snap.by_name("ice-eth0-TxRx-0") == [txrx]
     assert snap.by_prefix("ice-eth0-") == [txrx]
+
+
+def test_ice_lines_of_6_1_global_msi_domain() -> None:
+    """6.1 names one ``PCI-MSI`` chip for every function; the hwirq says which and which
+    vector (``domain << 27 | bus << 19 | devfn << 11 | index``)."""
+    snap = load("q35-ice-up-cpus4-6.1")
+    assert snap.cpus == (0, 1, 2, 3)
+    ice = snap.by_device("0000:01:00.0")
+    assert [ln.name for ln in ice] == ["ice-0000:01:00.0:misc", *(f"ice-eth0-TxRx-{i}"
+                                       for i in range(4)), "ice-0000:01:00.0:ctrl-TxRx-0"]
+    misc = ice[0]
+    assert (misc.chip, misc.hwirq, misc.trigger) == ("PCI-MSI", 524288, "edge")
+    assert misc.global_msi and misc.msix and misc.msi_index == 0
+    assert [ln.msi_index for ln in ice] == [0, 1, 2, 3, 4, 5]
+    assert snap.by_prefix("ice-eth0-") == ice[1:5]
+    virtio = snap.by_prefix("virtio0-")
+    assert virtio and {ln.pci_device for ln in virtio} == {"0000:00:01.0"}
+    line = parse_line(" 40:  1  2  IR-PCI-MSI 1593345-edge  x", 2)
+    # domain 0, bus 3, devfn 0x0a (01.2), index 1
+    assert (line.pci_device, line.msi_index, line.remapped) == ("0000:03:01.2", 1, True)
+    assert parse_line(" 9:  1  2  IO-APIC   9-fasteoi   acpi", 2).msi_index is None
+
+
+def test_ice_lines_of_7_3() -> None:
+    snap = load("q35-ice-up-cpus4-7.3")
+    ice = snap.by_device("0000:01:00.0")
+    assert [ln.name for ln in ice] == ["ice-0000:01:00.0:misc", "ice-eth0-TxRx-0",
+                                       "ice-eth0-TxRx-1", "ice-0000:01:00.0:ctrl-TxRx-0"]
+    assert [ln.msi_index for ln in ice] == [0, 1, 2, 3] and not ice[0].global_msi
 
 
 def test_rmmod_ice_frees_its_vector() -> None:

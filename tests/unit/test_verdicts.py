@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -214,6 +215,20 @@ def test_misc_probe_returning_another_errno_is_a_driver_bug() -> None:
     assert judge(obs).outcome is Outcome.DRIVER_BUG
     assert failed(obs) == {"probe returns -EBUSY":
                            "expected 'probe with driver ice failed with error -16'"}
+
+
+def test_misc_probe_failure_in_6_1s_words() -> None:
+    """Up to 6.2 the driver core says "ice: probe of <bdf> failed with error -16" (bookworm's
+    6.1): the same verdict as on 6.12's "probe with driver ice failed with error -16"."""
+    obs = run("misc-ebusy-stock-safe")
+    new = judge(obs)
+    obs.kernel_log = [re.sub(r"ice (\S+): probe with driver ice failed", r"ice: probe of \1 failed",
+                             ln) for ln in obs.kernel_log]
+    assert any("ice: probe of 0000:01:00.0 failed with error -16" in ln for ln in obs.kernel_log)
+    old = judge(obs)
+    assert old.outcome is new.outcome is Outcome.PASS, failed(obs)
+    c = {c.name: c for c in old.checks}["probe returns -EBUSY"]
+    assert c.ok and c.evidence[0].endswith("ice: probe of 0000:01:00.0 failed with error -16")
 
 
 # ------------------------------------------------------------------------------ variations

@@ -1,6 +1,8 @@
 """``python -m icevm.build TARGET``: what the Makefile's build targets run.
 
-TARGET is ``deps``, ``qemu``, ``qemu-asan``, ``guest [VARIANT…]``, ``all`` (:mod:`icevm.build.qemu`)
+TARGET is ``deps``, ``qemu``, ``qemu-asan``, ``guest [VARIANT…] [--kernel K[,K…]] [--repin]``
+(K: a Debian suite or release, or a path; default ``$ICEVM_KERNEL``, else the default kernel),
+``all`` (:mod:`icevm.build.qemu`)
 or ``patched-module [build|lock|path] [--force] [--guest V]`` (:mod:`icevm.build.module_build`).
 """
 

@@ -1,8 +1,12 @@
-"""A project-private apt configuration for Debian trixie, used to fetch the QEMU source package
-and the guest's binary packages without touching the system's apt sources.
+"""Project-private apt configurations for Debian suites, used to fetch the QEMU source package,
+the guest's binary packages and the kernels of other suites (``icevm --kernel bookworm``)
+without touching the system's apt sources.
 
-The mirror is the one the system's own apt already uses (read from ``/etc/apt``), so the
-project names no host of its own. Everything apt keeps (lists, archives) lives in the cache.
+Trixie (the project's own suite: QEMU, the guest's userland, the default kernel) lives in
+``paths.apt_dir()``; every other suite of :data:`SUITES` has a configuration of its own
+(``paths.apt_dir(suite)``), so refreshing one never rewrites another's lists. The mirror is the
+one the system's own apt already uses (read from ``/etc/apt``), so the project names no host of
+its own. Everything apt keeps (lists, archives) lives in the cache.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icevm import paths
+from icevm.artifacts import KERNEL_SUITES
 from icevm.errors import BuildError
 from icevm.proc import run
 
 SUITE = "trixie"
+#: The suites a kernel may come from (``--kernel SUITE``: that suite's current kernel).
+SUITES = KERNEL_SUITES
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
@@ -37,13 +44,21 @@ def system_mirror() -> str:
 
 @dataclass(frozen=True)
 class Apt:
-    """apt-get / apt-cache bound to the private configuration in ``root``."""
+    """apt-get / apt-cache bound to the private configuration in ``root``, for ``suite``."""
 
     root: Path
+    suite: str = SUITE
 
     @classmethod
     def default(cls) -> Apt:
         return cls(paths.apt_dir())
+
+    @classmethod
+    def for_suite(cls, suite: str) -> Apt:
+        """The private configuration of one of :data:`SUITES`."""
+        if suite not in SUITES:
+            raise BuildError(f"unknown Debian suite {suite!r} (one of {', '.join(SUITES)})")
+        return cls(paths.apt_dir(suite), suite)
 
     @property
     def options(self) -> list[str]:
@@ -65,17 +80,13 @@ class Apt:
         if not KEYRING.exists():
             raise BuildError(f"{KEYRING} missing: install debian-archive-keyring")
         uri = system_mirror()
-        opts = f"[signed-by={KEYRING}]"
-        (self.root / "sources.list").write_text(
-            f"deb {opts} {uri} {SUITE} main non-free-firmware\n"
-            f"deb-src {opts} {uri} {SUITE} main\n"
-        )
+        (self.root / "sources.list").write_text(sources_list(uri, self.suite))
 
     async def update(self, log: Path) -> None:
         """Write the config and refresh the package lists (once per process is plenty)."""
         self.write_config()
         await run(["apt-get", *self.options, "-q", "update"], log=log,
-                  what="apt-get update (trixie)")
+                  what=f"apt-get update ({self.suite})")
 
     async def download(self, specs: list[str], dest: Path, log: Path) -> None:
         """``apt-get download name=version ...`` into ``dest``."""
@@ -91,6 +102,16 @@ class Apt:
 
     async def policy(self, name: str) -> str:
         return await run(["apt-cache", *self.options, "policy", name])
+
+
+def sources_list(uri: str, suite: str) -> str:
+    """The ``sources.list`` of one suite: binary packages (``main``, ``non-free-firmware``) and,
+    for the project's own suite, the sources (QEMU's)."""
+    opts = f"[signed-by={KEYRING}]"
+    text = f"deb {opts} {uri} {suite} main non-free-firmware\n"
+    if suite == SUITE:
+        text += f"deb-src {opts} {uri} {suite} main\n"
+    return text
 
 
 def deb_filename(name: str, version: str, arch: str) -> str:

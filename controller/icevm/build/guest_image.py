@@ -55,8 +55,16 @@ from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment, NoteSegment
 
 from icevm import paths
-from icevm.artifacts import guest_output_dir, sha256_file
-from icevm.build.apt import Apt, deb_filename
+from icevm.artifacts import (
+    KERNEL_SUITES,
+    Kernel,
+    UserKernel,
+    guest_output_dir,
+    kernel_ref,
+    sha256_file,
+    user_kernel,
+)
+from icevm.build.apt import SUITE, Apt, deb_filename
 from icevm.build.newc import NewcWriter
 from icevm.errors import BuildError, MissingLibrary
 from icevm.proc import Progress, run, say
@@ -73,6 +81,8 @@ LIBRARY_DIRS = ("usr/lib/x86_64-linux-gnu", "usr/lib")
 #: Merged-/usr top-level links, as on a trixie system.
 USRMERGE_LINKS = {"bin": "usr/bin", "sbin": "usr/sbin", "lib": "usr/lib", "lib64": "usr/lib64"}
 #: Kernel features the guest needs, each built in (``=y``) or a module to load (``=m``).
+#: The modules of :data:`EARLY_FEATURES` are loaded before ``/init`` looks for the agent's port
+#: (on 6.1 ``virtio_console`` is a module), always, even with ``icevm.load=0``.
 KERNEL_FEATURES = {
     "CONFIG_BLK_DEV_INITRD": None,
     "CONFIG_DEVTMPFS": None,
@@ -83,6 +93,10 @@ KERNEL_FEATURES = {
     # QEMU's own igb model, the yardstick of scripts/bench-rx (dca, i2c-algo-bit come along).
     "CONFIG_IGB": "igb",
 }
+EARLY_FEATURES = ("CONFIG_VIRTIO_PCI", "CONFIG_VIRTIO_CONSOLE")
+#: The kernel packages a suite's kernel is made of are found from this metapackage's Depends.
+KERNEL_META = "linux-image-amd64"
+FLAVOUR = "amd64"
 DDP_PATH = "usr/lib/firmware/intel/ice/ddp/ice.pkg"
 INIT_SCRIPT = paths.GUEST_IMAGE_DIR / "init"
 FSTAB = paths.GUEST_IMAGE_DIR / "fstab"
@@ -111,16 +125,18 @@ class LockedDeb:
 
 
 def parse_lock(text: str, *, source: str = "packages.lock",
-               required: Iterable[str] = ROOT_PACKAGES, relock: str = RELOCK) -> list[LockedDeb]:
+               required: Iterable[str] = ROOT_PACKAGES, relock: str = RELOCK,
+               tables: Iterable[str] = ()) -> list[LockedDeb]:
     """The ``[[package]]`` entries of a lock file; any malformation is a one-line BuildError.
 
     ``required`` names the packages the lock must hold (the guest's :data:`ROOT_PACKAGES`; other
-    lock files, such as ``module-build.lock``, pass their own), ``relock`` says how to re-pin."""
+    lock files, such as ``module-build.lock``, pass their own), ``relock`` says how to re-pin,
+    ``tables`` the other top-level keys the caller reads itself."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise BuildError(f"{source}: not valid TOML ({e})") from e
-    extra = set(doc) - {"package"}
+    extra = set(doc) - {"package", *tables}
     if extra:
         raise BuildError(f"{source}: unexpected top-level key(s) {', '.join(sorted(extra))}")
     entries = doc.get("package")
@@ -160,6 +176,56 @@ def parse_lock(text: str, *, source: str = "packages.lock",
     return debs
 
 
+@dataclass(frozen=True)
+class KernelLock:
+    """``guest-image/kernels/<name>.lock``: a kernel's packages and where they came from."""
+
+    suite: str
+    release: str  # ``6.1.0-50-amd64``
+    debs: tuple[LockedDeb, ...]
+
+
+def kernel_relock(name: str) -> str:
+    return f"re-pin it: icevm build --kernel {name} --repin"
+
+
+def parse_kernel_lock(text: str, *, source: str, name: str = "") -> KernelLock:
+    """A kernel lock: a ``[kernel]`` table (``suite``, ``release``) and its ``[[package]]``
+    entries (the kernel's own packages; the rest of the guest comes from packages.lock)."""
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise BuildError(f"{source}: not valid TOML ({e})") from e
+    head = doc.get("kernel")
+    if not isinstance(head, dict) or set(head) != {"suite", "release"} \
+            or not all(isinstance(v, str) and v for v in head.values()):
+        raise BuildError(f"{source}: needs a [kernel] table with suite and release (strings)")
+    if head["suite"] not in KERNEL_SUITES:
+        raise BuildError(f"{source}: unknown suite {head['suite']!r}")
+    debs = parse_lock(text, source=source, required=(), relock=kernel_relock(name or source),
+                      tables=("kernel",))
+    if not any(head["release"] in d.name for d in debs):
+        raise BuildError(f"{source}: no package of release {head['release']}")
+    return KernelLock(head["suite"], head["release"], tuple(debs))
+
+
+def render_kernel_lock(lock: KernelLock, header: str = "") -> str:
+    """The text of a kernel lock (:func:`parse_kernel_lock` reads it back)."""
+    head = [f"# {line}".rstrip() for line in header.splitlines()]
+    head += ["", "[kernel]", f"suite = {json.dumps(lock.suite)}",
+             f"release = {json.dumps(lock.release)}", "", ""]
+    return "\n".join(head).lstrip("\n") + render_lock(lock.debs)
+
+
+def read_kernel_lock(kernel: Kernel) -> KernelLock:
+    assert kernel.lock is not None
+    try:
+        text = kernel.lock.read_text()
+    except FileNotFoundError:
+        raise BuildError(f"kernel {kernel} is not pinned ({kernel.lock} missing)") from None
+    return parse_kernel_lock(text, source=kernel.lock.name, name=kernel.name)
+
+
 def read_lock(path: Path = paths.GUEST_LOCK) -> list[LockedDeb]:
     try:
         text = path.read_text()
@@ -180,7 +246,7 @@ def render_lock(debs: Iterable[LockedDeb], header: str = "") -> str:
 # =========================================================================== fetching .debs
 
 async def apt_has(apt: Apt, name: str, version: str) -> bool:
-    """Whether the (refreshed) trixie lists still carry ``name`` at ``version``."""
+    """Whether the (refreshed) lists of ``apt``'s suite still carry ``name`` at ``version``."""
     try:
         out = await run(["apt-cache", *apt.options, "show", f"{name}={version}"])
     except BuildError:
@@ -189,22 +255,25 @@ async def apt_has(apt: Apt, name: str, version: str) -> bool:
 
 
 async def fetch_debs(debs: Sequence[LockedDeb], *, log: Path, progress: Progress | None = None,
-                     apt: Apt | None = None) -> dict[str, Path]:
-    """The locked .debs in the cache, downloading the missing ones; each sha256 is checked.
+                     apt: Apt | None = None, suite: str = SUITE,
+                     relock: str = RELOCK) -> dict[str, Path]:
+    """The locked .debs in the cache, downloading the missing ones (from ``suite``); each
+    sha256 is checked.
 
-    Without ``apt`` the private package lists are refreshed before downloading; a caller that
-    passes ``apt`` has refreshed them already.
+    Without ``apt`` the private package lists of ``suite`` are refreshed before downloading; a
+    caller that passes ``apt`` has refreshed them already.
     """
     dest = paths.debs_dir()
     missing = [d for d in debs if not (dest / d.filename).is_file()]
     if missing:
         if apt is None:
-            apt = Apt.default()
-            say(progress, "refreshing the private trixie package lists")
+            apt = Apt.for_suite(suite)
+            say(progress, f"refreshing the private {suite} package lists")
             await apt.update(log)
         for d in missing:
             if not await apt_has(apt, d.name, d.version):
-                raise BuildError(f"{d.name} {d.version} is no longer in Debian trixie; {RELOCK}")
+                raise BuildError(f"{d.name} {d.version} is no longer in Debian {apt.suite}; "
+                                 f"{relock}")
         say(progress, f"downloading {len(missing)} package(s)")
         await apt.download([d.spec for d in missing], dest, log)
     out: dict[str, Path] = {}
@@ -219,6 +288,108 @@ async def fetch_debs(debs: Sequence[LockedDeb], *, log: Path, progress: Progress
                              "deleted it, the next build downloads it again")
         out[d.name] = f
     return out
+
+
+# =========================================================================== pinning a kernel
+
+KERNEL_LOCK_HEADER = """\
+The packages of Debian {suite}'s kernel {release} for the guest (with the userland of
+packages.lock), pinned by `icevm build --kernel {name}` on first use; sha256 is of the .deb.
+Debian keeps only a suite's current kernel: when this one leaves the mirror, the cached .debs
+(~/.cache/icevm/debs) still build it; without them, re-pin: icevm build --kernel {name} --repin"""
+
+_NO_STATUS = "-oDir::State::status=/dev/null"  # the suite's candidate, whatever is installed
+
+
+async def apt_candidate(apt: Apt, name: str) -> str | None:
+    """The version of ``name`` apt would pick from ``apt``'s suite (None: it has none)."""
+    out = await run(["apt-cache", *apt.options, _NO_STATUS, "policy", name])
+    m = re.search(r"^\s*Candidate:\s*(\S+)", out, re.M)
+    return None if m is None or m.group(1) == "(none)" else m.group(1)
+
+
+async def apt_record(apt: Apt, name: str, version: str) -> dict[str, str]:
+    """The fields of ``name=version``'s record in ``apt``'s suite."""
+    show = await run(["apt-cache", *apt.options, _NO_STATUS, "show", f"{name}={version}"])
+    return dict(re.findall(r"^([A-Za-z0-9-]+): (.*)$", show.split("\n\n", 1)[0], re.M))
+
+
+async def apt_locked(apt: Apt, name: str, version: str) -> LockedDeb:
+    fields = await apt_record(apt, name, version)
+    try:
+        return LockedDeb(name, version, fields["Architecture"], fields["SHA256"])
+    except KeyError as e:
+        raise BuildError(f"apt-cache show {name}={version}: no {e} field") from e
+
+
+def depends_names(text: str) -> list[str]:
+    """The package names of a ``Depends`` field (first of each alternative)."""
+    return [re.split(r"[\s(:]", dep.split("|")[0].strip(), maxsplit=1)[0]
+            for dep in text.split(",") if dep.strip()]
+
+
+async def kernel_debs(apt: Apt, abi: str, version: str) -> list[LockedDeb]:
+    """The packages of kernel ``<abi>-amd64`` at ``version``: ``linux-image-<rel>-unsigned``
+    (up to 6.x), or (7.x) the ``linux-binary[-unsigned]``, ``linux-modules`` and ``linux-base``
+    packages ``linux-image-<rel>`` depends on."""
+    rel = f"{abi}-{FLAVOUR}"
+    unsigned = f"linux-image-{rel}-unsigned"
+    if await apt_has(apt, unsigned, version):
+        return [await apt_locked(apt, unsigned, version)]
+    if not await apt_has(apt, f"linux-image-{rel}", version):
+        raise BuildError(f"linux-image-{rel} {version} is not in Debian {apt.suite}")
+    deps = depends_names((await apt_record(apt, f"linux-image-{rel}", version)).get("Depends", ""))
+    names = [n for n in deps if re.fullmatch(rf"linux-(?:base|binary|modules)-{re.escape(rel)}", n)]
+    if f"linux-binary-{rel}" not in names:
+        raise BuildError(f"linux-image-{rel} {version} has no kernel image package I know "
+                         f"(depends on {', '.join(deps)})")
+    out = []
+    for n in names:
+        u = n.replace("linux-binary-", "linux-binary-unsigned-", 1)
+        out.append(await apt_locked(apt, u if u != n and await apt_has(apt, u, version) else n,
+                                    version))
+    return out
+
+
+async def pin_kernel(kernel: Kernel, *, log: Path, progress: Progress | None = None
+                     ) -> KernelLock:
+    """Resolve ``kernel`` (a suite: its current kernel; a release: the first suite that has it)
+    through the private apt configurations and write its lock (``guest-image/kernels/``)."""
+    if kernel.lock is None:
+        raise BuildError(f"kernel {kernel} is not a Debian kernel: nothing to pin")
+    suites = [kernel.name] if kernel.kind == "suite" else list(KERNEL_SUITES)
+    for suite in suites:
+        apt = Apt.for_suite(suite)
+        say(progress, f"kernel {kernel}: refreshing the private {suite} package lists")
+        await apt.update(log)
+        if kernel.kind == "suite":
+            meta = await apt_candidate(apt, KERNEL_META)
+            if meta is None:
+                raise BuildError(f"Debian {suite} has no {KERNEL_META}")
+            dep = (await apt_record(apt, KERNEL_META, meta)).get("Depends", "")
+            m = re.search(rf"linux-image-(\S+)-{FLAVOUR} \(= ([^)\s]+)\)", dep)
+            if m is None:
+                raise BuildError(f"{KERNEL_META} {meta} in {suite}: no kernel in Depends: {dep}")
+            abi, version = m.group(1), m.group(2)
+        else:
+            abi = kernel.name
+            found = await apt_candidate(apt, f"linux-image-{abi}-{FLAVOUR}")
+            if found is None:
+                continue
+            version = found
+        lock = KernelLock(suite, f"{abi}-{FLAVOUR}", tuple(await kernel_debs(apt, abi, version)))
+        header = KERNEL_LOCK_HEADER.format(suite=suite, release=lock.release, name=kernel.name)
+        text = render_kernel_lock(lock, header)
+        parse_kernel_lock(text, source=kernel.lock.name)  # what we write must read back
+        kernel.lock.parent.mkdir(parents=True, exist_ok=True)
+        tmp = kernel.lock.with_name(f".{kernel.lock.name}.{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, kernel.lock)
+        say(progress, f"kernel {kernel}: pinned {lock.release} ({version}, Debian {suite}) in "
+                      f"{kernel.lock}")
+        return lock
+    raise BuildError(f"no Debian suite ({', '.join(suites)}) has linux-image-{kernel.name}-"
+                     f"{FLAVOUR}")
 
 
 async def extract_debs(debs: dict[str, Path], root: Path, *, log: Path,
@@ -241,6 +412,7 @@ async def extract_debs(debs: dict[str, Path], root: Path, *, log: Path,
         for name, deb in debs.items():
             d = parts / name
             await run(["dpkg-deb", "-x", deb, d], log=log, what=f"dpkg-deb -x {deb.name}")
+            await asyncio.to_thread(merge_usr, d, name)
             for rel, is_dir in _walk(d):
                 if rel in USRMERGE_LINKS:
                     raise BuildError(f"{name} ships /{rel} itself; the image expects merged /usr")
@@ -254,6 +426,22 @@ async def extract_debs(debs: dict[str, Path], root: Path, *, log: Path,
     finally:
         await asyncio.to_thread(shutil.rmtree, parts, ignore_errors=True)
     return owners
+
+
+def merge_usr(top: Path, name: str) -> None:
+    """Move a package's ``/lib``, ``/bin``, … into ``/usr`` as dpkg does on a merged-/usr system
+    (bookworm's packages ship ``/lib/modules``); a file in both places is an error."""
+    for link, target in USRMERGE_LINKS.items():
+        src = top / link
+        if src.is_symlink() or not src.is_dir():
+            continue
+        dst = top / target
+        for rel, is_dir in _walk(src):
+            if not is_dir and os.path.lexists(dst / rel):
+                raise BuildError(f"{name} ships both /{link}/{rel} and /{target}/{rel}")
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(src, dst, symlinks=True, copy_function=os.link, dirs_exist_ok=True)
+        shutil.rmtree(src)
 
 
 def _walk(top: Path) -> Iterable[tuple[str, bool]]:
@@ -443,14 +631,14 @@ class ModuleSet:
     def index(self) -> None:
         top = self.root / self.moddir / "kernel"
         if not top.is_dir():
-            raise BuildError(f"/{self.moddir}/kernel missing from {KERNEL_PACKAGE}")
+            raise BuildError(f"/{self.moddir}/kernel missing from the kernel packages")
         for p in sorted(top.rglob("*.ko*")):
             if p.name.endswith((".ko", ".ko.xz")):
                 self.files[module_name(p.name)] = p.relative_to(self.root).as_posix()
 
     def replace(self, name: str, data: bytes) -> None:
         if name not in self.files:
-            raise BuildError(f"cannot replace module {name}: not in {KERNEL_PACKAGE}")
+            raise BuildError(f"cannot replace module {name}: not in the kernel packages")
         self.replaced[name] = data
         self._cache.pop(name, None)
 
@@ -607,6 +795,50 @@ async def write_vmlinux(vmlinuz: Path, out: Path, *, log: Path) -> None:
         raise BuildError("vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)")
 
 
+# =========================================================================== a user's kernel
+
+def _order_path(entry: str) -> str:
+    """A ``modules.order`` entry as a module path under ``kernel/``: 6.2+ lists objects
+    (``drivers/net/ethernet/intel/ice/ice.o``), older kernels ``kernel/…/ice.ko``."""
+    e = entry.strip().removeprefix("kernel/")
+    return e[:-2] + ".ko" if e.endswith(".o") else e
+
+
+def stage_user_kernel(uk: UserKernel, root: Path) -> None:
+    """Lay ``uk`` out in the staging ``root`` as Debian's 7.x packages are
+    (``/usr/lib/modules/<release>/{vmlinuz,config,kernel/…}``), hard-linked where it can."""
+    moddir = root / "usr/lib/modules" / uk.release
+    if moddir.exists():
+        raise BuildError(f"/usr/lib/modules/{uk.release} is in the packages already")
+    if uk.modules is not None:
+        shutil.copytree(uk.modules, moddir, symlinks=False, ignore=shutil.ignore_patterns(
+            "build", "source"), copy_function=_link_or_copy)
+    else:
+        entries = [_order_path(e) for e in (uk.dir / "modules.order").read_text().split()]
+        if not entries:
+            raise BuildError(f"{uk.dir}/modules.order lists no module (CONFIG_MODULES?)")
+        for rel in entries:
+            src = uk.dir / rel
+            if not src.is_file():
+                raise BuildError(f"{src} missing: run `make modules` in {uk.dir}")
+            (moddir / "kernel" / rel).parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(src, moddir / "kernel" / rel)
+    moddir.mkdir(parents=True, exist_ok=True)
+    other = [p.name for p in moddir.rglob("*.ko.*") if not p.name.endswith(".ko.xz")]
+    if other:
+        raise BuildError(f"{uk.dir}: modules compressed other than with xz ({other[0]}, …) are "
+                         "not handled: build with CONFIG_MODULE_COMPRESS_NONE or _XZ")
+    shutil.copyfile(uk.image, moddir / "vmlinuz")
+    shutil.copyfile(uk.config, moddir / "config")
+
+
+def _link_or_copy(src: str | Path, dst: str | Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 # =========================================================================== the recipe
 
 def kernel_config(text: str) -> dict[str, str]:
@@ -618,17 +850,48 @@ def kernel_config(text: str) -> dict[str, str]:
     return out
 
 
-def kernel_release(root: Path) -> str:
-    found = sorted(p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*"))
+@dataclass(frozen=True)
+class KernelFiles:
+    """The kernel in a staging root: its release, bzImage and build config (paths in root)."""
+
+    release: str
+    image: str
+    config: str
+
+
+def kernel_files(root: Path) -> KernelFiles:
+    """Find the one kernel in ``root``: ``/boot/vmlinuz-<rel>`` + ``/boot/config-<rel>`` (up to
+    6.x), or ``/usr/lib/modules/<rel>/vmlinuz[.unsigned]`` + ``config`` (7.x:
+    linux-binary[-unsigned]-<rel> and linux-base-<rel>)."""
+    found: dict[str, str] = {}
+    for name in ("vmlinuz.unsigned", "vmlinuz"):  # linux-binary-unsigned-<rel>, linux-binary-
+        for p in (root / "usr/lib/modules").glob(f"*/{name}"):
+            found[p.parent.name] = p.relative_to(root).as_posix()
+    for p in (root / "boot").glob("vmlinuz-*"):
+        found.setdefault(p.name.removeprefix("vmlinuz-"), p.relative_to(root).as_posix())
     if len(found) != 1:
-        raise BuildError(f"expected one /boot/vmlinuz-* in {KERNEL_PACKAGE}, found {found}")
-    return found[0]
+        raise BuildError("expected one kernel (/boot/vmlinuz-* or /usr/lib/modules/*/vmlinuz*) "
+                         f"in the kernel packages, found {sorted(found) or 'none'}")
+    release, image = found.popitem()
+    for cand in (f"usr/lib/modules/{release}/config", f"boot/config-{release}"):
+        real, _ = resolve(root, cand)
+        if (root / real).is_file():
+            return KernelFiles(release, resolve(root, image)[0], real)
+    raise BuildError(f"no build config of {release} (/boot/config-{release} or "
+                     f"/usr/lib/modules/{release}/config) in the kernel packages")
 
 
-def module_roots(config: dict[str, str]) -> list[str]:
-    """The modules to load for :data:`KERNEL_FEATURES` (built-in ones need none)."""
+def kernel_release(root: Path) -> str:
+    return kernel_files(root).release
+
+
+def module_roots(config: dict[str, str], features: Iterable[str] = KERNEL_FEATURES
+                 ) -> list[str]:
+    """The modules to load for ``features`` (of :data:`KERNEL_FEATURES`; built-in ones need
+    none)."""
     roots = []
-    for sym, mod in KERNEL_FEATURES.items():
+    for sym in features:
+        mod = KERNEL_FEATURES[sym]
         val = config.get(sym)
         if val == "m" and mod is not None:
             roots.append(mod)
@@ -638,8 +901,10 @@ def module_roots(config: dict[str, str]) -> list[str]:
 
 
 def make_tree(root: Path, *, variant: str, mods: ModuleSet, order: list[str], init: bytes,
-              fstab: bytes) -> Tree:
-    """The initramfs contents for one variant, from the staging ``root``."""
+              fstab: bytes, early: Sequence[str] = ()) -> Tree:
+    """The initramfs contents for one variant, from the staging ``root``. ``order`` is every
+    module in load order; ``early`` those of them ``/init`` loads before it starts the agent
+    (listed in ``/etc/icevm/early-modules``, the others in ``/etc/icevm/modules``)."""
     t = Tree()
     for d in ("dev", "proc", "sys", "run", "root", "etc", "usr/bin", "usr/sbin", "usr/lib64",
               "usr/lib/firmware"):
@@ -666,8 +931,10 @@ def make_tree(root: Path, *, variant: str, mods: ModuleSet, order: list[str], in
                         for d in reversed(closure))
         deps_lines.append(f"{rel}: {deps}".rstrip())
     t.file(f"{mods.moddir}/modules.dep", "\n".join(deps_lines).encode() + b"\n")
+    t.file("etc/icevm/early-modules",
+           "".join(f"/{mods.guest_path(n)}\n" for n in order if n in early).encode())
     t.file("etc/icevm/modules",
-           "".join(f"/{mods.guest_path(n)}\n" for n in order).encode())
+           "".join(f"/{mods.guest_path(n)}\n" for n in order if n not in early).encode())
     if variant == "full":
         real, _ = resolve(root, DDP_PATH)
         if not (root / real).is_file():
@@ -677,27 +944,42 @@ def make_tree(root: Path, *, variant: str, mods: ModuleSet, order: list[str], in
 
 
 async def build_guest(variant: str, *, log: Path, force: bool = False,
-                      progress: Progress | None = None, module: Path | None = None) -> Path:
-    """Build (or reuse) guest image ``variant``; returns its directory.
+                      progress: Progress | None = None, module: Path | None = None,
+                      kernel: Kernel | None = None, repin: bool = False) -> Path:
+    """Build (or reuse) guest image ``variant`` of ``kernel`` (default:
+    :func:`icevm.artifacts.kernel_ref`'s); returns its directory.
 
+    A Debian kernel other than the default is pinned first if it has no lock yet (or
+    ``repin``); its packages replace :data:`KERNEL_PACKAGE`, the rest comes from packages.lock.
     ``module`` replaces the stock ``ice.ko`` (a plain ``.ko`` for the same kernel release); the
     image then goes to a directory of its own (see :func:`icevm.artifacts.guest_output_dir`).
     """
-    out = guest_output_dir(variant, module)
+    k = kernel if kernel is not None else kernel_ref()
+    uk = user_kernel(Path(k.name)) if k.kind == "path" else None
+    if k.lock is not None and (repin or not k.lock.is_file()):
+        await pin_kernel(k, log=log, progress=progress)
+    out = guest_output_dir(variant, module, k)
     if paths.is_complete(out) and not force:
         return out
-    debs = read_lock()
+    debs = [d for d in read_lock() if k.is_default or d.name != KERNEL_PACKAGE]
     files = await fetch_debs(debs, log=log, progress=progress)
+    if k.lock is not None:
+        kl = read_kernel_lock(k)
+        files.update(await fetch_debs(kl.debs, log=log, progress=progress, suite=kl.suite,
+                                      relock=kernel_relock(k.name)))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="icevm-guest-") as tmp:
         root = Path(tmp) / "root"
         say(progress, f"guest {variant}: extracting {len(files)} packages")
         await extract_debs(files, root, log=log)
+        if uk is not None:
+            say(progress, f"guest {variant}: the kernel {uk.release} of {uk.dir}")
+            await asyncio.to_thread(stage_user_kernel, uk, root)
         say(progress, f"guest {variant}: making the initramfs")
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             staged.chmod(0o755)
-            await asyncio.to_thread(_write_image, root, staged, variant, module)
+            await asyncio.to_thread(_write_image, root, staged, variant, module, k)
             await write_vmlinux(staged / "vmlinuz", staged / "vmlinux", log=log)
             if out.exists():
                 shutil.rmtree(out)
@@ -706,33 +988,41 @@ async def build_guest(variant: str, *, log: Path, force: bool = False,
             shutil.rmtree(staged, ignore_errors=True)
             raise
     (out / paths.STAMP).write_text(f"{variant}\n")
-    say(progress, f"guest {variant}: {out}")
+    say(progress, f"guest {variant} (kernel {k}): {out}")
     return out
 
 
-def _write_image(root: Path, dest: Path, variant: str, module: Path | None) -> None:
-    release = kernel_release(root)
-    config_text = (root / "boot" / f"config-{release}").read_text()
+def _write_image(root: Path, dest: Path, variant: str, module: Path | None,
+                 kernel: Kernel) -> None:
+    kf = kernel_files(root)
+    release = kf.release
+    config = kernel_config((root / kf.config).read_text())
     mods = ModuleSet(root, release)
     mods.index()
     if module is not None:
         data = module.read_bytes()
         mods.replace("ice", lzma.decompress(data) if module.suffix == ".xz" else data)
-    order = load_order(module_roots(kernel_config(config_text)), mods.depends)
+    order = load_order(module_roots(config), mods.depends)
+    early = set(load_order(module_roots(config, EARLY_FEATURES), mods.depends))
     if "ice" not in order:
         raise BuildError("the guest kernel has CONFIG_ICE=y; the image expects ice as a module")
-    tree = make_tree(root, variant=variant, mods=mods, order=order,
+    tree = make_tree(root, variant=variant, mods=mods, order=order, early=sorted(early),
                      init=INIT_SCRIPT.read_bytes(), fstab=FSTAB.read_bytes())
     with (dest / "initrd.img").open("wb") as f:
         tree.write(f)
-    shutil.copyfile(root / "boot" / f"vmlinuz-{release}", dest / "vmlinuz")
-    shutil.copyfile(root / "boot" / f"config-{release}", dest / "config")
+    shutil.copyfile(root / kf.image, dest / "vmlinuz")
+    shutil.copyfile(root / kf.config, dest / "config")
     (dest / "ice.ko").write_bytes(mods.load("ice")[0])
     (dest / "kernel-release").write_text(release + "\n")
     manifest = {
         "release": release,
+        "kernel": str(kernel),
         "variant": variant,
         "ice_ko_sha256": hashlib.sha256(mods.load("ice")[0]).hexdigest(),
-        "modules": [{"name": n, "path": "/" + mods.guest_path(n)} for n in order],
+        # what /init loads before the agent (always), then the modules icevm.load=0 skips
+        "early_modules": [{"name": n, "path": "/" + mods.guest_path(n)}
+                          for n in order if n in early],
+        "modules": [{"name": n, "path": "/" + mods.guest_path(n)}
+                    for n in order if n not in early],
     }
     (dest / "modules.json").write_text(json.dumps(manifest, indent=2) + "\n")

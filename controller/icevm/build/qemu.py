@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from icevm import paths
-from icevm.artifacts import sha256_file
+from icevm.artifacts import Kernel, kernel_ref, sha256_file
 from icevm.build.apt import Apt
 from icevm.build.guest_image import LockedDeb, fetch_debs
 from icevm.build.guest_image import build_guest as _build
-from icevm.errors import BuildError
+from icevm.errors import BuildError, IcevmError
 from icevm.proc import Progress, log_path, run, say
 
 #: Debian packages QEMU's minimal build needs on the host (bookworm or trixie).
@@ -370,8 +370,15 @@ async def fetch_firmware(progress: Progress | None = None) -> Path:
 
 # --------------------------------------------------------------------------- all
 
-async def build_guest(variant: str, progress: Progress | None = None) -> Path:
-    return await _build(variant, log=log_path(f"guest-{variant}"), progress=progress)
+async def build_guest(variant: str, progress: Progress | None = None,
+                      kernel: Kernel | None = None, repin: bool = False) -> Path:
+    """Guest image ``variant`` of ``kernel`` (default: ``$ICEVM_KERNEL``, else the default
+    kernel); one guest build per kernel at a time (pinning writes the kernel's lock)."""
+    k = kernel if kernel is not None else kernel_ref()
+    name = "guest" if k.is_default else f"guest-{k.name.replace('/', '_')}"
+    async with _build_lock(name, progress):
+        return await _build(variant, log=log_path(f"{name}-{variant}"), progress=progress,
+                            kernel=k, repin=repin)
 
 
 async def build_all(progress: Progress | None = None) -> None:
@@ -381,7 +388,24 @@ async def build_all(progress: Progress | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
+    """``deps``, ``qemu``, ``qemu-asan``, ``guest [VARIANT…] [--kernel K[,K…]] [--repin]``,
+    ``all``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    kernels: list[Kernel | None] = [None]
+    repin = "--repin" in args
+    if repin:
+        args.remove("--repin")
+    if "--kernel" in args:
+        i = args.index("--kernel")
+        if i + 1 >= len(args):
+            print("icevm build: --kernel needs a value", file=sys.stderr)
+            return 2
+        try:
+            kernels = [kernel_ref(k) for k in args[i + 1].split(",") if k.strip()]
+        except IcevmError as e:
+            print(f"icevm: {e}", file=sys.stderr)
+            return 2
+        del args[i:i + 2]
     what = args[0] if args else "all"
 
     def say(msg: str) -> None:
@@ -395,8 +419,10 @@ def main(argv: list[str] | None = None) -> int:
         elif what == "qemu-asan":
             print(asyncio.run(build_qemu(say, variant=ASAN)))
         elif what == "guest":
-            for v in args[1:] or list(paths.GUEST_VARIANTS):
-                print(asyncio.run(build_guest(v, say)))
+            for k in kernels:
+                for v in args[1:] or list(paths.GUEST_VARIANTS):
+                    print(asyncio.run(build_guest(v, say, k, repin)))
+                    repin = False
         elif what == "all":
             asyncio.run(build_all(say))
         else:

@@ -7,6 +7,7 @@ What the kernel prints (``show_interrupts()`` in ``kernel/irq/proc.c``, x86 part
       0:         44          0   IO-APIC   2-edge      timer
      24:          0          0  PCI-MSIX-0000:01:00.0    0-edge      ice-0000:01:00.0:misc
      27:          0         12  IR-PCI-MSIX-0000:01:00.0    3-edge      ice-eth0-TxRx-2
+     28:          0          0   PCI-MSI 524289-edge      ice-eth0-TxRx-0
      11:          0          0   IO-APIC  11-fasteoi   uhci_hcd:usb1, virtio0
     NMI:          0          0   Non-maskable interrupts
     ERR:          0
@@ -14,6 +15,12 @@ What the kernel prints (``show_interrupts()`` in ``kernel/irq/proc.c``, x86 part
 * numbered lines: one count per online CPU, the irq chip's name (``IR-`` when interrupt
   remapping is on), the hardware irq number in its domain, ``-`` and the flow handler
   (``edge``, ``fasteoi``, …) and the actions' names, comma-separated when the line is shared;
+* MSI and MSI-X come in two shapes. Since 6.2 each PCI function has an irq domain of its own:
+  the chip is ``PCI-MSIX-<bdf>`` (``PCI-MSI-<bdf>`` for MSI) and the hwirq is the vector's
+  index. Up to 6.1 (bookworm) every function shares one global domain: the chip is ``PCI-MSI``
+  for both MSI and MSI-X and the hwirq encodes the function, ``domain << 27 | bus << 19 |
+  devfn << 11 | index`` (``pci_msi_domain_calc_hwirq``): ``524289`` is 0000:01:00.0's vector 1.
+  :attr:`IrqLine.pci_device` and :attr:`IrqLine.msi_index` read either;
 * architecture lines (``NMI``, ``LOC``, …): per-CPU counts and a description;
 * ``ERR:`` and ``MIS:`` carry one global count and nothing else.
 
@@ -31,6 +38,7 @@ from typing import Any
 from icevm.errors import ParseError
 
 _CPU = re.compile(r"CPU(\d+)")
+_GLOBAL_MSI = re.compile(r"(?:IR-)?PCI-MSI")
 #: After the counts of a numbered line: chip, then ``<hwirq>-<flow>`` (either part may be
 #: missing), then the actions.
 _TAIL = re.compile(
@@ -72,16 +80,38 @@ class IrqLine:
         return ", ".join(self.actions) if self.actions else (self.description or "")
 
     @property
+    def global_msi(self) -> bool:
+        """The 6.1-and-older shape: one ``[IR-]PCI-MSI`` domain for every PCI function."""
+        return self.chip is not None and _GLOBAL_MSI.fullmatch(self.chip) is not None
+
+    @property
     def pci_device(self) -> str | None:
-        """``0000:01:00.0`` from an ``[IR-]PCI-MSI[X]-0000:01:00.0`` chip name."""
+        """``0000:01:00.0`` from an ``[IR-]PCI-MSI[X]-0000:01:00.0`` chip name, or from the
+        hwirq of the global ``PCI-MSI`` domain (6.1)."""
         if self.chip is None:
             return None
+        if self.global_msi:
+            if self.hwirq is None:
+                return None
+            h = self.hwirq
+            devfn = (h >> 11) & 0xFF
+            return f"{h >> 27:04x}:{(h >> 19) & 0xFF:02x}:{devfn >> 3:02x}.{devfn & 7}"
         m = re.search(r"PCI-MSIX?-([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])$", self.chip)
         return m.group(1) if m else None
 
     @property
+    def msi_index(self) -> int | None:
+        """The MSI/MSI-X vector's index in its function (``hwirq``, or its low 11 bits in the
+        global domain); None for a line that is not MSI."""
+        if self.pci_device is None or self.hwirq is None:
+            return None
+        return self.hwirq & 0x7FF if self.global_msi else self.hwirq
+
+    @property
     def msix(self) -> bool:
-        return self.chip is not None and "PCI-MSIX" in self.chip
+        """An MSI-X line by its chip's name (the global ``PCI-MSI`` of 6.1 does not say: a
+        line there counts as MSI-X when it is an MSI line at all)."""
+        return self.chip is not None and ("PCI-MSIX" in self.chip or self.global_msi)
 
     @property
     def remapped(self) -> bool:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from icevm.guest.interrupts import IrqState
 
-#: One line per e810 PCI function: ``bdf``, ``bound``, ``if <name>``, ``queue <rx-N|tx-N>``
-#: (shell builtins only: each fork+exec costs tens of ms under TCG).
+#: One line per e810 PCI function: ``bdf``, ``bound``, ``if <name>``, ``queue <rx-N|tx-N>``,
+#: then ``ethtool -l <name>`` (the channels: how many queue vectors the driver set up; Safe Mode
+#: has no channels and says so). Shell builtins but for ethtool: each fork+exec costs tens of ms
+#: under TCG.
 IDENTIFY = r"""
 for d in /sys/bus/pci/devices/*; do
   read v < "$d/vendor"; read c < "$d/class"
@@ -26,6 +28,7 @@ for d in /sys/bus/pci/devices/*; do
       [ -e "$n" ] || continue
       echo "if ${n##*/}"
       for q in "$n"/queues/*; do [ -e "$q" ] && echo "queue ${q##*/}"; done
+      ethtool -l "${n##*/}" 2>/dev/null
     done ;;
   esac
 done
@@ -45,10 +48,17 @@ class Device:
     ifname: str | None
     rx_queues: int
     tx_queues: int
+    #: ``ethtool -l``'s current channels: combined, Rx-only, Tx-only (None: no channels, as in
+    #: Safe Mode, or no ethtool)
+    channels: tuple[int, int, int] | None = None
 
     @property
     def queue_vectors(self) -> int:
-        """``num_q_vectors`` of the PF VSI: max(Rx, Tx) queues (``ice_vsi_set_num_qs``)."""
+        """``num_q_vectors`` of the PF VSI, as the driver reports it: one per channel
+        (``ethtool -l``: combined + Rx-only + Tx-only; 7.3 puts 4 queues on 2 vectors), else
+        max(Rx, Tx) queues of sysfs (one vector per queue pair, as 6.x does)."""
+        if self.channels is not None and sum(self.channels) > 0:
+            return sum(self.channels)
         return max(self.rx_queues, self.tx_queues)
 
 
@@ -57,7 +67,17 @@ def parse_identify(text: str) -> Device:
     bound = False
     ifname: str | None = None
     rx = tx = 0
+    current = False
+    chans: dict[str, int] = {}
     for line in text.splitlines():
+        if line.startswith(("Pre-set maximums", "Current hardware settings")):
+            current = line.startswith("Current")
+            continue
+        m = re.fullmatch(r"(RX|TX|Combined):\s+(\d+)", line.strip())
+        if m is not None:
+            if current and ifname is not None:
+                chans.setdefault(m.group(1), int(m.group(2)))
+            continue
         key, _, value = line.strip().partition(" ")
         if key == "bdf" and bdf is None:
             bdf = value
@@ -68,7 +88,9 @@ def parse_identify(text: str) -> Device:
         elif key == "queue":
             rx += value.startswith("rx-")
             tx += value.startswith("tx-")
-    return Device(bdf, bound, ifname, rx, tx)
+    channels = ((chans.get("Combined", 0), chans.get("RX", 0), chans.get("TX", 0))
+                if chans else None)
+    return Device(bdf, bound, ifname, rx, tx, channels)
 
 
 def driver_mode(log: Sequence[str]) -> str | None:

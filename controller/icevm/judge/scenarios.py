@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from icevm.artifacts import GuestArtifacts, guest_artifacts, patched_guest
+from icevm.artifacts import GuestArtifacts, guest_artifacts, kernel_ref, patched_guest
 from icevm.errors import IcevmError, UsageError, VMError
 from icevm.guest.interrupts import IrqState
 from icevm.guest.probe import (
@@ -101,17 +101,24 @@ class Scenario:
     command_timeout: float = 180.0
     #: Extra kernel command-line options for the guest (``unknown_nmi_panic``, …).
     append: tuple[str, ...] = ()
+    #: The guest kernel, as ``--kernel`` takes it (None: ``$ICEVM_KERNEL``, else the default).
+    kernel: str | None = None
 
     def validate(self) -> None:
-        """:class:`UsageError` for what is wrong before any VM boots."""
+        """:class:`UsageError` for what is wrong before any VM boots (whether the vector exists
+        is for the running driver to say: :func:`run` checks it once the guest is up)."""
         faults.check_guest(self.guest, self.cpus)
         if self.module not in MODULES:
             raise UsageError(f"unknown module {self.module!r} (one of {', '.join(MODULES)})")
-        faults.validate_vector(self.fault, self.guest, self.cpus)
+        k = kernel_ref(self.kernel)
+        if self.module == "patched" and not k.is_default:
+            raise UsageError(f"--module patched exists for the default kernel only, not {k}")
 
     @property
     def label(self) -> str:
-        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {self.module}]"
+        k = kernel_ref(self.kernel)
+        kernel = "" if k.is_default else f", kernel {k}"
+        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {self.module}{kernel}]"
 
 
 # ------------------------------------------------------------------------------ artefacts
@@ -120,8 +127,8 @@ def guest_for(scenario: Scenario) -> GuestArtifacts:
     """The guest image of ``scenario``, stock or with the patched ``ice.ko``; looked up, never
     built here (a :class:`BuildError` names the make target)."""
     if scenario.module == "stock":
-        return guest_artifacts(scenario.guest)
-    return patched_guest(scenario.guest)
+        return guest_artifacts(scenario.guest, kernel=scenario.kernel)
+    return patched_guest(scenario.guest, kernel=scenario.kernel)
 
 
 _ELF_CACHE: dict[tuple[str, int, int], ModuleElf] = {}
@@ -204,7 +211,8 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     state of its configuration (:mod:`icevm.qemu.savestate`; the first run of a configuration boots
     and saves it); ``fresh=True`` (or ``ICEVM_SNAPSHOTS=0``) boots every time. Never raises
     for what goes wrong in the VM or the harness (that is a ``HARNESS-ERROR`` verdict);
-    :class:`UsageError` for a bad scenario."""
+    :class:`UsageError` for a bad scenario, also once the guest is up: a vector the driver
+    does not have."""
     scenario.validate()
     t0 = time.monotonic()
     obs = Observation(scenario.fault, scenario.guest, scenario.cpus, scenario.module)
@@ -215,20 +223,20 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
 
     try:
         art = guest_for(scenario)
-    except IcevmError as e:
+        elf = await module_elf(art.ice_ko)
+    except (IcevmError, OSError, ValueError) as e:
         obs.error = f"guest image: {e}"
         obs.seconds = time.monotonic() - t0
         return judge(obs)
 
+    obs.kernel = art.release
+    # a fault this driver cannot have is the user's mistake (7.3 has no rmap call), not a run
+    faults.check_site(elf, scenario.fault.site_def, art.release)
     load = scenario.fault.site_def.trigger == "load"
     made: list[VM] = []
 
     def new_vm() -> VM:
-        made.append(VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
-                       memory_mb=scenario.memory_mb, iommu=scenario.iommu,
-                       append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
-                       kernel=art.vmlinux, initrd=art.initrd,
-                       boot_timeout=scenario.boot_timeout, notify=notify))
+        made.append(_new_vm(scenario, art, load=load, notify=notify))
         return made[-1]
 
     r: _Run | None = None
@@ -248,6 +256,8 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
                 raise
         finally:
             await vm.close()
+    except UsageError:
+        raise  # a vector the driver does not have: the user's mistake, not a verdict
     except IcevmError as e:
         obs.error = str(e)
     except TimeoutError as e:
@@ -272,6 +282,43 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     say(f"{scenario.label}: {v.outcome} ({obs.seconds:.0f} s); record in "
         f"{obs.run_dir or '(no run directory)'}")
     return v
+
+
+def _new_vm(scenario: Scenario, art: GuestArtifacts, *, load: bool,
+            notify: Notify | None) -> VM:
+    """The VM of ``scenario`` (``load``: booted with :data:`icevm.inject.host.NO_LOAD`)."""
+    return VM(variant=scenario.guest, accel=scenario.accel, cpus=scenario.cpus,
+              memory_mb=scenario.memory_mb, iommu=scenario.iommu,
+              append=[*scenario.append, *([faults.NO_LOAD] if load else [])],
+              kernel=art.vmlinux, initrd=art.initrd, boot_timeout=scenario.boot_timeout,
+              notify=notify)
+
+
+def _where(scenario: Scenario, dev: Device, mode: str | None, release: str) -> str:
+    """``ice on eth0 (full mode, 4 CPUs, kernel 7.3.4+deb13-amd64)``."""
+    m = f"{mode} mode, " if mode else ""
+    return (f"ice on {dev.ifname} ({m}{scenario.cpus} CPU{'s' if scenario.cpus != 1 else ''}, "
+            f"kernel {release})")
+
+
+async def queue_vectors(template: Scenario, *, notify: Notify | None = None,
+                        fresh: bool | None = None) -> int:
+    """How many queue vectors the driver sets up in ``template``'s guest (its kernel, mode and
+    CPUs): read from the queues the guest shows once it is up. The VM is the one a fault at
+    ``ip link set up`` starts from, so its post-boot saved state serves the scenarios after."""
+    template.validate()
+    art = guest_for(template)
+    vm = await snapshot.ready_vm(lambda: _new_vm(template, art, load=False, notify=notify),
+                                 use=None if fresh is None else not fresh, notify=notify)
+    try:
+        g = _Guest(vm, template.command_timeout)
+        dev = await g.device()
+        if dev.ifname is None:
+            raise VMError(f"ice created no netdev for {dev.bdf} (did the probe fail? see the "
+                          f"console log: {vm.files.console_log})")
+        return dev.queue_vectors
+    finally:
+        await vm.close()
 
 
 class _Run:
@@ -338,6 +385,9 @@ class _Run:
                     break
         finally:
             await armed.disarm()
+            if armed.retraps:
+                self.say(f"{self.scenario.label}: {armed.retraps} call(s) trapped twice at the "
+                         "same state, counted once")
             obs.calls = list(armed.calls)
             obs.injections = armed.fired
             obs.injection_error = armed.error
@@ -372,8 +422,9 @@ class _Run:
             raise IcevmError(f"ice created no netdev for {dev.bdf} (did the probe fail? see "
                              f"the console log)")
         ifname = dev.ifname
-        if self.spec.vector >= dev.queue_vectors:
-            return  # judged: "vector exists" fails (and "driver in full mode" if that is why)
+        # The driver, not the CPU count, says which vectors exist (7.3 sets up fewer than CPUs).
+        faults.check_vector(self.spec, dev.queue_vectors,
+                            _where(self.scenario, dev, obs.driver_mode, self.art.release))
         await self._arm_and_trigger(lambda _: g.link_up(ifname))
         if obs.fired and obs.fired[0]:
             self.say(f"{self.scenario.label}: follow-up: ip link set {ifname} up")
@@ -423,11 +474,21 @@ class _Run:
 
 # ------------------------------------------------------------------------------ the matrix
 
-def matrix(template: Scenario, errnos: Sequence[int] = faults.MATRIX_ERRNOS) -> list[Scenario]:
-    """Every vector x ``errnos`` at ``request-irq``, then ``rmap`` (ENOMEM), then ``misc`` x
-    ``errnos``, each a copy of ``template`` (guest, CPUs, module, accel, ...) with its fault."""
-    out = [replace(template, fault=s)
-           for s in faults.matrix_specs(template.guest, template.cpus, errnos)]
+async def sites_of(template: Scenario) -> list[str]:
+    """The fault sites (:data:`icevm.inject.host.SITES`) the guest's ``ice.ko`` has."""
+    elf = await module_elf(guest_for(template).ice_ko)
+    return [name for name, site in faults.SITES.items() if faults.site_exists(elf, site)]
+
+
+def matrix(template: Scenario, vectors: int,
+           errnos: Sequence[int] = faults.MATRIX_ERRNOS,
+           sites: Sequence[str] | None = None) -> list[Scenario]:
+    """Every one of the driver's ``vectors`` (:func:`queue_vectors`) x ``errnos`` at
+    ``request-irq``, then ``rmap`` (ENOMEM), then ``misc`` x ``errnos``, each a copy of
+    ``template`` (guest, CPUs, module, kernel, accel, ...) with its fault; only the ``sites``
+    the driver has (:func:`sites_of`) when given."""
+    out = [replace(template, fault=s) for s in faults.matrix_specs(vectors, errnos)
+           if sites is None or s.site in sites]
     for s in out:
         s.validate()
     return out

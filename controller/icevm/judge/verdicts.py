@@ -67,6 +67,7 @@ FATAL = ("panic", "oops", "bug", "gpf")
 NOTABLE = re.compile(
     r"Flags mismatch irq|MSIX request_irq failed|Failed to setup CPU RMAP|Failed to open VSI|"
     r"misc vector failed|devm_request_threaded_irq for|probe with driver \S+ failed|"
+    r"probe of \S+ failed with error|"
     r"WARNING: |Trying to free already-free IRQ")
 MAX_EVIDENCE = 12
 
@@ -124,6 +125,7 @@ class Observation:
     cpus: int = 2
     module: str = "stock"
     accel: str | None = None
+    kernel: str | None = None  # the guest kernel's release (uname -r)
     bdf: str | None = None
     ifname: str | None = None
     driver_mode: str | None = None  # "safe" or "full", from the probe's log
@@ -222,7 +224,7 @@ class Verdict(_Judged):
             "outcome": str(self.outcome),
             "summary": self.summary,
             "scenario": {"fault": o.spec.to_json(), "guest": o.guest, "cpus": o.cpus,
-                         "module": o.module, "accel": o.accel},
+                         "module": o.module, "accel": o.accel, "kernel": o.kernel},
             "device": {"bdf": o.bdf, "ifname": o.ifname, "driver_mode": o.driver_mode,
                        "queue_vectors": o.queue_vectors},
             "checks": [c.to_json() for c in self.checks],
@@ -248,10 +250,10 @@ class Verdict(_Judged):
 # ------------------------------------------------------------------------------ records
 
 _STATES = ("before", "after", "recovered")
-_SCALARS = ("guest", "cpus", "module", "accel", "bdf", "ifname", "driver_mode", "queue_vectors",
-            "target", "caller_ok", "caller_detail", "injections", "injection_error", "fired",
-            "bound_after", "netdev_after", "follow_up_at", "error", "vm_alive", "run_dir",
-            "seconds")
+_SCALARS = ("guest", "cpus", "module", "accel", "kernel", "bdf", "ifname", "driver_mode",
+            "queue_vectors", "target", "caller_ok", "caller_detail", "injections",
+            "injection_error", "fired", "bound_after", "netdev_after", "follow_up_at", "error",
+            "vm_alive", "run_dir", "seconds")
 
 
 def save_observation(obs: Observation, d: Path) -> None:
@@ -470,7 +472,10 @@ def judge(obs: Observation) -> Verdict:
                     [str(att), *_notable(fault_log)])
 
     if fired_first and spec.site_def.trigger == "load":
-        probe = re.compile(r"probe with driver ice failed with error (-?\d+)")
+        # the driver core's words: 6.3+ "ice 0000:01:00.0: probe with driver ice failed with
+        # error -16", up to 6.2 "ice: probe of 0000:01:00.0 failed with error -16"
+        probe = re.compile(r"(?:probe with driver ice|\bice: probe of \S+) failed with error "
+                           r"(-?\d+)")
         said = [ln for ln in fault_log if probe.search(ln)]
         right = [ln for ln in said if f"error -{spec.errno}" in ln]
         add(f"probe returns -{spec.errno_name}", D,

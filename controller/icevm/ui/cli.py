@@ -28,6 +28,7 @@ from typing import Any
 from rich.console import Console
 
 from icevm import __version__, paths
+from icevm.artifacts import KERNEL_ENV, KERNEL_HELP, kernel_ref, kernels
 from icevm.build import qemu as build
 from icevm.errors import IcevmError, UsageError, VMError
 from icevm.inject import device as device_faults
@@ -61,8 +62,15 @@ def _note(msg: str) -> None:
     err_console.print(f"icevm: {msg}", markup=False)
 
 
+def _add_kernel_option(g: Any) -> None:
+    g.add_argument("--kernel", metavar="K", default=None,
+                   help=f"the guest kernel: {KERNEL_HELP} (default: ${KERNEL_ENV}, else "
+                        "default); a suite or release is pinned and built on first use")
+
+
 def _add_vm_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("guest")
+    _add_kernel_option(g)
     g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
                    help="auto probes KVM with a real boot and falls back to TCG (default)")
     g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
@@ -99,6 +107,11 @@ def parser() -> argparse.ArgumentParser:
     what.add_argument("--guest", choices=paths.GUEST_VARIANTS, metavar="{safe,full}",
                       help="only this guest image")
     what.add_argument("--all", action="store_true", help="everything (the default)")
+    _add_kernel_option(b)
+    b.add_argument("--repin", action="store_true",
+                   help="with --kernel SUITE: pin the suite's current kernel again")
+
+    sub.add_parser("kernels", help="the kernels pinned and built, with their ice version")
 
     bo = sub.add_parser("boot", help="boot a guest and keep it up until Ctrl-C")
     _add_vm_options(bo)
@@ -169,6 +182,7 @@ VERDICT_EXIT_HELP = ("Exit status: 0 PASS, 1 DRIVER-BUG, 3 HARNESS-ERROR, 2 bad 
 
 def _add_fault_vm_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("guest")
+    _add_kernel_option(g)
     g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
                    help="safe: Safe Mode, 1 queue vector; full: the DDP package, one queue "
                         "vector per CPU (default: safe)")
@@ -194,8 +208,24 @@ def _vm(args: argparse.Namespace, *, wait_agent: bool = True) -> VM:
         variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
         nic=None if args.no_nic else NicConfig(mac=args.mac), iommu=args.iommu,
         append=args.append, boot_timeout=args.boot_timeout, wait_agent=wait_agent,
-        notify=_note,
+        notify=_note, guest_kernel=args.kernel,
     )
+
+
+async def _ensure_kernel(args: argparse.Namespace) -> None:
+    """A ``--kernel`` other than the default is pinned and its image of ``args.variant`` built
+    on first use (the default kernel's images are ``make guest``'s)."""
+    k = kernel_ref(args.kernel)
+    if k.is_default:
+        return
+    if getattr(args, "module", "stock") == "patched":
+        raise UsageError(f"--module patched exists for the default kernel only, not {k}")
+
+    def progress(msg: str) -> None:
+        err_console.print(f"[bold]icevm build:[/] {msg}")
+
+    with err_console.status(f"guest image {args.variant} of kernel {k}…"):
+        await build.build_guest(args.variant, progress, k)
 
 
 # --------------------------------------------------------------------------- commands
@@ -204,14 +234,25 @@ async def cmd_build(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         err_console.print(f"[bold]icevm build:[/] {msg}")
 
+    k = kernel_ref(args.kernel)
     with err_console.status("building…"):
         if args.qemu:
             await build.build_qemu(progress)
         elif args.guest:
-            await build.build_guest(args.guest, progress)
+            await build.build_guest(args.guest, progress, k, args.repin)
+        elif args.kernel is not None:
+            await build.build_qemu(progress)
+            for i, v in enumerate(paths.GUEST_VARIANTS):
+                await build.build_guest(v, progress, k, args.repin and i == 0)
         else:
             await build.build_all(progress)
     err_console.print("[bold]icevm build:[/] done")
+    return 0
+
+
+async def cmd_kernels(args: argparse.Namespace) -> int:
+    out = render.out_console()
+    out.print(render.kernels_table(kernels()))
     return 0
 
 
@@ -301,7 +342,7 @@ async def cmd_irqs(args: argparse.Namespace) -> int:
 def _scenario_template(args: argparse.Namespace, spec: FaultSpec) -> Scenario:
     sc = Scenario(spec, guest=args.variant, cpus=args.cpus, module=args.module,
                   accel=args.accel, memory_mb=args.memory, iommu=args.iommu,
-                  boot_timeout=args.boot_timeout)
+                  boot_timeout=args.boot_timeout, kernel=args.kernel)
     sc.validate()
     return sc
 
@@ -339,6 +380,7 @@ def _add_device_fault_parser(fsub: Any) -> None:
                    help="guest memory in MB (default: 1024)")
     g.add_argument("--boot-timeout", type=float, default=300.0, metavar="S",
                    help="seconds to wait for the guest (default: 300)")
+    _add_kernel_option(g)
     d.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
 
 
@@ -349,7 +391,8 @@ async def cmd_fault_device(args: argparse.Namespace) -> int:
         raise UsageError(f"--msix-vectors must be at least 1, not {args.msix_vectors}")
     opts = {"msix-vectors": str(args.msix_vectors)} if args.msix_vectors is not None else {}
     vm = VM(variant=args.variant, accel=args.accel, cpus=args.cpus, memory_mb=args.memory,
-            nic=NicConfig(options=opts), boot_timeout=args.boot_timeout, notify=_note)
+            nic=NicConfig(options=opts), boot_timeout=args.boot_timeout, notify=_note,
+            guest_kernel=args.kernel)
     try:
         await _boot(vm)
         with err_console.status("device faults…"):
@@ -415,8 +458,16 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UsageError(f"matrix: --jobs must be at least 1, not {args.jobs}")
     template = _scenario_template(args, FaultSpec("misc", errnos[0]))
-    todo = scenarios.matrix(template, errnos)
-    _note(f"matrix: {len(todo)} scenarios, each on a fresh {args.variant} guest")
+    with err_console.status("counting the driver's queue vectors…"):
+        vectors = await scenarios.queue_vectors(template, notify=_note, fresh=args.fresh)
+    sites = await scenarios.sites_of(template)
+    for name in SITES:
+        if name not in sites:
+            _note(f"matrix: {name} left out: this ice.ko has no call to {SITES[name].callee} "
+                  f"in {SITES[name].function}")
+    todo = scenarios.matrix(template, vectors, errnos, sites)
+    _note(f"matrix: {len(todo)} scenarios ({vectors} queue vectors), each on a fresh "
+          f"{args.variant} guest")
 
     def done(v: verdicts.Verdict) -> None:
         _note(f"{v.observation.spec.label}: {v.outcome}: {v.summary}")
@@ -428,7 +479,7 @@ async def cmd_matrix(args: argparse.Namespace) -> int:
     else:
         render.out_console().print(render.summary_table(
             results, title=f"icevm matrix: {args.variant} guest, {args.cpus} CPUs, "
-                           f"{args.module} ice.ko"))
+                           f"{args.module} ice.ko, kernel {kernel_ref(args.kernel)}"))
     outcomes = {v.outcome for v in results}
     worst = (Outcome.HARNESS_ERROR if Outcome.HARNESS_ERROR in outcomes else
              Outcome.DRIVER_BUG if Outcome.DRIVER_BUG in outcomes else Outcome.PASS)
@@ -452,8 +503,17 @@ async def cmd_shell(args: argparse.Namespace) -> int:
     return await shell.run(start, notify=_note)
 
 
-COMMANDS = {"build": cmd_build, "boot": cmd_boot, "run": cmd_run, "irqs": cmd_irqs,
-            "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell}
+async def _command(args: argparse.Namespace) -> int:
+    """Run ``args.command``; a guest of a ``--kernel`` other than the default is built first if
+    it is not (a bad name is a usage error before anything is built or booted)."""
+    if getattr(args, "kernel", None) is not None and args.command != "build" \
+            and getattr(args, "attach", None) is None:
+        await _ensure_kernel(args)
+    return await COMMANDS[args.command](args)
+
+
+COMMANDS = {"build": cmd_build, "kernels": cmd_kernels, "boot": cmd_boot, "run": cmd_run,
+            "irqs": cmd_irqs, "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell}
 
 
 async def _main(coro: Coroutine[Any, Any, int]) -> int:
@@ -483,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
     logging.getLogger("qemu.qmp").propagate = False
     try:
-        return asyncio.run(_main(COMMANDS[args.command](args)))
+        return asyncio.run(_main(_command(args)))
     except IcevmError as e:
         print(f"icevm: {e}", file=sys.stderr, flush=True)
         return e.exit_code

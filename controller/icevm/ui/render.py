@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from icevm.artifacts import KernelStatus
 from icevm.guest.interrupts import IrqLine, Snapshot
 from icevm.judge.verdicts import DRIVER, Check, DeviceVerdict, Outcome, Verdict, other_errno
 
@@ -84,7 +85,8 @@ def vector_table(snap: Snapshot, bdf: str | None = None, before: Snapshot | None
     t.add_column("name")
     old = {ln.key: ln for ln in before.lines} if before is not None else {}
     for ln in ice_lines(snap, bdf):
-        row = [ln.irq, "" if ln.hwirq is None else str(ln.hwirq),
+        idx = ln.msi_index if ln.msi_index is not None else ln.hwirq
+        row = [ln.irq, "" if idx is None else str(idx),
                *[str(c) for c in ln.counts], str(ln.total)]
         if before is not None:
             prev = old.get(ln.key)
@@ -99,6 +101,21 @@ def vector_table(snap: Snapshot, bdf: str | None = None, before: Snapshot | None
 
 _STYLE = {Outcome.PASS: "bold green", Outcome.DRIVER_BUG: "bold red",
           Outcome.HARNESS_ERROR: "bold yellow"}
+
+
+def kernels_table(kernels: Sequence[KernelStatus]) -> Table:
+    """``icevm kernels``: each pinned kernel, its release, and what is built of it."""
+    t = Table(title="guest kernels (pinned in guest-image/)", title_justify="left")
+    for col in ("kernel", "release", "from", "built", "ice"):
+        t.add_column(col)
+    for k in kernels:
+        if k.error is not None:
+            t.add_row(str(k.kernel), "?", "", "", k.error)
+            continue
+        src = f"Debian {k.suite} {k.version}" if k.suite else ""
+        t.add_row(str(k.kernel), k.release or "?", src,
+                  ", ".join(k.built) or "not built", k.ice or "")
+    return t
 
 
 def outcome_text(o: Outcome) -> Text:

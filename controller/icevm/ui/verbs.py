@@ -437,7 +437,7 @@ class _Nic:
     bdf: str | None
     ifname: str | None
     mac: str | None
-    vectors: int  # the PF VSI's queue vectors (max of Rx and Tx queues)
+    vectors: int  # the PF VSI's queue vectors, as the driver reports them (probe.Device)
 
 
 def format_event(ev: QmpEvent) -> str:
