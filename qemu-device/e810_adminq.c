@@ -178,6 +178,7 @@ static const E810AqOp e810_aq_handlers[] = {
     E810_AQ_OP(get_link_topo, e810_aq_enoent),
     E810_AQ_OP(get_port_options, e810_aq_get_port_options),
     E810_AQ_OP(nvm_read, e810_aq_nvm_read),
+    E810_AQ_OP(nvm_checksum, e810_aq_nvm_checksum),
     E810_AQ_OP(lldp_set_local_mib, e810_aq_enosys),
     E810_AQ_OP(set_rss_key, e810_aq_set_rss_key),
     E810_AQ_OP(set_rss_lut, e810_aq_set_rss_lut),

@@ -46,6 +46,7 @@ void e810_nvm_unrealize(E810Core *core);
 uint16_t e810_aq_req_res(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_release_res(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_nvm_read(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_nvm_checksum(E810Core *core, E810AqCmd *cmd);
 void e810_res_reset(E810Core *core);
 
 /* e810_caps.c */

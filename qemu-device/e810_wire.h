@@ -89,6 +89,7 @@ enum ice_adminq_opc {
     ice_aqc_opc_get_link_topo                   = 0x06E0,
     ice_aqc_opc_get_port_options                = 0x06EA,
     ice_aqc_opc_nvm_read                        = 0x0701,
+    ice_aqc_opc_nvm_checksum                    = 0x0706,
     ice_aqc_opc_lldp_set_local_mib              = 0x0A08,
     ice_aqc_opc_set_rss_key                     = 0x0B02,
     ice_aqc_opc_set_rss_lut                     = 0x0B03,
@@ -728,6 +729,17 @@ struct QEMU_PACKED ice_aqc_nvm {
     uint32_t addr_low;
 };
 
+/* 0x0706 nvm_checksum */
+struct QEMU_PACKED ice_aqc_nvm_checksum {
+    uint8_t flags;
+#define ICE_AQC_NVM_CHECKSUM_VERIFY     0x01
+#define ICE_AQC_NVM_CHECKSUM_RECALC     0x02
+    uint8_t rsvd;
+    uint16_t checksum;                  /* response */
+#define ICE_AQC_NVM_CHECKSUM_CORRECT    0xBABA
+    uint8_t rsvd2[12];
+};
+
 /* 0x0B02 set_rss_key / 0x0B04 get_rss_key */
 struct QEMU_PACKED ice_aqc_get_set_rss_key {
     uint16_t vsi_id;
@@ -875,6 +887,7 @@ union ice_aq_params {
     struct ice_aqc_set_event_mask set_event_mask;
     struct ice_aqc_get_port_options get_port_options;
     struct ice_aqc_nvm nvm;
+    struct ice_aqc_nvm_checksum nvm_checksum;
     struct ice_aqc_get_set_rss_key get_set_rss_key;
     struct ice_aqc_get_set_rss_lut get_set_rss_lut;
     struct ice_aqc_add_txqs add_txqs;
@@ -944,6 +957,7 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_event_mask) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options_elem) != 8);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm_checksum) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_key) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_lut) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_add_txqs) != 16);
