@@ -560,6 +560,25 @@ static const VMStateDescription e810_vmstate_reset = {
     }
 };
 
+/* MAC loopback (0x0620), only while it is on: the ethtool self-test's */
+static bool e810_mac_lb_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return s->core.link.mac_loopback;
+}
+
+static const VMStateDescription e810_vmstate_mac_lb = {
+    .name = "e810/mac-loopback",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_mac_lb_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(core.link.mac_loopback, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
 /*
  * DDP package, flexible-pipeline tables (current and the package's
  * defaults, restored by a PF reset), profile/TCAM id pools and RSS
@@ -690,6 +709,7 @@ static const VMStateDescription e810_vmstate = {
         &e810_vmstate_config,
         &e810_vmstate_faults,
         &e810_vmstate_reset,
+        &e810_vmstate_mac_lb,
         NULL
     }
 };

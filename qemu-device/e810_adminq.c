@@ -175,6 +175,7 @@ static const E810AqOp e810_aq_handlers[] = {
     E810_AQ_OP(restart_an, e810_aq_restart_an),
     E810_AQ_OP(get_link_status, e810_aq_get_link_status),
     E810_AQ_OP(set_event_mask, e810_aq_set_event_mask),
+    E810_AQ_OP(set_mac_lb, e810_aq_set_mac_lb),
     E810_AQ_OP(get_link_topo, e810_aq_enoent),
     E810_AQ_OP(get_port_options, e810_aq_get_port_options),
     E810_AQ_OP(nvm_read, e810_aq_nvm_read),

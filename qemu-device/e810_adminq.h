@@ -91,6 +91,7 @@ uint16_t e810_aq_set_mac_cfg(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_restart_an(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_get_link_status(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_set_event_mask(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_set_mac_lb(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_get_port_options(E810Core *core, E810AqCmd *cmd);
 
 /* e810_txq.c */

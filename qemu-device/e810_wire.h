@@ -86,6 +86,7 @@ enum ice_adminq_opc {
     ice_aqc_opc_restart_an                      = 0x0605,
     ice_aqc_opc_get_link_status                 = 0x0607,
     ice_aqc_opc_set_event_mask                  = 0x0613,
+    ice_aqc_opc_set_mac_lb                      = 0x0620,
     ice_aqc_opc_get_link_topo                   = 0x06E0,
     ice_aqc_opc_get_port_options                = 0x06EA,
     ice_aqc_opc_nvm_read                        = 0x0701,
@@ -395,6 +396,13 @@ struct QEMU_PACKED ice_sw_rule_lkup_rx_tx {
     uint16_t recipe_id;
     uint16_t src;
     uint32_t act;
+#define ICE_SINGLE_ACT_TYPE_M           0x3
+#define ICE_SINGLE_ACT_VSI_FORWARDING   0x0
+#define ICE_SINGLE_ACT_VSI_ID_S         4
+#define ICE_SINGLE_ACT_VSI_ID_M         (0x3FF << ICE_SINGLE_ACT_VSI_ID_S)
+#define ICE_SINGLE_ACT_VSI_LIST         (1U << 14)
+#define ICE_SINGLE_ACT_VALID_BIT        (1U << 17)
+#define ICE_SINGLE_ACT_DROP             (1U << 18)
     uint16_t index;                     /* the device answers it */
     uint16_t hdr_len;
     uint8_t hdr_data[];
@@ -717,6 +725,14 @@ struct QEMU_PACKED ice_aqc_get_port_options_elem {
     uint8_t pf2port_cid[2];
 };
 
+/* 0x0620 set_mac_lb */
+struct QEMU_PACKED ice_aqc_set_mac_lb {
+    uint8_t lb_mode;
+#define ICE_AQ_MAC_LB_EN                0x01
+#define ICE_AQ_MAC_LB_OSC_CLK           0x02
+    uint8_t reserved[15];
+};
+
 /* 0x0701 nvm_read */
 struct QEMU_PACKED ice_aqc_nvm {
     uint16_t offset_low;
@@ -885,6 +901,7 @@ union ice_aq_params {
     struct ice_aqc_restart_an restart_an;
     struct ice_aqc_get_link_status get_link_status;
     struct ice_aqc_set_event_mask set_event_mask;
+    struct ice_aqc_set_mac_lb set_mac_lb;
     struct ice_aqc_get_port_options get_port_options;
     struct ice_aqc_nvm nvm;
     struct ice_aqc_nvm_checksum nvm_checksum;
@@ -958,6 +975,7 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options_elem) != 8);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm_checksum) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_mac_lb) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_key) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_lut) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_add_txqs) != 16);
