@@ -169,6 +169,8 @@ static const E810AqOp e810_aq_handlers[] = {
     E810_AQ_OP(add_rl_profiles, e810_aq_rl_profiles),
     E810_AQ_OP(query_sched_res, e810_aq_query_sched_res),
     E810_AQ_OP(remove_rl_profiles, e810_aq_rl_profiles),
+    E810_AQ_OP(set_tx_topo, e810_aq_set_tx_topo),
+    E810_AQ_OP(get_tx_topo, e810_aq_get_tx_topo),
     E810_AQ_OP(get_phy_caps, e810_aq_get_phy_caps),
     E810_AQ_OP(set_phy_cfg, e810_aq_set_phy_cfg),
     E810_AQ_OP(set_mac_cfg, e810_aq_set_mac_cfg),

@@ -63,6 +63,8 @@ uint16_t e810_aq_move_sched_elems(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_suspend_resume_sched_elems(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_delete_sched_elems(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_rl_profiles(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_get_tx_topo(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_set_tx_topo(E810Core *core, E810AqCmd *cmd);
 E810SchedNode *e810_sched_find(E810Core *core, uint32_t teid);
 E810SchedNode *e810_sched_add_leaf(E810Core *core, uint32_t parent_teid,
                                    uint16_t txq_id,

@@ -80,6 +80,8 @@ enum ice_adminq_opc {
     ice_aqc_opc_add_rl_profiles                 = 0x0410,
     ice_aqc_opc_query_sched_res                 = 0x0412,
     ice_aqc_opc_remove_rl_profiles              = 0x0415,
+    ice_aqc_opc_set_tx_topo                     = 0x0417,
+    ice_aqc_opc_get_tx_topo                     = 0x0418,
     ice_aqc_opc_get_phy_caps                    = 0x0600,
     ice_aqc_opc_set_phy_cfg                     = 0x0601,
     ice_aqc_opc_set_mac_cfg                     = 0x0603,
@@ -185,6 +187,7 @@ struct QEMU_PACKED ice_aqc_list_caps_elem {
 #define ICE_AQC_CAPS_MSIX               0x0043
 #define ICE_AQC_CAPS_FD                 0x0045
 #define ICE_AQC_CAPS_MAX_MTU            0x0047
+#define ICE_AQC_CAPS_TX_SCHED_TOPO_COMP_MODE 0x0085
     uint8_t major_ver;
     uint8_t minor_ver;
     uint32_t number;
@@ -561,6 +564,22 @@ struct QEMU_PACKED ice_aqc_query_txsched_res_resp {
     struct ice_aqc_layer_props layer_props[ICE_AQC_TOPO_MAX_LEVEL_NUM];
 };
 
+/* 0x0417 set_tx_topo / 0x0418 get_tx_topo */
+struct QEMU_PACKED ice_aqc_get_set_tx_topo {
+    uint8_t set_flags;
+#define ICE_AQC_TX_TOPO_FLAGS_CORRER    0x01
+#define ICE_AQC_TX_TOPO_FLAGS_SRC_RAM   0x02
+#define ICE_AQC_TX_TOPO_FLAGS_LOAD_NEW  0x10
+#define ICE_AQC_TX_TOPO_FLAGS_ISSUED    0x20
+    uint8_t get_flags;
+#define ICE_AQC_TX_TOPO_GET_NVM         0
+#define ICE_AQC_TX_TOPO_GET_RAM         2
+    uint16_t reserved1;
+    uint32_t reserved2;
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
 /* 0x0600 get_phy_caps */
 struct QEMU_PACKED ice_aqc_get_phy_caps {
     uint8_t lport_num;
@@ -896,6 +915,7 @@ union ice_aq_params {
     struct ice_aqc_get_topo get_topo;
     struct ice_aqc_sched_elem_cmd sched_elem_cmd;
     struct ice_aqc_rl_profile rl_profile;
+    struct ice_aqc_get_set_tx_topo get_set_tx_topo;
     struct ice_aqc_get_phy_caps get_phy;
     struct ice_aqc_set_mac_cfg set_mac_cfg;
     struct ice_aqc_restart_an restart_an;
@@ -975,6 +995,7 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options_elem) != 8);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm_checksum) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_tx_topo) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_mac_lb) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_key) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_lut) != 16);
