@@ -193,9 +193,9 @@ static const E810AqOp e810_aq_handlers[] = {
     E810_AQ_OP(upload_section, e810_aq_upload_section),
     E810_AQ_OP(update_pkg, e810_aq_update_pkg),
     E810_AQ_OP(get_pkg_info_list, e810_aq_get_pkg_info_list),
-    E810_AQ_OP(fw_logs_config, e810_aq_enosys),
-    E810_AQ_OP(fw_logs_register, e810_aq_enosys),
-    E810_AQ_OP(fw_logs_query, e810_aq_enosys),
+    E810_AQ_OP(fw_logs_config, e810_aq_fwlog_config),
+    E810_AQ_OP(fw_logs_register, e810_aq_fwlog_register),
+    E810_AQ_OP(fw_logs_query, e810_aq_fwlog_query),
 };
 
 static const E810AqOp *e810_aq_lookup(uint16_t opcode)

@@ -49,6 +49,11 @@ uint16_t e810_aq_nvm_read(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_nvm_checksum(E810Core *core, E810AqCmd *cmd);
 void e810_res_reset(E810Core *core);
 
+/* e810_fwlog.c */
+uint16_t e810_aq_fwlog_config(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_fwlog_register(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_fwlog_query(E810Core *core, E810AqCmd *cmd);
+
 /* e810_caps.c */
 uint16_t e810_aq_list_caps(E810Core *core, E810AqCmd *cmd);
 

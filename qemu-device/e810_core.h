@@ -154,6 +154,19 @@ typedef struct E810Link {
     bool mac_loopback;                      /* 0x0620 ICE_AQ_MAC_LB_EN */
 } E810Link;
 
+/* Firmware logging configuration (e810_fwlog.c) */
+#define E810_FWLOG_MODULES              32      /* ICE_AQC_FW_LOG_ID_MAX */
+#define E810_FWLOG_DEFAULT_RESOLUTION   10
+#define E810_FWLOG_LEVELS               5       /* NONE .. VERBOSE */
+
+typedef struct E810FwLog {
+    uint8_t level[E810_FWLOG_MODULES];      /* enum ice_fwlog_level */
+    uint16_t resolution;
+    bool uart_en;
+    bool aq_en;
+    bool registered;
+} E810FwLog;
+
 typedef struct E810Core E810Core;
 
 /*
@@ -253,6 +266,9 @@ struct E810Core {
 
     /* link (e810_link.c) */
     E810Link link;
+
+    /* firmware logging (e810_fwlog.c) */
+    E810FwLog fwlog;
 
     /* driver version and firmware-version answers */
     uint8_t drv_ver[4];
@@ -371,6 +387,10 @@ void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val);
 void e810_txq_kick(E810Core *core, uint32_t q);
 void e810_txq_realize(E810Core *core);
 void e810_txq_unrealize(E810Core *core);
+
+/* e810_fwlog.c */
+void e810_fwlog_reset(E810Core *core);
+bool e810_fwlog_is_default(E810Core *core);
 
 /* e810_link.c */
 bool e810_link_is_up(E810Core *core);

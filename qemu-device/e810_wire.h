@@ -897,6 +897,49 @@ struct QEMU_PACKED ice_aqc_get_pkg_info_resp {
     struct ice_aqc_get_pkg_info pkg_info[];
 };
 
+/* 0xFF30 config / 0xFF31 register / 0xFF32 query firmware logging */
+enum ice_fwlog_level {
+    ICE_FWLOG_LEVEL_NONE = 0,
+    ICE_FWLOG_LEVEL_ERROR = 1,
+    ICE_FWLOG_LEVEL_WARNING = 2,
+    ICE_FWLOG_LEVEL_NORMAL = 3,
+    ICE_FWLOG_LEVEL_VERBOSE = 4,
+    ICE_FWLOG_LEVEL_INVALID,
+};
+
+#define ICE_AQC_FW_LOG_ID_MAX           32  /* enum ice_aqc_fw_logging_mod */
+
+struct QEMU_PACKED ice_aqc_fw_log {
+    uint8_t cmd_flags;
+#define ICE_AQC_FW_LOG_CONF_UART_EN     0x01
+#define ICE_AQC_FW_LOG_CONF_AQ_EN       0x02
+#define ICE_AQC_FW_LOG_QUERY_REGISTERED 0x04
+#define ICE_AQC_FW_LOG_CONF_SET_VALID   0x08
+#define ICE_AQC_FW_LOG_AQ_REGISTER      0x01
+#define ICE_AQC_FW_LOG_AQ_QUERY         0x04
+    uint8_t rsp_flag;
+    uint16_t fw_rt_msb;
+    union {
+        struct {
+            uint32_t fw_rt_lsb;
+        } sync;
+        struct {
+            uint16_t log_resolution;
+#define ICE_AQC_FW_LOG_MIN_RESOLUTION   1
+#define ICE_AQC_FW_LOG_MAX_RESOLUTION   128
+            uint16_t mdl_cnt;
+        } cfg;
+    } ops;
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
+struct QEMU_PACKED ice_aqc_fw_log_cfg_resp {
+    uint16_t module_identifier;
+    uint8_t log_level;
+    uint8_t rsvd0;
+};
+
 /* The direct parameters of every command the model answers */
 union ice_aq_params {
     uint8_t raw[16];
@@ -930,6 +973,7 @@ union ice_aq_params {
     struct ice_aqc_add_txqs add_txqs;
     struct ice_aqc_dis_txqs dis_txqs;
     struct ice_aqc_download_pkg download_pkg;
+    struct ice_aqc_fw_log fw_log;
 } QEMU_PACKED;
 
 struct QEMU_PACKED ice_aq_desc {
@@ -996,6 +1040,8 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options_elem) != 8);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm_checksum) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_tx_topo) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_fw_log) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_fw_log_cfg_resp) != 4);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_mac_lb) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_key) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_lut) != 16);

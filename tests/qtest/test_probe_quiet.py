@@ -1,6 +1,6 @@
 """What a healthy E810 answers at probe so the stock driver logs no errors: the Tx scheduler
-topology negotiation (capability 0x0085, 0x0418/0x0417, ``ice_cfg_tx_topo()``), with the
-error answers for bad parameters."""
+topology negotiation (capability 0x0085, 0x0418/0x0417, ``ice_cfg_tx_topo()``) and firmware
+logging (0xFF30..0xFF32, ``ice_fwlog_init()``), with the error answers for bad parameters."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ OPC_SET_TX_TOPO, OPC_GET_TX_TOPO = 0x0417, 0x0418
 CAPS_TX_SCHED_TOPO_COMP_MODE = 0x0085
 TX_TOPO_GET_RAM = 2
 TX_TOPO_FLAGS_SRC_RAM, TX_TOPO_FLAGS_LOAD_NEW, TX_TOPO_FLAGS_ISSUED = 0x02, 0x10, 0x20
+OPC_FW_LOGS_CONFIG, OPC_FW_LOGS_REGISTER, OPC_FW_LOGS_QUERY = 0xFF30, 0xFF31, 0xFF32
+FW_LOG_ID_MAX = 32
+FW_LOG_UART_EN, FW_LOG_AQ_EN, FW_LOG_REGISTERED, FW_LOG_SET_VALID = 0x1, 0x2, 0x4, 0x8
+FW_LOG_AQ_QUERY, FW_LOG_AQ_REGISTER = 0x4, 0x1
 
 
 @pytest_asyncio.fixture
@@ -90,3 +94,84 @@ async def test_set_tx_topo_default_ok_new_unsupported(aq: AdminQ) -> None:
     out, _ = await aq.send(AqDesc(OPC_GET_TX_TOPO, params=bytes([0, TX_TOPO_GET_RAM]) +
                                   bytes(14)))
     assert out.retval == 0 and out.params[0] == 0
+
+
+# --------------------------------------------------------------------------- FW logging
+
+async def fwlog_query(aq: AdminQ) -> tuple[int, int, int, dict[int, int]]:
+    """ice_aq_fwlog_get(): (cmd_flags, resolution, mdl_cnt, {module: level})."""
+    params = bytes([FW_LOG_AQ_QUERY]) + bytes(15)
+    out, data = await aq.send(AqDesc(OPC_FW_LOGS_QUERY, datalen=4096, params=params),
+                              bytes(4096))
+    assert out.retval == 0, out
+    res, cnt = struct.unpack_from("<HH", out.params, 4)
+    levels = {}
+    for i in range(cnt):
+        mod, lvl = struct.unpack_from("<HB", data, 4 * i)
+        levels[mod] = lvl
+    return out.params[0], res, cnt, levels
+
+
+async def fwlog_config(aq: AdminQ, flags: int, res: int, entries: list[tuple[int, int]],
+                       cnt: int | None = None) -> int:
+    buf = b"".join(struct.pack("<HBB", m, lvl, 0) for m, lvl in entries) or bytes(4)
+    params = struct.pack("<BBHHH", flags, 0, 0, res,
+                         len(entries) if cnt is None else cnt).ljust(16, b"\0")
+    d = AqDesc(OPC_FW_LOGS_CONFIG, datalen=len(buf), params=params)
+    d.flags |= ICE_AQ_FLAG_RD
+    out, _ = await aq.send(d, buf)
+    return out.retval
+
+
+async def test_fwlog_query_answers_every_module(aq: AdminQ) -> None:
+    """ice_fwlog_set_supported(): a successful 0xFF32 is "supported"; ice_fwlog_get() wants
+    ICE_AQC_FW_LOG_ID_MAX modules, nothing enabled, not registered."""
+    flags, res, cnt, levels = await fwlog_query(aq)
+    assert cnt == FW_LOG_ID_MAX and sorted(levels) == list(range(FW_LOG_ID_MAX))
+    assert all(v == 0 for v in levels.values())
+    assert flags == 0 and 1 <= res <= 128
+
+
+async def test_fwlog_config_and_register_read_back(aq: AdminQ) -> None:
+    rv = await fwlog_config(aq, FW_LOG_SET_VALID | FW_LOG_AQ_EN, 16, [(1, 4), (2, 1)])
+    assert rv == 0
+    out, _ = await aq.send(AqDesc(OPC_FW_LOGS_REGISTER,
+                                  params=bytes([FW_LOG_AQ_REGISTER]) + bytes(15)))
+    assert out.retval == 0
+    flags, res, _, levels = await fwlog_query(aq)
+    assert flags == FW_LOG_AQ_EN | FW_LOG_REGISTERED and res == 16
+    assert (levels[1], levels[2], levels[3]) == (4, 1, 0)
+    out, _ = await aq.send(AqDesc(OPC_FW_LOGS_REGISTER))
+    assert out.retval == 0
+    # destinations off without SET_VALID: levels and resolution stay
+    assert await fwlog_config(aq, 0, 0, []) == 0
+    flags, res, _, levels = await fwlog_query(aq)
+    assert flags == 0 and res == 16 and levels[1] == 4
+
+
+@pytest.mark.parametrize("res, entries, cnt", [
+    (0, [(1, 1)], None),            # resolution below 1
+    (129, [(1, 1)], None),          # above 128
+    (10, [(32, 1)], None),          # no module 32
+    (10, [(1, 5)], None),           # level past VERBOSE
+    (10, [(1, 1)], 33),             # more entries than modules
+    (10, [(1, 1)], 8),              # more entries than the buffer holds
+])
+async def test_fwlog_config_bad_parameters_are_einval(
+        aq: AdminQ, res: int, entries: list[tuple[int, int]], cnt: int | None) -> None:
+    assert await fwlog_config(aq, FW_LOG_SET_VALID, res, entries, cnt) == ICE_AQ_RC_EINVAL
+    _, _, _, levels = await fwlog_query(aq)
+    assert all(v == 0 for v in levels.values()), "nothing applied from a refused config"
+
+
+async def test_fwlog_register_reserved_flags_are_einval(aq: AdminQ) -> None:
+    out, _ = await aq.send(AqDesc(OPC_FW_LOGS_REGISTER, params=bytes([0xFE]) + bytes(15)))
+    assert out.flags & ICE_AQ_FLAG_ERR and out.retval == ICE_AQ_RC_EINVAL
+    flags, *_ = await fwlog_query(aq)
+    assert not flags & FW_LOG_REGISTERED
+
+
+async def test_fwlog_query_without_a_buffer_is_einval(aq: AdminQ) -> None:
+    out, _ = await aq.send(AqDesc(OPC_FW_LOGS_QUERY, params=bytes([FW_LOG_AQ_QUERY]) +
+                                  bytes(15)))
+    assert out.flags & ICE_AQ_FLAG_ERR and out.retval == ICE_AQ_RC_EINVAL
