@@ -615,6 +615,25 @@ static const VMStateDescription e810_vmstate_fwlog = {
     }
 };
 
+/* LLDP MIB change events (0x0A01), only while enabled */
+static bool e810_dcb_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return s->core.lldp_mib_change;
+}
+
+static const VMStateDescription e810_vmstate_dcb = {
+    .name = "e810/dcb",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_dcb_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(core.lldp_mib_change, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
 /*
  * DDP package, flexible-pipeline tables (current and the package's
  * defaults, restored by a PF reset), profile/TCAM id pools and RSS
@@ -747,6 +766,7 @@ static const VMStateDescription e810_vmstate = {
         &e810_vmstate_reset,
         &e810_vmstate_mac_lb,
         &e810_vmstate_fwlog,
+        &e810_vmstate_dcb,
         NULL
     }
 };

@@ -3,7 +3,7 @@
  *
  * 0x000A list_func_caps and 0x000B list_dev_caps answer a list of 32-byte
  * struct ice_aqc_list_caps_elem.  Only capabilities whose feature the
- * model implements are listed (no SR-IOV, DCB, 1588, RDMA, sensors or Tx
+ * model implements are listed (no SR-IOV, 1588, RDMA, sensors or Tx
  * topology switching).  In Safe Mode the driver overwrites
  * most of them (ice_set_safe_mode_caps()); full mode uses them as-is.
  *
@@ -34,6 +34,8 @@ static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
 
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_VALID_FUNCTIONS, 1u << pf, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_VSI, E810_MAX_VSI, 0, 0 };
+    /* DCB: TC0 active (logical_id), 8 TCs at most (phys_id); e810_dcb.c */
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_DCB, 1, 1, 8 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_RSS, E810_RSS_TABLE_SIZE,
                             E810_RSS_ENTRY_WIDTH, 0 };
     /* the 'queues' property: LAN queue pairs of this PF, first id 0 */

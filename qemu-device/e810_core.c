@@ -68,6 +68,7 @@ void e810_core_pf_reset(E810Core *core)
     e810_switch_reset(core);
     e810_res_reset(core);
     e810_link_reset(core);
+    core->lldp_mib_change = false;
 }
 
 /*

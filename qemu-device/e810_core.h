@@ -270,6 +270,9 @@ struct E810Core {
     /* firmware logging (e810_fwlog.c) */
     E810FwLog fwlog;
 
+    /* DCB/LLDP agent (e810_dcb.c): 0x0A01 MIB change events enabled */
+    bool lldp_mib_change;
+
     /* driver version and firmware-version answers */
     uint8_t drv_ver[4];
     uint8_t api_major;

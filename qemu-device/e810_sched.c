@@ -537,6 +537,32 @@ uint16_t e810_aq_rl_profiles(E810Core *core, E810AqCmd *cmd)
     return ICE_AQ_RC_OK;
 }
 
+/* The port's root node (layer 0) and its first TC node, NULL if none */
+E810SchedNode *e810_sched_root(E810Core *core)
+{
+    for (int i = 0; i < E810_SCHED_MAX_NODES; i++) {
+        if (core->sched[i].in_use && core->sched[i].layer == 0) {
+            return &core->sched[i];
+        }
+    }
+    return NULL;
+}
+
+E810SchedNode *e810_sched_tc0(E810Core *core)
+{
+    E810SchedNode *root = e810_sched_root(core);
+
+    for (int i = 0; root && i < E810_SCHED_MAX_NODES; i++) {
+        E810SchedNode *n = &core->sched[i];
+
+        if (n->in_use && n->parent_teid == root->teid &&
+            n->elem_type == ICE_AQC_ELEM_TYPE_TC) {
+            return n;
+        }
+    }
+    return NULL;
+}
+
 void e810_sched_reset(E810Core *core)
 {
     struct ice_aqc_txsched_elem data;

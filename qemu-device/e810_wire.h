@@ -76,6 +76,7 @@ enum ice_adminq_opc {
     ice_aqc_opc_move_sched_elems                = 0x0408,
     ice_aqc_opc_suspend_sched_elems             = 0x0409,
     ice_aqc_opc_resume_sched_elems              = 0x040A,
+    ice_aqc_opc_query_port_ets                  = 0x040E,
     ice_aqc_opc_delete_sched_elems              = 0x040F,
     ice_aqc_opc_add_rl_profiles                 = 0x0410,
     ice_aqc_opc_query_sched_res                 = 0x0412,
@@ -93,6 +94,9 @@ enum ice_adminq_opc {
     ice_aqc_opc_get_port_options                = 0x06EA,
     ice_aqc_opc_nvm_read                        = 0x0701,
     ice_aqc_opc_nvm_checksum                    = 0x0706,
+    ice_aqc_opc_lldp_get_mib                    = 0x0A00,
+    ice_aqc_opc_lldp_set_mib_change             = 0x0A01,
+    ice_aqc_opc_get_cee_dcb_cfg                 = 0x0A07,
     ice_aqc_opc_lldp_set_local_mib              = 0x0A08,
     ice_aqc_opc_set_rss_key                     = 0x0B02,
     ice_aqc_opc_set_rss_lut                     = 0x0B03,
@@ -181,6 +185,7 @@ struct QEMU_PACKED ice_aqc_list_caps_elem {
     uint16_t cap;
 #define ICE_AQC_CAPS_VALID_FUNCTIONS    0x0005
 #define ICE_AQC_CAPS_VSI                0x0017
+#define ICE_AQC_CAPS_DCB                0x0018
 #define ICE_AQC_CAPS_RSS                0x0040
 #define ICE_AQC_CAPS_RXQS               0x0041
 #define ICE_AQC_CAPS_TXQS               0x0042
@@ -897,6 +902,53 @@ struct QEMU_PACKED ice_aqc_get_pkg_info_resp {
     struct ice_aqc_get_pkg_info pkg_info[];
 };
 
+/* 0x040E query_port_ets */
+struct QEMU_PACKED ice_aqc_query_port_ets {
+    uint32_t port_teid;
+    uint32_t reserved;
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
+struct QEMU_PACKED ice_aqc_port_ets_elem {
+    uint8_t tc_valid_bits;
+    uint8_t reserved[3];
+    uint32_t up2tc;
+    uint8_t tc_bw_share[8];
+    uint32_t port_eir_prof_id;
+    uint32_t port_cir_prof_id;
+    uint32_t tc_node_prio;
+    uint8_t reserved1[4];
+    uint32_t tc_node_teid[8];
+};
+
+/* 0x0A00 lldp_get_mib (and the 0x0A01 MIB change event) */
+struct QEMU_PACKED ice_aqc_lldp_get_mib {
+    uint8_t type;
+#define ICE_AQ_LLDP_MIB_TYPE_M          0x3
+#define ICE_AQ_LLDP_MIB_LOCAL           0
+#define ICE_AQ_LLDP_MIB_REMOTE          1
+#define ICE_AQ_LLDP_MIB_LOCAL_AND_REMOTE 2
+#define ICE_AQ_LLDP_BRID_TYPE_S         2
+#define ICE_AQ_LLDP_BRID_TYPE_M         (0x3 << ICE_AQ_LLDP_BRID_TYPE_S)
+#define ICE_AQ_LLDP_BRID_TYPE_NEAREST_BRID 0
+#define ICE_AQ_LLDP_BRID_TYPE_NON_TPMR  1
+    uint8_t state;
+    uint16_t local_len;
+    uint16_t remote_len;
+    uint8_t reserved[2];
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
+/* 0x0A01 lldp_set_mib_change */
+struct QEMU_PACKED ice_aqc_lldp_set_mib_change {
+    uint8_t command;
+#define ICE_AQ_LLDP_MIB_UPDATE_DIS      0x1
+#define ICE_AQ_LLDP_MIB_PENDING_M       0x2
+    uint8_t reserved[15];
+};
+
 /* 0xFF30 config / 0xFF31 register / 0xFF32 query firmware logging */
 enum ice_fwlog_level {
     ICE_FWLOG_LEVEL_NONE = 0,
@@ -974,6 +1026,9 @@ union ice_aq_params {
     struct ice_aqc_dis_txqs dis_txqs;
     struct ice_aqc_download_pkg download_pkg;
     struct ice_aqc_fw_log fw_log;
+    struct ice_aqc_query_port_ets port_ets;
+    struct ice_aqc_lldp_get_mib lldp_get_mib;
+    struct ice_aqc_lldp_set_mib_change lldp_set_event;
 } QEMU_PACKED;
 
 struct QEMU_PACKED ice_aq_desc {
@@ -1041,6 +1096,10 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm_checksum) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_tx_topo) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_fw_log) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_query_port_ets) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_port_ets_elem) != 64);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_lldp_get_mib) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_lldp_set_mib_change) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_fw_log_cfg_resp) != 4);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_mac_lb) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_key) != 16);

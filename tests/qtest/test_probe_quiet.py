@@ -1,6 +1,8 @@
 """What a healthy E810 answers at probe so the stock driver logs no errors: the Tx scheduler
-topology commands (0x0418/0x0417, ``ice_cfg_tx_topo()``; capability 0x0085 withheld) and firmware
-logging (0xFF30..0xFF32, ``ice_fwlog_init()``), with the error answers for bad parameters."""
+topology commands (0x0418/0x0417, ``ice_cfg_tx_topo()``; capability 0x0085 withheld), firmware
+logging (0xFF30..0xFF32, ``ice_fwlog_init()``) and DCB with the firmware LLDP agent (capability
+0x0018, PRTDCB_GENS, 0x0A00/0x0A01/0x0A07, 0x040E, ``ice_init_pf_dcb()``), with the error
+answers for bad parameters."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from .e810_qtest import (
     ICE_AQ_FLAG_RD,
     ICE_AQ_RC_EINVAL,
     ICE_AQ_RC_ENOSYS,
+    SCHED_TC_TEID,
     AdminQ,
     AqDesc,
 )
@@ -32,6 +35,14 @@ OPC_FW_LOGS_CONFIG, OPC_FW_LOGS_REGISTER, OPC_FW_LOGS_QUERY = 0xFF30, 0xFF31, 0x
 FW_LOG_ID_MAX = 32
 FW_LOG_UART_EN, FW_LOG_AQ_EN, FW_LOG_REGISTERED, FW_LOG_SET_VALID = 0x1, 0x2, 0x4, 0x8
 FW_LOG_AQ_QUERY, FW_LOG_AQ_REGISTER = 0x4, 0x1
+CAPS_DCB = 0x0018
+PRTDCB_GENS = 0x00083020
+DCBX_STATUS_IN_PROGRESS = 1
+OPC_QUERY_PORT_ETS = 0x040E
+OPC_LLDP_GET_MIB, OPC_LLDP_SET_MIB_CHANGE, OPC_GET_CEE_DCB_CFG = 0x0A00, 0x0A01, 0x0A07
+ICE_AQ_RC_ENOENT, ICE_AQ_RC_ENOMEM = 2, 9
+ROOT_TEID = 0x10  # the default tree: root 0x10 -> TC0 0x11 -> entry point 0x12
+INVAL_TEID = 0xFFFFFFFF
 
 
 @pytest_asyncio.fixture
@@ -177,3 +188,102 @@ async def test_fwlog_query_without_a_buffer_is_einval(aq: AdminQ) -> None:
                                   bytes(15)))
     assert out.flags & ICE_AQ_FLAG_ERR and out.retval == ICE_AQ_RC_EINVAL
 
+
+# --------------------------------------------------------------------------- DCB / LLDP
+
+async def test_dcb_capability_and_dcbx_status(qt: QTest, dev: PciDevice, aq: AdminQ) -> None:
+    """ice_parse_common_caps(): dcb = (number == 1), active_tc_bitmap = logical_id,
+    maxtc = phys_id; ice_get_dcbx_status(): the agent runs (not DIS), no peer yet."""
+    assert (await caps(aq))[CAPS_DCB] == (1, 1, 8)
+    assert await qt.readl(dev.bar(0) + PRTDCB_GENS) & 0x7 == DCBX_STATUS_IN_PROGRESS
+    await qt.writel(dev.bar(0) + PRTDCB_GENS, 7)
+    assert await qt.readl(dev.bar(0) + PRTDCB_GENS) & 0x7 == DCBX_STATUS_IN_PROGRESS
+
+
+def tlvs(pdu: bytes) -> list[tuple[int, bytes]]:
+    """The LLDPDU's TLVs after the Ethernet header, as ice_lldp_to_dcb_cfg() walks them."""
+    out, off = [], 14
+    while off + 2 <= len(pdu):
+        tl = struct.unpack_from(">H", pdu, off)[0]
+        typ, ln = tl >> 9, tl & 0x1FF
+        out.append((typ, pdu[off + 2:off + 2 + ln]))
+        off += 2 + ln
+        if typ == 0:
+            break
+    return out
+
+
+async def get_mib(aq: AdminQ, typ: int, size: int = 1500) -> tuple[AqDesc, bytes]:
+    d = AqDesc(OPC_LLDP_GET_MIB, datalen=size, params=bytes([typ]) + bytes(15))
+    return await aq.send(d, bytes(size))
+
+
+async def test_lldp_local_mib_is_the_firmware_default_ieee_config(aq: AdminQ) -> None:
+    """ice_get_dcb_cfg(): 0x0A07 ENOENT (no CEE peer) -> IEEE: local MIB parsed, remote
+    ENOENT is not an error (no peer)."""
+    out, _ = await aq.send(AqDesc(OPC_GET_CEE_DCB_CFG, datalen=64), bytes(64))
+    assert out.retval == ICE_AQ_RC_ENOENT
+    out, pdu = await get_mib(aq, 0)
+    assert out.retval == 0
+    local_len, remote_len = struct.unpack_from("<HH", out.params, 2)
+    assert local_len == len(pdu) and remote_len == 0
+    assert pdu[:6] == bytes.fromhex("0180c200000e") and pdu[6:12] == bytes.fromhex("525400123456")
+    assert pdu[12:14] == b"\x88\xcc"
+    t = tlvs(pdu)
+    assert [x[0] for x in t] == [1, 2, 3, 127, 127, 127, 0]
+    org = {v[3]: v[4:] for typ, v in t if typ == 127 and v[:3] == bytes.fromhex("0080c2")}
+    ets = org[9]
+    assert ets[0] & 0x80, "willing"
+    assert ets[1:5] == bytes(4), "every priority on TC0"
+    assert ets[5:13] == bytes([100]) + bytes(7) and ets[13] == 2, "TC0 100% ETS"
+    assert org[10][5] == 100
+    assert org[11] == bytes([0x80 | 8, 0]), "PFC willing, 8 TCs capable, none enabled"
+    out, _ = await get_mib(aq, 1)  # remote
+    assert out.retval == ICE_AQ_RC_ENOENT
+    out, _ = await get_mib(aq, 1 << 2)  # local, non-TPMR bridge: agent not running there
+    assert out.retval == ICE_AQ_RC_ENOENT
+
+
+@pytest.mark.parametrize("typ, size, rc", [
+    (3, 1500, ICE_AQ_RC_EINVAL),          # MIB type 3
+    (2 << 2, 1500, ICE_AQ_RC_EINVAL),     # bridge type 2
+    (0, 16, ICE_AQ_RC_ENOMEM),            # buffer smaller than the LLDPDU
+])
+async def test_lldp_get_mib_bad_parameters(aq: AdminQ, typ: int, size: int, rc: int) -> None:
+    out, _ = await get_mib(aq, typ, size)
+    assert out.flags & ICE_AQ_FLAG_ERR and out.retval == rc
+
+
+async def test_lldp_get_mib_without_a_buffer_is_einval(aq: AdminQ) -> None:
+    out, _ = await aq.send(AqDesc(OPC_LLDP_GET_MIB))
+    assert out.retval == ICE_AQ_RC_EINVAL
+
+
+async def test_lldp_mib_change_events(aq: AdminQ) -> None:
+    for cmd in (0x0, 0x1, 0x2, 0x3):  # enable / disable, with or without PENDING
+        out, _ = await aq.send(AqDesc(OPC_LLDP_SET_MIB_CHANGE, params=bytes([cmd]) + bytes(15)))
+        assert out.retval == 0
+    out, _ = await aq.send(AqDesc(OPC_LLDP_SET_MIB_CHANGE, params=bytes([0x80]) + bytes(15)))
+    assert out.flags & ICE_AQ_FLAG_ERR and out.retval == ICE_AQ_RC_EINVAL
+
+
+async def query_port_ets(aq: AdminQ, teid: int, size: int = 64) -> tuple[AqDesc, bytes]:
+    d = AqDesc(OPC_QUERY_PORT_ETS, datalen=size, params=struct.pack("<I", teid) + bytes(12))
+    return await aq.send(d, bytes(size))
+
+
+async def test_query_port_ets_names_the_tc0_node(aq: AdminQ) -> None:
+    """ice_query_port_ets() -> ice_update_port_tc_tree_cfg(): TC0 on the tree's TC node,
+    every other TC ICE_INVAL_TEID (else the driver looks for node 0 and fails)."""
+    out, data = await query_port_ets(aq, ROOT_TEID)
+    assert out.retval == 0
+    assert data[0] == 1 and data[8] == 100
+    teids = struct.unpack_from("<8I", data, 32)
+    assert teids == (SCHED_TC_TEID,) + (INVAL_TEID,) * 7
+
+
+@pytest.mark.parametrize("teid, size", [(SCHED_TC_TEID, 64), (0xDEAD, 64), (ROOT_TEID, 8)])
+async def test_query_port_ets_bad_parameters_are_einval(aq: AdminQ, teid: int,
+                                                        size: int) -> None:
+    out, _ = await query_port_ets(aq, teid, size)
+    assert out.flags & ICE_AQ_FLAG_ERR and out.retval == ICE_AQ_RC_EINVAL
