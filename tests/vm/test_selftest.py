@@ -7,6 +7,8 @@ ice_ethtool.c) on the emulated e810, the way a healthy E810 passes them.
   0x0620, 32 broadcast frames back on its Rx ring) and the link test -- and no "Could not
   disable MAC loopback"; an interface that was up is up again afterwards, one that was down
   stays down; online PASS;
+* the probe before them logs none of the errors a device answering less than an E810 causes
+  (DCB, firmware logging);
 * Safe Mode: the driver offers no self-test there (``ice_ethtool_safe_mode_ops`` has no
   ``.self_test``), so ethtool's answer is EOPNOTSUPP, on real hardware as here.
 
@@ -32,6 +34,10 @@ BAD_DMESG = re.compile(r"Could not disable MAC loopback|Could not remove MAC fil
                        r"Failed to create a VSI|Could not disable test rings|"
                        r"Failed to remove the test VSI|Could not open device|"
                        r"WARNING:|BUG:|Oops|Call Trace")
+#: what the stock driver logs at probe when the device answers less than an E810 does
+NOISY_PROBE = re.compile(r"Error initializing DCB|DCB init failed|"
+                         r"FW logging is not supported|Failed to set local DCB config|"
+                         r"Query Port ETS failed")
 OFFLINE_TESTS = {"Register test", "EEPROM test", "Interrupt test", "Loopback test",
                  "Link test"}
 
@@ -102,6 +108,13 @@ class TestFullMode:
     def vm(self, full_vm: VM) -> VM:
         return full_vm
 
+    async def test_probe_is_quiet(self, vm: VM) -> None:
+        """First in the class: the ring still holds the probe.  DCB with the firmware LLDP
+        agent and firmware logging answer as on an E810 (qemu-device/README.md)."""
+        dmesg = (await vm.exec(["dmesg"], check=True)).out
+        assert "DCB is enabled in the hardware" in dmesg, dmesg
+        assert not NOISY_PROBE.search(dmesg), NOISY_PROBE.search(dmesg)
+
     async def test_offline_with_the_interface_up(self, vm: VM) -> None:
         await set_link(vm, True)
         assert await until(lambda: _is(vm, "up"), 60), "eth0 never came up"
@@ -135,6 +148,11 @@ class TestSafeMode:
     @pytest.fixture
     def vm(self, safe_vm: VM) -> VM:
         return safe_vm
+
+    async def test_probe_is_quiet(self, vm: VM) -> None:
+        dmesg = (await vm.exec(["dmesg"], check=True)).out
+        assert "Entering Safe Mode" in dmesg
+        assert not NOISY_PROBE.search(dmesg), NOISY_PROBE.search(dmesg)
 
     @pytest.mark.parametrize("up", [True, False], ids=["up", "down"])
     @pytest.mark.parametrize("mode", ["offline", "online"])
