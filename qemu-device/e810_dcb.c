@@ -62,7 +62,9 @@ static size_t e810_tlv(uint8_t *p, unsigned type, const void *val,
                        size_t len)
 {
     stw_be_p(p, (type << 9) | len);
-    memcpy(p + 2, val, len);
+    if (len) {
+        memcpy(p + 2, val, len);        /* the END TLV has no value */
+    }
     return 2 + len;
 }
 
