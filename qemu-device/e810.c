@@ -560,6 +560,80 @@ static const VMStateDescription e810_vmstate_reset = {
     }
 };
 
+/* MAC loopback (0x0620), only while it is on: the ethtool self-test's */
+static bool e810_mac_lb_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return s->core.link.mac_loopback;
+}
+
+static const VMStateDescription e810_vmstate_mac_lb = {
+    .name = "e810/mac-loopback",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_mac_lb_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(core.link.mac_loopback, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/* Firmware logging configuration, only once it differs from the default */
+static bool e810_fwlog_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return !e810_fwlog_is_default(&s->core);
+}
+
+static int e810_fwlog_post_load(void *opaque, int version_id)
+{
+    E810State *s = opaque;
+
+    for (int i = 0; i < E810_FWLOG_MODULES; i++) {
+        if (s->core.fwlog.level[i] >= E810_FWLOG_LEVELS) {
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+static const VMStateDescription e810_vmstate_fwlog = {
+    .name = "e810/fwlog",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_fwlog_needed,
+    .post_load = e810_fwlog_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT8_ARRAY(core.fwlog.level, E810State, E810_FWLOG_MODULES),
+        VMSTATE_UINT16(core.fwlog.resolution, E810State),
+        VMSTATE_BOOL(core.fwlog.uart_en, E810State),
+        VMSTATE_BOOL(core.fwlog.aq_en, E810State),
+        VMSTATE_BOOL(core.fwlog.registered, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
+/* LLDP MIB change events (0x0A01), only while enabled */
+static bool e810_dcb_needed(void *opaque)
+{
+    E810State *s = opaque;
+
+    return s->core.lldp_mib_change;
+}
+
+static const VMStateDescription e810_vmstate_dcb = {
+    .name = "e810/dcb",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = e810_dcb_needed,
+    .fields = (const VMStateField[]) {
+        VMSTATE_BOOL(core.lldp_mib_change, E810State),
+        VMSTATE_END_OF_LIST()
+    }
+};
+
 /*
  * DDP package, flexible-pipeline tables (current and the package's
  * defaults, restored by a PF reset), profile/TCAM id pools and RSS
@@ -690,6 +764,9 @@ static const VMStateDescription e810_vmstate = {
         &e810_vmstate_config,
         &e810_vmstate_faults,
         &e810_vmstate_reset,
+        &e810_vmstate_mac_lb,
+        &e810_vmstate_fwlog,
+        &e810_vmstate_dcb,
         NULL
     }
 };

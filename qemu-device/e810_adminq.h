@@ -46,7 +46,19 @@ void e810_nvm_unrealize(E810Core *core);
 uint16_t e810_aq_req_res(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_release_res(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_nvm_read(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_nvm_checksum(E810Core *core, E810AqCmd *cmd);
 void e810_res_reset(E810Core *core);
+
+/* e810_fwlog.c */
+uint16_t e810_aq_fwlog_config(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_fwlog_register(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_fwlog_query(E810Core *core, E810AqCmd *cmd);
+
+/* e810_dcb.c */
+uint16_t e810_aq_lldp_get_mib(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_lldp_set_mib_change(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_get_cee_dcb_cfg(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_query_port_ets(E810Core *core, E810AqCmd *cmd);
 
 /* e810_caps.c */
 uint16_t e810_aq_list_caps(E810Core *core, E810AqCmd *cmd);
@@ -62,7 +74,11 @@ uint16_t e810_aq_move_sched_elems(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_suspend_resume_sched_elems(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_delete_sched_elems(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_rl_profiles(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_get_tx_topo(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_set_tx_topo(E810Core *core, E810AqCmd *cmd);
 E810SchedNode *e810_sched_find(E810Core *core, uint32_t teid);
+E810SchedNode *e810_sched_root(E810Core *core);
+E810SchedNode *e810_sched_tc0(E810Core *core);
 E810SchedNode *e810_sched_add_leaf(E810Core *core, uint32_t parent_teid,
                                    uint16_t txq_id,
                                    const struct ice_aqc_txsched_elem *info);
@@ -90,6 +106,7 @@ uint16_t e810_aq_set_mac_cfg(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_restart_an(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_get_link_status(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_set_event_mask(E810Core *core, E810AqCmd *cmd);
+uint16_t e810_aq_set_mac_lb(E810Core *core, E810AqCmd *cmd);
 uint16_t e810_aq_get_port_options(E810Core *core, E810AqCmd *cmd);
 
 /* e810_txq.c */

@@ -3,8 +3,8 @@
  *
  * 0x000A list_func_caps and 0x000B list_dev_caps answer a list of 32-byte
  * struct ice_aqc_list_caps_elem.  Only capabilities whose feature the
- * model implements are listed (no SR-IOV, DCB, 1588, RDMA,
- * sensors or Tx topology switching).  In Safe Mode the driver overwrites
+ * model implements are listed (no SR-IOV, 1588, RDMA, sensors or Tx
+ * topology switching).  In Safe Mode the driver overwrites
  * most of them (ice_set_safe_mode_caps()); full mode uses them as-is.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -34,6 +34,8 @@ static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
 
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_VALID_FUNCTIONS, 1u << pf, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_VSI, E810_MAX_VSI, 0, 0 };
+    /* DCB: TC0 active (logical_id), 8 TCs at most (phys_id); e810_dcb.c */
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_DCB, 1, 1, 8 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_RSS, E810_RSS_TABLE_SIZE,
                             E810_RSS_ENTRY_WIDTH, 0 };
     /* the 'queues' property: LAN queue pairs of this PF, first id 0 */
@@ -49,6 +51,17 @@ static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
      */
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_FD, E810_FD_FILTERS, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_MAX_MTU, E810_MAX_MTU, 0, 0 };
+    /*
+     * Not listed: Tx topology compatibility mode (0x0085).  With it the
+     * driver would ask 0x0418 and keep the 9-layer topology quietly, but
+     * the stock 6.12 driver then WARNs in Safe Mode: ice_rebuild()
+     * re-reads the capabilities without ice_set_safe_mode_caps(), so
+     * after any core reset ice_devlink_unregister_params() unregisters
+     * the tx_scheduling_layers parameter it never registered
+     * (devlink_param_unregister WARN on rmmod).  Without it the driver
+     * logs "Failed to apply Tx scheduling configuration, err -EOPNOTSUPP"
+     * (dev_info) at probe, as on E810 firmware without the feature.
+     */
     return n;
 }
 

@@ -68,6 +68,7 @@ void e810_core_pf_reset(E810Core *core)
     e810_switch_reset(core);
     e810_res_reset(core);
     e810_link_reset(core);
+    core->lldp_mib_change = false;
 }
 
 /*
@@ -123,5 +124,6 @@ void e810_core_reset(E810Core *core)
     e810_core_pf_reset(core);
     e810_switch_reset_all(core);
     e810_ddp_reset(core);
+    e810_fwlog_reset(core);
     memset(core->drv_ver, 0, sizeof(core->drv_ver));
 }

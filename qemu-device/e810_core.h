@@ -115,12 +115,19 @@ typedef struct E810Vsi {
     uint8_t props[E810_VSI_PROPS_SIZE];     /* struct ice_aqc_vsi_props */
 } E810Vsi;
 
+/*
+ * hdr: a lookup rule's first 16 header bytes (the destination MAC first);
+ * a VSI list's members: hdr[0] their count, then up to
+ * E810_VSI_LIST_MEMBERS VSI numbers (little endian) from hdr[2]
+ */
+#define E810_VSI_LIST_MEMBERS   7
+
 typedef struct E810SwRule {
     uint8_t in_use;
     uint16_t index;                         /* lookup index or list id */
     uint16_t type;                          /* ICE_AQC_SW_RULES_T_* */
     uint32_t act;
-    uint8_t hdr[16];                        /* start of the lookup header */
+    uint8_t hdr[16];
 } E810SwRule;
 
 typedef struct E810ResAlloc {
@@ -144,7 +151,21 @@ typedef struct E810Link {
     uint8_t module_compliance_enforcement;
     bool phy_cfg_set;
     uint16_t max_frame_size;                /* 0x0603 */
+    bool mac_loopback;                      /* 0x0620 ICE_AQ_MAC_LB_EN */
 } E810Link;
+
+/* Firmware logging configuration (e810_fwlog.c) */
+#define E810_FWLOG_MODULES              32      /* ICE_AQC_FW_LOG_ID_MAX */
+#define E810_FWLOG_DEFAULT_RESOLUTION   10
+#define E810_FWLOG_LEVELS               5       /* NONE .. VERBOSE */
+
+typedef struct E810FwLog {
+    uint8_t level[E810_FWLOG_MODULES];      /* enum ice_fwlog_level */
+    uint16_t resolution;
+    bool uart_en;
+    bool aq_en;
+    bool registered;
+} E810FwLog;
 
 typedef struct E810Core E810Core;
 
@@ -246,6 +267,12 @@ struct E810Core {
     /* link (e810_link.c) */
     E810Link link;
 
+    /* firmware logging (e810_fwlog.c) */
+    E810FwLog fwlog;
+
+    /* DCB/LLDP agent (e810_dcb.c): 0x0A01 MIB change events enabled */
+    bool lldp_mib_change;
+
     /* driver version and firmware-version answers */
     uint8_t drv_ver[4];
     uint8_t api_major;
@@ -339,8 +366,14 @@ bool e810_arq_post(E810Core *core, uint16_t opcode, uint16_t retval,
                    const union ice_aq_params *params, const void *buf,
                    uint16_t len);
 
+/* e810_switch.c: the VSIs a frame with destination MAC 'da' goes to */
+#define E810_RX_MAX_VSIS        E810_NUM_VSI_TRACKED
+unsigned e810_switch_lookup_vsis(E810Core *core, const uint8_t *da,
+                                 uint16_t *vsis);
+
 /* e810_rxq.c */
 void e810_rxq_reset(E810Core *core);
+void e810_rx_loopback(E810Core *core, const struct iovec *iov, int iovcnt);
 void e810_rxq_ctrl_write(E810Core *core, uint32_t q, uint32_t val);
 void e810_rxq_tail_write(E810Core *core, uint32_t q, uint32_t val);
 bool e810_rx_can_receive(E810Core *core);
@@ -357,6 +390,10 @@ void e810_txq_dbell_write(E810Core *core, uint32_t q, uint32_t val);
 void e810_txq_kick(E810Core *core, uint32_t q);
 void e810_txq_realize(E810Core *core);
 void e810_txq_unrealize(E810Core *core);
+
+/* e810_fwlog.c */
+void e810_fwlog_reset(E810Core *core);
+bool e810_fwlog_is_default(E810Core *core);
 
 /* e810_link.c */
 bool e810_link_is_up(E810Core *core);

@@ -23,7 +23,8 @@
  *
  * GLINT_DYN_CTL writes: INTENA (unless INTENA_MSK), CLEARPBA (MSI-X PBA),
  * SWINT_TRIG (a software cause, moderated by SW_ITR_INDX when
- * SW_ITR_INDX_ENA), ITR_INDX 0..2 with INTERVAL (updates GLINT_ITR),
+ * SW_ITR_INDX_ENA; on the PFINT_OICR_CTL vector it also sets
+ * PFINT_OICR.SWINT), ITR_INDX 0..2 with INTERVAL (updates GLINT_ITR),
  * WB_ON_ITR (kept; descriptors are always written back at once here).
  * Per-vector masking and the PBA while masked are QEMU's MSI-X code.
  *
@@ -269,6 +270,18 @@ void e810_intr_dyn_ctl_write(E810Core *core, uint32_t vector, uint32_t val)
     if (val & GLINT_DYN_CTL_SWINT_TRIG_M) {
         uint32_t sw_itr = E810_ITR_NONE;
 
+        if ((core->pfint_oicr_ctl & PFINT_OICR_CTL_CAUSE_ENA_M) &&
+            vector == (core->pfint_oicr_ctl & PFINT_OICR_CTL_MSIX_INDX_M)) {
+            /*
+             * A software interrupt on the "other causes" vector shows in
+             * PFINT_OICR.SWINT, whatever PFINT_OICR_ENA says: that is how
+             * ice_misc_intr() counts it (pf->sw_int_count, the ethtool
+             * interrupt self-test, ice_intr_test()).
+             */
+            core->pfint_oicr |= PFINT_OICR_SWINT_M;
+            trace_e810_intr_oicr(PFINT_OICR_SWINT_M, core->pfint_oicr_ena,
+                                 core->pfint_oicr_ctl);
+        }
         if (val & DYN_CTL_SW_ITR_INDX_ENA_M) {
             sw_itr = (val & DYN_CTL_SW_ITR_INDX_M) >> DYN_CTL_SW_ITR_INDX_S;
         }

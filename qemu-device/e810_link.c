@@ -269,6 +269,29 @@ uint16_t e810_aq_set_event_mask(E810Core *core, E810AqCmd *cmd)
     return ICE_AQ_RC_OK;
 }
 
+/*
+ * 0x0620 set_mac_lb: ICE_AQ_MAC_LB_EN turns MAC loopback on, its absence
+ * off (ice_aq_set_mac_loopback(), the ethtool loopback self-test).  While
+ * on, the MAC hands every transmitted frame back to the receive side
+ * (e810_rx_loopback()) instead of the wire, and frames from the wire are
+ * not received.  OSC_CLK only picks the loopback's clock: accepted.
+ * Other bits are EINVAL.
+ */
+uint16_t e810_aq_set_mac_lb(E810Core *core, E810AqCmd *cmd)
+{
+    uint8_t mode = cmd->params.set_mac_lb.lb_mode;
+
+    if (mode & ~(ICE_AQ_MAC_LB_EN | ICE_AQ_MAC_LB_OSC_CLK)) {
+        qemu_log_mask(LOG_GUEST_ERROR, "e810: MAC loopback mode 0x%x has "
+                      "reserved bits\n", mode);
+        trace_e810_mac_loopback(mode, core->link.mac_loopback);
+        return ICE_AQ_RC_EINVAL;
+    }
+    core->link.mac_loopback = mode & ICE_AQ_MAC_LB_EN;
+    trace_e810_mac_loopback(mode, core->link.mac_loopback);
+    return ICE_AQ_RC_OK;
+}
+
 void e810_link_reset(E810Core *core)
 {
     memset(&core->link, 0, sizeof(core->link));

@@ -12,8 +12,9 @@
  *    EINVAL, which is how ice_discover_flash_size() bisects the size.
  * Reads use 0x0701 (bit 7 of cmd_flags selects flat flash, otherwise the
  * byte offset is into the shadow RAM), bracketed by 0x0008/0x0009 request/
- * release of the NVM resource.  Writes (0x0703 and friends) are not
- * modelled.
+ * release of the NVM resource.  0x0706 verifies (or recalculates) the
+ * shadow RAM's software checksum word.  Writes (0x0703 and friends) are
+ * not modelled.
  *
  * Word offsets are named as in ice_type.h (ICE_SR_*, ICE_NVM_*,
  * ICE_NETLIST_*).
@@ -44,6 +45,13 @@
 #define ICE_SR_NETLIST_BANK_PTR         0x46
 #define ICE_SR_NETLIST_BANK_SIZE        0x47
 #define ICE_SR_NVM_PTR_4KB_UNITS        0x8000
+/*
+ * The software checksum word (0x3F, as in i40e's I40E_SR_SW_CHECKSUM_WORD):
+ * the 16-bit sum of every shadow-RAM word, this one included, is
+ * ICE_AQC_NVM_CHECKSUM_CORRECT (0xBABA).  The driver never reads it; it
+ * asks firmware with 0x0706 (ice_nvm_validate_checksum()).
+ */
+#define E810_SR_SW_CHECKSUM_WORD        0x3F
 
 /* where the model puts things */
 #define E810_SR_PFA_WORD                0x100
@@ -67,6 +75,19 @@
 static void e810_flash_w16(E810Core *core, uint32_t off, uint16_t v)
 {
     stw_le_p(core->nvm_flash + off, v);
+}
+
+/* 16-bit sum of the shadow RAM without the checksum word */
+static uint16_t e810_nvm_sr_sum(E810Core *core)
+{
+    uint16_t sum = 0;
+
+    for (uint32_t w = 0; w < E810_NVM_SR_WORDS; w++) {
+        if (w != E810_SR_SW_CHECKSUM_WORD) {
+            sum += core->nvm_sr[w];
+        }
+    }
+    return sum;
 }
 
 static void e810_nvm_build_civd(E810Core *core, uint32_t off)
@@ -136,6 +157,8 @@ void e810_nvm_realize(E810Core *core)
     sr[ICE_SR_NETLIST_BANK_PTR] = ICE_SR_NVM_PTR_4KB_UNITS |
                                   (E810_NETLIST_BANK_OFF / 4096);
     sr[ICE_SR_NETLIST_BANK_SIZE] = E810_BANK_SIZE / 4096;
+    sr[E810_SR_SW_CHECKSUM_WORD] = ICE_AQC_NVM_CHECKSUM_CORRECT -
+                                   e810_nvm_sr_sum(core);
 
     /* both banks of each module */
     for (int bank = 0; bank < 2; bank++) {
@@ -201,6 +224,43 @@ uint16_t e810_aq_nvm_read(E810Core *core, E810AqCmd *cmd)
         }
     }
     cmd->resp_len = length;
+    return ICE_AQ_RC_OK;
+}
+
+/*
+ * 0x0706 nvm_checksum (struct ice_aqc_nvm_checksum): VERIFY answers the
+ * shadow RAM's sum, ICE_AQC_NVM_CHECKSUM_CORRECT when the image is
+ * intact (ice_nvm_validate_checksum(), the ethtool EEPROM self-test);
+ * RECALC rewrites the checksum word so that it is.  Exactly one of the
+ * two flags: anything else is EINVAL.
+ */
+uint16_t e810_aq_nvm_checksum(E810Core *core, E810AqCmd *cmd)
+{
+    struct ice_aqc_nvm_checksum *p = &cmd->params.nvm_checksum;
+    uint8_t flags = p->flags;
+    uint16_t sum;
+
+    if (flags != ICE_AQC_NVM_CHECKSUM_VERIFY &&
+        flags != ICE_AQC_NVM_CHECKSUM_RECALC) {
+        qemu_log_mask(LOG_GUEST_ERROR, "e810: NVM checksum flags 0x%x: "
+                      "want VERIFY (0x1) or RECALC (0x2)\n", flags);
+        trace_e810_nvm_checksum(flags, 0);
+        return ICE_AQ_RC_EINVAL;
+    }
+    sum = e810_nvm_sr_sum(core);
+    if (flags == ICE_AQC_NVM_CHECKSUM_RECALC) {
+        uint16_t w = ICE_AQC_NVM_CHECKSUM_CORRECT - sum;
+
+        core->nvm_sr[E810_SR_SW_CHECKSUM_WORD] = w;
+        for (int bank = 0; bank < 2; bank++) {
+            e810_flash_w16(core, E810_NVM_BANK_OFF + bank * E810_BANK_SIZE +
+                           E810_NVM_SR_COPY_OFF +
+                           2 * E810_SR_SW_CHECKSUM_WORD, w);
+        }
+    }
+    sum += core->nvm_sr[E810_SR_SW_CHECKSUM_WORD];
+    p->checksum = cpu_to_le16(sum);
+    trace_e810_nvm_checksum(flags, sum);
     return ICE_AQ_RC_OK;
 }
 

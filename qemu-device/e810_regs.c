@@ -314,6 +314,8 @@ static const E810RegRange e810_reg_ranges[] = {
     REG_CQ("PF_FW_ARQH", PF_FW_ARQH, E810_CQ_ARQ, E810_CQ_REG_H),
     REG_CQ("PF_FW_ATQT", PF_FW_ATQT, E810_CQ_ATQ, E810_CQ_REG_T),
     REG_CQ("PF_FW_ARQT", PF_FW_ARQT, E810_CQ_ARQ, E810_CQ_REG_T),
+    /* the firmware DCBX agent runs, no peer answered (e810_dcb.c) */
+    REG_CONST("PRTDCB_GENS", PRTDCB_GENS, PRTDCB_GENS_DCBX_STATUS_IN_PROGRESS),
     REG_CONST("PFGEN_STATE", PFGEN_STATE, 0),
     { .name = "PFGEN_CTRL", .base = PFGEN_CTRL, .stride = 4, .count = 1,
       .value = 0, .write = wr_pfgen_ctrl },

@@ -61,6 +61,8 @@
 #define GLGEN_STAT                      0x000B612C
 #define PFGEN_CTRL                      0x00091000
 #define PFGEN_CTRL_PFSWR_M              E810_BIT(0)
+#define PRTDCB_GENS                     0x00083020
+#define PRTDCB_GENS_DCBX_STATUS_IN_PROGRESS 1
 #define PFGEN_STATE                     0x00088000
 #define GL_PWR_MODE_CTL                 0x000B820C
 #define GL_PWR_MODE_CTL_CAR_MAX_BW_S    30

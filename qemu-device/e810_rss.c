@@ -511,9 +511,18 @@ static void e810_rss_classify(E810Core *core, uint16_t vsi_num,
 bool e810_rss_rx(E810Core *core, const uint8_t *frame, size_t len,
                  const E810RxParsed *p, uint16_t *queue, uint32_t *hash)
 {
+    return e810_rss_rx_vsi(core, E810_RSS_VSI_MAIN, frame, len, p, queue,
+                           hash);
+}
+
+/* ... and a given VSI's, for frames the switch forwarded to it */
+bool e810_rss_rx_vsi(E810Core *core, uint16_t vsi_num, const uint8_t *frame,
+                     size_t len, const E810RxParsed *p, uint16_t *queue,
+                     uint32_t *hash)
+{
     E810RssResult r;
 
-    e810_rss_classify(core, E810_RSS_VSI_MAIN, frame, len, p, &r);
+    e810_rss_classify(core, vsi_num, frame, len, p, &r);
     *queue = r.queue;
     *hash = r.hash;
     return r.hashed;

@@ -29,6 +29,11 @@
 bool e810_rss_rx(E810Core *core, const uint8_t *frame, size_t len,
                  const E810RxParsed *p, uint16_t *queue, uint32_t *hash);
 
+/* The same for VSI vsi_num (a hardware VSI number that exists) */
+bool e810_rss_rx_vsi(E810Core *core, uint16_t vsi_num, const uint8_t *frame,
+                     size_t len, const E810RxParsed *p, uint16_t *queue,
+                     uint32_t *hash);
+
 /* QMP e810-query-rss: the VSI's (default: the main VSI's) RSS state */
 struct E810RssInfo;
 struct E810RssInfo *e810_rss_query(E810Core *core, bool has_vsi,

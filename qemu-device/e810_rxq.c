@@ -400,6 +400,7 @@ typedef enum {
     E810_RX_TOO_BIG,
     E810_RX_NO_DESC,
     E810_RX_DMA_ERR,
+    E810_RX_NO_RULE,
 } E810RxResult;
 
 static const char *const e810_rx_result_str[] = {
@@ -409,6 +410,7 @@ static const char *const e810_rx_result_str[] = {
     [E810_RX_TOO_BIG] = "frame larger than the queue's rxmax",
     [E810_RX_NO_DESC] = "no free descriptors",
     [E810_RX_DMA_ERR] = "DMA error",
+    [E810_RX_NO_RULE] = "no switch rule forwards it to a VSI",
 };
 
 /*
@@ -575,6 +577,11 @@ ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt)
         trace_e810_rx_drop_frame(0, size, "link down (e810-link-flap)");
         return size;
     }
+    if (core->link.mac_loopback) {
+        /* the MAC receives its own Tx frames only */
+        trace_e810_rx_drop_frame(0, size, "MAC loopback");
+        return size;
+    }
     frame = e810_rx_prepare(core, iov, iovcnt, &len);
     if (!frame) {
         e810_rx_drop(core, 0, size, E810_RX_TOO_BIG);
@@ -589,6 +596,50 @@ ssize_t e810_rx_receive(E810Core *core, const struct iovec *iov, int iovcnt)
         e810_rx_drop(core, q, len, r);
     }
     return size;
+}
+
+/*
+ * MAC loopback (0x0620): a frame the Tx path would have put on the wire
+ * comes back into the receive side, where the switch forwards it by its
+ * destination MAC (e810_switch_lookup_vsis()) to each VSI's queue (RSS
+ * inside the VSI, else its first queue).  The ethtool loopback self-test
+ * (ice_loopback_test()) sends broadcast frames on a loopback VSI that
+ * added a broadcast filter, and counts them on that VSI's Rx ring.
+ */
+void e810_rx_loopback(E810Core *core, const struct iovec *iov, int iovcnt)
+{
+    uint16_t vsis[E810_RX_MAX_VSIS];
+    size_t len;
+    unsigned n;
+    uint8_t *frame = e810_rx_prepare(core, iov, iovcnt, &len);
+    E810RxParsed p;
+
+    if (!frame) {
+        e810_rx_drop(core, 0, iov_size(iov, iovcnt), E810_RX_TOO_BIG);
+        return;
+    }
+    e810_rx_classify(frame, MIN(len, E810_RX_PARSE_MAX), &p);
+    n = e810_switch_lookup_vsis(core, frame, vsis);
+    trace_e810_rx_loopback(len, n);
+    if (!n) {
+        e810_rx_drop(core, 0, len, E810_RX_NO_RULE);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint32_t hash;
+        uint16_t q;
+        bool hash_valid = e810_rss_rx_vsi(core, vsis[i], frame,
+                                          MIN(len, E810_RX_PARSE_MAX), &p,
+                                          &q, &hash);
+        E810RxResult r;
+
+        trace_e810_rx_loopback_vsi(vsis[i], q);
+        r = e810_rxq_write(core, q, frame, len, core->rx_pkt, p.ptype, hash,
+                           hash_valid);
+        if (r != E810_RX_OK) {
+            e810_rx_drop(core, q, len, r);
+        }
+    }
 }
 
 /* QMP e810-inject: the frame goes to queue q, whatever RSS would say */

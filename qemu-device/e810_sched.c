@@ -188,6 +188,50 @@ uint16_t e810_aq_query_sched_res(E810Core *core, E810AqCmd *cmd)
     return ICE_AQ_RC_OK;
 }
 
+/*
+ * 0x0418 get_tx_topo: which Tx topology runs.  Always the default 9-layer
+ * one (0x0412 reports 9 layers), neither a new one loaded (LOAD_NEW) nor
+ * a change pending (ISSUED): set_flags 0, so ice_cfg_tx_topo() finds
+ * "default topology already applied" and keeps it.  The driver passes a
+ * buffer with RD set; it is not written.  get_flags other than NVM (0) or
+ * RAM (2): EINVAL.
+ */
+uint16_t e810_aq_get_tx_topo(E810Core *core, E810AqCmd *cmd)
+{
+    struct ice_aqc_get_set_tx_topo *p = &cmd->params.get_set_tx_topo;
+    uint8_t get = p->get_flags;
+
+    if (get != ICE_AQC_TX_TOPO_GET_NVM && get != ICE_AQC_TX_TOPO_GET_RAM) {
+        qemu_log_mask(LOG_GUEST_ERROR, "e810: 0x0418 get_flags 0x%x\n", get);
+        trace_e810_tx_topo(false, get, 0);
+        return ICE_AQ_RC_EINVAL;
+    }
+    p->set_flags = 0;
+    trace_e810_tx_topo(false, get, 0);
+    return ICE_AQ_RC_OK;
+}
+
+/*
+ * 0x0417 set_tx_topo: back to the default topology (no LOAD_NEW) is what
+ * already runs: OK.  Loading the package's 5-layer topology (LOAD_NEW,
+ * SRC_RAM + its buffer) is not modelled: ENOSYS + LOG_UNIMP, which the
+ * driver reports as "Failed to apply Tx scheduling configuration".  It
+ * only asks when 0x0418 said a new topology was wanted, which never
+ * happens here.
+ */
+uint16_t e810_aq_set_tx_topo(E810Core *core, E810AqCmd *cmd)
+{
+    uint8_t set = cmd->params.get_set_tx_topo.set_flags;
+
+    trace_e810_tx_topo(true, 0, set);
+    if (set & ICE_AQC_TX_TOPO_FLAGS_LOAD_NEW) {
+        qemu_log_mask(LOG_UNIMP, "e810: 0x0417 5-layer Tx topology not "
+                      "modelled\n");
+        return ICE_AQ_RC_ENOSYS;
+    }
+    return ICE_AQ_RC_OK;
+}
+
 /* 0x0400 get_dflt_topo: one branch, root -> TC0 -> entry point */
 uint16_t e810_aq_get_dflt_topo(E810Core *core, E810AqCmd *cmd)
 {
@@ -491,6 +535,32 @@ uint16_t e810_aq_rl_profiles(E810Core *core, E810AqCmd *cmd)
     qemu_log_mask(LOG_UNIMP, "e810: Tx rate limiting profiles accepted but "
                   "not enforced\n");
     return ICE_AQ_RC_OK;
+}
+
+/* The port's root node (layer 0) and its first TC node, NULL if none */
+E810SchedNode *e810_sched_root(E810Core *core)
+{
+    for (int i = 0; i < E810_SCHED_MAX_NODES; i++) {
+        if (core->sched[i].in_use && core->sched[i].layer == 0) {
+            return &core->sched[i];
+        }
+    }
+    return NULL;
+}
+
+E810SchedNode *e810_sched_tc0(E810Core *core)
+{
+    E810SchedNode *root = e810_sched_root(core);
+
+    for (int i = 0; root && i < E810_SCHED_MAX_NODES; i++) {
+        E810SchedNode *n = &core->sched[i];
+
+        if (n->in_use && n->parent_teid == root->teid &&
+            n->elem_type == ICE_AQC_ELEM_TYPE_TC) {
+            return n;
+        }
+    }
+    return NULL;
 }
 
 void e810_sched_reset(E810Core *core)

@@ -5,14 +5,18 @@
  * (0x0200/0x0203), VSIs with their 128-byte property blocks (0x0210,
  * 0x0211, 0x0213), switch resources such as VSI lists and counters
  * (0x0208/0x0209) and switch rules (0x02A0..0x02A2), each rule getting an
- * index the driver later removes it by.  Rules are recorded but not yet
- * used to steer frames.
+ * index the driver later removes it by.  Frames from the wire are not
+ * steered by them (RSS on the main VSI picks the queue, e810_rxq.c);
+ * frames the MAC loops back (0x0620) are: e810_switch_lookup_vsis()
+ * forwards by destination MAC to the VSI or VSI list of the matching
+ * lookup rules.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 
 #include "qemu/osdep.h"
 #include "qemu/log.h"
+#include "net/eth.h"
 #include "e810_core.h"
 #include "e810_adminq.h"
 #include "e810_ddp.h"
@@ -362,6 +366,43 @@ static uint16_t e810_sw_rule_index(const uint8_t *p, bool lkup)
     return le16_to_cpu(((const struct ice_sw_rule_vsi_list *)p)->index);
 }
 
+/* VSI_LIST_SET adds the rule's VSIs to list r, VSI_LIST_CLEAR removes them */
+static void e810_vsi_list_edit(E810SwRule *r, const uint8_t *p, uint16_t type)
+{
+    const struct ice_sw_rule_vsi_list *l = (const void *)p;
+    uint16_t n = le16_to_cpu(l->number_vsi);
+    uint8_t cnt = MIN(r->hdr[0], E810_VSI_LIST_MEMBERS);
+
+    if (type != ICE_AQC_SW_RULES_T_VSI_LIST_SET &&
+        type != ICE_AQC_SW_RULES_T_VSI_LIST_CLEAR) {
+        return;                         /* prune lists: not steering */
+    }
+    for (uint16_t i = 0; i < n; i++) {
+        uint16_t vsi = le16_to_cpu(l->vsi[i]);
+        int at = -1;
+
+        for (int j = 0; j < cnt; j++) {
+            if (lduw_le_p(&r->hdr[2 + 2 * j]) == vsi) {
+                at = j;
+            }
+        }
+        if (type == ICE_AQC_SW_RULES_T_VSI_LIST_CLEAR && at >= 0) {
+            cnt--;
+            stw_le_p(&r->hdr[2 + 2 * at], lduw_le_p(&r->hdr[2 + 2 * cnt]));
+        } else if (type == ICE_AQC_SW_RULES_T_VSI_LIST_SET && at < 0) {
+            if (cnt == E810_VSI_LIST_MEMBERS) {
+                qemu_log_mask(LOG_UNIMP, "e810: VSI list %u: more than %u "
+                              "VSIs, VSI %u not steered to\n", r->index,
+                              E810_VSI_LIST_MEMBERS, vsi);
+                continue;
+            }
+            stw_le_p(&r->hdr[2 + 2 * cnt], vsi);
+            cnt++;
+        }
+    }
+    r->hdr[0] = cnt;
+}
+
 static E810SwRule *e810_rule_find(E810Core *core, uint16_t type,
                                   uint16_t index)
 {
@@ -447,6 +488,7 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
             } else {
                 /* VSI/prune lists and large actions carry their index */
                 r->index = e810_sw_rule_index(p, false);
+                e810_vsi_list_edit(r, p, type);
             }
             trace_e810_sw_rule_add(type, r->index, r->act);
             break;
@@ -457,6 +499,8 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
             }
             if (lkup) {
                 r->act = le32_to_cpu(lk->act);
+            } else {
+                e810_vsi_list_edit(r, p, type);
             }
             trace_e810_sw_rule_update(type, r->index, r->act);
             break;
@@ -473,6 +517,66 @@ uint16_t e810_aq_sw_rules(E810Core *core, E810AqCmd *cmd)
     }
     cmd->buf_wb = cmd->opcode == ice_aqc_opc_add_sw_rules;
     return ICE_AQ_RC_OK;
+}
+
+static void e810_lookup_add_vsi(E810Core *core, uint16_t vsi, uint16_t *vsis,
+                                unsigned *n)
+{
+    if (!e810_vsi_find(core, vsi)) {
+        return;
+    }
+    for (unsigned i = 0; i < *n; i++) {
+        if (vsis[i] == vsi) {
+            return;
+        }
+    }
+    if (*n < E810_RX_MAX_VSIS) {
+        vsis[(*n)++] = vsi;
+    }
+}
+
+/*
+ * The VSIs a frame with destination MAC 'da' is forwarded to: every valid
+ * forward-to-VSI / forward-to-VSI-list lookup rule whose header starts
+ * with 'da' (the MAC filters ice_fill_sw_rule() writes), each existing
+ * VSI once; a drop rule drops.  Up to E810_RX_MAX_VSIS into vsis[].
+ */
+unsigned e810_switch_lookup_vsis(E810Core *core, const uint8_t *da,
+                                 uint16_t *vsis)
+{
+    unsigned n = 0;
+
+    for (int i = 0; i < E810_MAX_SW_RULES; i++) {
+        const E810SwRule *r = &core->rules[i];
+        uint32_t act = r->act;
+        uint16_t id = (act & ICE_SINGLE_ACT_VSI_ID_M) >>
+                      ICE_SINGLE_ACT_VSI_ID_S;
+
+        if (!r->in_use || r->type > ICE_AQC_SW_RULES_T_LKUP_TX ||
+            memcmp(r->hdr, da, ETH_ALEN) ||
+            (act & ICE_SINGLE_ACT_TYPE_M) != ICE_SINGLE_ACT_VSI_FORWARDING ||
+            !(act & ICE_SINGLE_ACT_VALID_BIT)) {
+            continue;
+        }
+        if (act & ICE_SINGLE_ACT_DROP) {
+            return 0;
+        }
+        if (act & ICE_SINGLE_ACT_VSI_LIST) {
+            const E810SwRule *l =
+                e810_rule_find(core, ICE_AQC_SW_RULES_T_VSI_LIST_SET, id);
+
+            if (!l || l->type != ICE_AQC_SW_RULES_T_VSI_LIST_SET) {
+                continue;
+            }
+            for (int j = 0; j < MIN(l->hdr[0], E810_VSI_LIST_MEMBERS); j++) {
+                e810_lookup_add_vsi(core, lduw_le_p(&l->hdr[2 + 2 * j]),
+                                    vsis, &n);
+            }
+        } else {
+            e810_lookup_add_vsi(core, id, vsis, &n);
+        }
+    }
+    return n;
 }
 
 /* 0x02A4 clear_pf_cfg: VSIs, rules, resources and Tx queues go away */

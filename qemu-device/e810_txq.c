@@ -215,6 +215,12 @@ static void e810_tx_out(void *opaque, const struct iovec *iov, int iovcnt,
     NetClientState *nc = qemu_get_queue(core->nic);
     size_t size = iov_size(iov, iovcnt);
 
+    if (core->link.mac_loopback) {
+        /* 0x0620: the MAC hands it to the receive side, not the wire */
+        e810_rx_loopback(core, iov, iovcnt);
+        core->tx_packets++;
+        return;
+    }
     if (core->fault.link_down) {
         /* e810-link-flap: the frame is completed but not sent */
         core->tx_drops++;

@@ -76,19 +76,27 @@ enum ice_adminq_opc {
     ice_aqc_opc_move_sched_elems                = 0x0408,
     ice_aqc_opc_suspend_sched_elems             = 0x0409,
     ice_aqc_opc_resume_sched_elems              = 0x040A,
+    ice_aqc_opc_query_port_ets                  = 0x040E,
     ice_aqc_opc_delete_sched_elems              = 0x040F,
     ice_aqc_opc_add_rl_profiles                 = 0x0410,
     ice_aqc_opc_query_sched_res                 = 0x0412,
     ice_aqc_opc_remove_rl_profiles              = 0x0415,
+    ice_aqc_opc_set_tx_topo                     = 0x0417,
+    ice_aqc_opc_get_tx_topo                     = 0x0418,
     ice_aqc_opc_get_phy_caps                    = 0x0600,
     ice_aqc_opc_set_phy_cfg                     = 0x0601,
     ice_aqc_opc_set_mac_cfg                     = 0x0603,
     ice_aqc_opc_restart_an                      = 0x0605,
     ice_aqc_opc_get_link_status                 = 0x0607,
     ice_aqc_opc_set_event_mask                  = 0x0613,
+    ice_aqc_opc_set_mac_lb                      = 0x0620,
     ice_aqc_opc_get_link_topo                   = 0x06E0,
     ice_aqc_opc_get_port_options                = 0x06EA,
     ice_aqc_opc_nvm_read                        = 0x0701,
+    ice_aqc_opc_nvm_checksum                    = 0x0706,
+    ice_aqc_opc_lldp_get_mib                    = 0x0A00,
+    ice_aqc_opc_lldp_set_mib_change             = 0x0A01,
+    ice_aqc_opc_get_cee_dcb_cfg                 = 0x0A07,
     ice_aqc_opc_lldp_set_local_mib              = 0x0A08,
     ice_aqc_opc_set_rss_key                     = 0x0B02,
     ice_aqc_opc_set_rss_lut                     = 0x0B03,
@@ -177,12 +185,14 @@ struct QEMU_PACKED ice_aqc_list_caps_elem {
     uint16_t cap;
 #define ICE_AQC_CAPS_VALID_FUNCTIONS    0x0005
 #define ICE_AQC_CAPS_VSI                0x0017
+#define ICE_AQC_CAPS_DCB                0x0018
 #define ICE_AQC_CAPS_RSS                0x0040
 #define ICE_AQC_CAPS_RXQS               0x0041
 #define ICE_AQC_CAPS_TXQS               0x0042
 #define ICE_AQC_CAPS_MSIX               0x0043
 #define ICE_AQC_CAPS_FD                 0x0045
 #define ICE_AQC_CAPS_MAX_MTU            0x0047
+#define ICE_AQC_CAPS_TX_SCHED_TOPO_COMP_MODE 0x0085
     uint8_t major_ver;
     uint8_t minor_ver;
     uint32_t number;
@@ -394,6 +404,13 @@ struct QEMU_PACKED ice_sw_rule_lkup_rx_tx {
     uint16_t recipe_id;
     uint16_t src;
     uint32_t act;
+#define ICE_SINGLE_ACT_TYPE_M           0x3
+#define ICE_SINGLE_ACT_VSI_FORWARDING   0x0
+#define ICE_SINGLE_ACT_VSI_ID_S         4
+#define ICE_SINGLE_ACT_VSI_ID_M         (0x3FF << ICE_SINGLE_ACT_VSI_ID_S)
+#define ICE_SINGLE_ACT_VSI_LIST         (1U << 14)
+#define ICE_SINGLE_ACT_VALID_BIT        (1U << 17)
+#define ICE_SINGLE_ACT_DROP             (1U << 18)
     uint16_t index;                     /* the device answers it */
     uint16_t hdr_len;
     uint8_t hdr_data[];
@@ -550,6 +567,22 @@ struct QEMU_PACKED ice_aqc_layer_props {
 struct QEMU_PACKED ice_aqc_query_txsched_res_resp {
     struct ice_aqc_generic_sched_props sched_props;
     struct ice_aqc_layer_props layer_props[ICE_AQC_TOPO_MAX_LEVEL_NUM];
+};
+
+/* 0x0417 set_tx_topo / 0x0418 get_tx_topo */
+struct QEMU_PACKED ice_aqc_get_set_tx_topo {
+    uint8_t set_flags;
+#define ICE_AQC_TX_TOPO_FLAGS_CORRER    0x01
+#define ICE_AQC_TX_TOPO_FLAGS_SRC_RAM   0x02
+#define ICE_AQC_TX_TOPO_FLAGS_LOAD_NEW  0x10
+#define ICE_AQC_TX_TOPO_FLAGS_ISSUED    0x20
+    uint8_t get_flags;
+#define ICE_AQC_TX_TOPO_GET_NVM         0
+#define ICE_AQC_TX_TOPO_GET_RAM         2
+    uint16_t reserved1;
+    uint32_t reserved2;
+    uint32_t addr_high;
+    uint32_t addr_low;
 };
 
 /* 0x0600 get_phy_caps */
@@ -716,6 +749,14 @@ struct QEMU_PACKED ice_aqc_get_port_options_elem {
     uint8_t pf2port_cid[2];
 };
 
+/* 0x0620 set_mac_lb */
+struct QEMU_PACKED ice_aqc_set_mac_lb {
+    uint8_t lb_mode;
+#define ICE_AQ_MAC_LB_EN                0x01
+#define ICE_AQ_MAC_LB_OSC_CLK           0x02
+    uint8_t reserved[15];
+};
+
 /* 0x0701 nvm_read */
 struct QEMU_PACKED ice_aqc_nvm {
     uint16_t offset_low;
@@ -726,6 +767,17 @@ struct QEMU_PACKED ice_aqc_nvm {
     uint16_t length;
     uint32_t addr_high;
     uint32_t addr_low;
+};
+
+/* 0x0706 nvm_checksum */
+struct QEMU_PACKED ice_aqc_nvm_checksum {
+    uint8_t flags;
+#define ICE_AQC_NVM_CHECKSUM_VERIFY     0x01
+#define ICE_AQC_NVM_CHECKSUM_RECALC     0x02
+    uint8_t rsvd;
+    uint16_t checksum;                  /* response */
+#define ICE_AQC_NVM_CHECKSUM_CORRECT    0xBABA
+    uint8_t rsvd2[12];
 };
 
 /* 0x0B02 set_rss_key / 0x0B04 get_rss_key */
@@ -850,6 +902,96 @@ struct QEMU_PACKED ice_aqc_get_pkg_info_resp {
     struct ice_aqc_get_pkg_info pkg_info[];
 };
 
+/* 0x040E query_port_ets */
+struct QEMU_PACKED ice_aqc_query_port_ets {
+    uint32_t port_teid;
+    uint32_t reserved;
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
+struct QEMU_PACKED ice_aqc_port_ets_elem {
+    uint8_t tc_valid_bits;
+    uint8_t reserved[3];
+    uint32_t up2tc;
+    uint8_t tc_bw_share[8];
+    uint32_t port_eir_prof_id;
+    uint32_t port_cir_prof_id;
+    uint32_t tc_node_prio;
+    uint8_t reserved1[4];
+    uint32_t tc_node_teid[8];
+};
+
+/* 0x0A00 lldp_get_mib (and the 0x0A01 MIB change event) */
+struct QEMU_PACKED ice_aqc_lldp_get_mib {
+    uint8_t type;
+#define ICE_AQ_LLDP_MIB_TYPE_M          0x3
+#define ICE_AQ_LLDP_MIB_LOCAL           0
+#define ICE_AQ_LLDP_MIB_REMOTE          1
+#define ICE_AQ_LLDP_MIB_LOCAL_AND_REMOTE 2
+#define ICE_AQ_LLDP_BRID_TYPE_S         2
+#define ICE_AQ_LLDP_BRID_TYPE_M         (0x3 << ICE_AQ_LLDP_BRID_TYPE_S)
+#define ICE_AQ_LLDP_BRID_TYPE_NEAREST_BRID 0
+#define ICE_AQ_LLDP_BRID_TYPE_NON_TPMR  1
+    uint8_t state;
+    uint16_t local_len;
+    uint16_t remote_len;
+    uint8_t reserved[2];
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
+/* 0x0A01 lldp_set_mib_change */
+struct QEMU_PACKED ice_aqc_lldp_set_mib_change {
+    uint8_t command;
+#define ICE_AQ_LLDP_MIB_UPDATE_DIS      0x1
+#define ICE_AQ_LLDP_MIB_PENDING_M       0x2
+    uint8_t reserved[15];
+};
+
+/* 0xFF30 config / 0xFF31 register / 0xFF32 query firmware logging */
+enum ice_fwlog_level {
+    ICE_FWLOG_LEVEL_NONE = 0,
+    ICE_FWLOG_LEVEL_ERROR = 1,
+    ICE_FWLOG_LEVEL_WARNING = 2,
+    ICE_FWLOG_LEVEL_NORMAL = 3,
+    ICE_FWLOG_LEVEL_VERBOSE = 4,
+    ICE_FWLOG_LEVEL_INVALID,
+};
+
+#define ICE_AQC_FW_LOG_ID_MAX           32  /* enum ice_aqc_fw_logging_mod */
+
+struct QEMU_PACKED ice_aqc_fw_log {
+    uint8_t cmd_flags;
+#define ICE_AQC_FW_LOG_CONF_UART_EN     0x01
+#define ICE_AQC_FW_LOG_CONF_AQ_EN       0x02
+#define ICE_AQC_FW_LOG_QUERY_REGISTERED 0x04
+#define ICE_AQC_FW_LOG_CONF_SET_VALID   0x08
+#define ICE_AQC_FW_LOG_AQ_REGISTER      0x01
+#define ICE_AQC_FW_LOG_AQ_QUERY         0x04
+    uint8_t rsp_flag;
+    uint16_t fw_rt_msb;
+    union {
+        struct {
+            uint32_t fw_rt_lsb;
+        } sync;
+        struct {
+            uint16_t log_resolution;
+#define ICE_AQC_FW_LOG_MIN_RESOLUTION   1
+#define ICE_AQC_FW_LOG_MAX_RESOLUTION   128
+            uint16_t mdl_cnt;
+        } cfg;
+    } ops;
+    uint32_t addr_high;
+    uint32_t addr_low;
+};
+
+struct QEMU_PACKED ice_aqc_fw_log_cfg_resp {
+    uint16_t module_identifier;
+    uint8_t log_level;
+    uint8_t rsvd0;
+};
+
 /* The direct parameters of every command the model answers */
 union ice_aq_params {
     uint8_t raw[16];
@@ -868,18 +1010,25 @@ union ice_aq_params {
     struct ice_aqc_get_topo get_topo;
     struct ice_aqc_sched_elem_cmd sched_elem_cmd;
     struct ice_aqc_rl_profile rl_profile;
+    struct ice_aqc_get_set_tx_topo get_set_tx_topo;
     struct ice_aqc_get_phy_caps get_phy;
     struct ice_aqc_set_mac_cfg set_mac_cfg;
     struct ice_aqc_restart_an restart_an;
     struct ice_aqc_get_link_status get_link_status;
     struct ice_aqc_set_event_mask set_event_mask;
+    struct ice_aqc_set_mac_lb set_mac_lb;
     struct ice_aqc_get_port_options get_port_options;
     struct ice_aqc_nvm nvm;
+    struct ice_aqc_nvm_checksum nvm_checksum;
     struct ice_aqc_get_set_rss_key get_set_rss_key;
     struct ice_aqc_get_set_rss_lut get_set_rss_lut;
     struct ice_aqc_add_txqs add_txqs;
     struct ice_aqc_dis_txqs dis_txqs;
     struct ice_aqc_download_pkg download_pkg;
+    struct ice_aqc_fw_log fw_log;
+    struct ice_aqc_query_port_ets port_ets;
+    struct ice_aqc_lldp_get_mib lldp_get_mib;
+    struct ice_aqc_lldp_set_mib_change lldp_set_event;
 } QEMU_PACKED;
 
 struct QEMU_PACKED ice_aq_desc {
@@ -944,6 +1093,15 @@ QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_event_mask) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_port_options_elem) != 8);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_nvm_checksum) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_tx_topo) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_fw_log) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_query_port_ets) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_port_ets_elem) != 64);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_lldp_get_mib) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_lldp_set_mib_change) != 16);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_fw_log_cfg_resp) != 4);
+QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_set_mac_lb) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_key) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_get_set_rss_lut) != 16);
 QEMU_BUILD_BUG_ON(sizeof(struct ice_aqc_add_txqs) != 16);
