@@ -265,13 +265,6 @@ async def test_unwritable_buffer_ends_the_frame_with_rxe(rig: Rig) -> None:
 
 # --------------------------------------------------------------------------- Tx
 
-@pytest_asyncio.fixture
-async def aq(rig: Rig) -> AdminQ:
-    q = AdminQ(rig.qt, rig.dev, rig.arena)
-    await q.setup()
-    return q
-
-
 async def test_tx_frame_goes_out_and_rs_descriptor_completes(rig: Rig, aq: AdminQ) -> None:
     await arm(rig, 2)
     qt, qlen = rig.qt, 16

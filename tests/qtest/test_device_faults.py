@@ -152,13 +152,6 @@ async def rig() -> AsyncIterator[Rig]:
                 await qmp.close()
 
 
-@pytest_asyncio.fixture
-async def aq(rig: Rig) -> AdminQ:
-    q = AdminQ(rig.qt, rig.dev, rig.arena)
-    await q.setup()
-    return q
-
-
 async def query(rig: Rig) -> list[dict[str, Any]]:
     faults: list[dict[str, Any]] = await rig.qmp.cmd("e810-query-faults", id="nic0")
     return faults

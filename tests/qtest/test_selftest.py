@@ -82,13 +82,6 @@ async def rig() -> AsyncIterator[Rig]:
                 await qmp.close()
 
 
-@pytest_asyncio.fixture
-async def aq(rig: Rig) -> AdminQ:
-    q = AdminQ(rig.qt, rig.dev, rig.arena)
-    await q.setup()
-    return q
-
-
 # --------------------------------------------------------------------------- 0x0706
 
 async def nvm_checksum(aq: AdminQ, flags: int) -> tuple[int, int]:
