@@ -307,7 +307,6 @@ class GdbStub:
         self._acks: asyncio.Queue[bytes] = asyncio.Queue()
         self._reply: asyncio.Future[bytes] | None = None
         self._stop: asyncio.Future[StopReply] | None = None
-        self._resumed = asyncio.Event()  # set by the first resume that reached the stub
         self._closed_exc: GdbError | None = None
         self.no_ack = False
         self.features: dict[str, str] = {}
@@ -395,10 +394,6 @@ class GdbStub:
     def exited(self) -> bool:
         """The target reported its end (``W``/``X``): nothing is left to clean up."""
         return self.last_stop is not None and self.last_stop.exited
-
-    async def wait_resumed(self) -> None:
-        """Until this client has resumed the target at least once."""
-        await self._resumed.wait()
 
     @property
     def running(self) -> bool:
@@ -546,7 +541,6 @@ class GdbStub:
             self._selected.clear()  # QEMU moves c_cpu/g_cpu to the vCPU that stops
             try:
                 await _uncancellable(self._send_packet(payload.encode()))
-                self._resumed.set()
             except GdbError:
                 if not stop.done():  # the packet never left: the target is not running
                     stop.set_exception(GdbError(str(self._closed_exc)))

@@ -563,19 +563,17 @@ async def arm(vm: Any, spec: FaultSpec, ko: ModuleElf | Path, *, ifname: str | N
     armed = ArmedFault(spec, target, stub, ifname=ifname, bdf=bdf)
     try:
         task = armed._start()
-        # The breakpoint is in and the guest runs again before anything is triggered: wait for
-        # the resume (or for the task's end, an error), bounded only against a stub that hangs.
-        resumed = asyncio.ensure_future(stub.wait_resumed())
+        # Before anything is triggered the breakpoint is in and QEMU has resumed the guest (its
+        # RESUME event; bounded only against a stub that hangs). The task ends first only on an
+        # error, which check_alive raises.
+        resumed = asyncio.ensure_future(
+            vm.wait_event("RESUME", since=mark, timeout=ARM_TIMEOUT))
         try:
-            async with asyncio.timeout(ARM_TIMEOUT):
-                await asyncio.wait({resumed, task}, return_when=asyncio.FIRST_COMPLETED)
-        except TimeoutError:
-            raise VMError(f"the gdbstub did not resume the guest within {ARM_TIMEOUT:.0f} s "
-                          "of arming") from None
+            await asyncio.wait({resumed, task}, return_when=asyncio.FIRST_COMPLETED)
+            armed.check_alive()
+            await resumed
         finally:
             resumed.cancel()
-        armed.check_alive()
-        await vm.wait_event("RESUME", since=mark, timeout=ARM_TIMEOUT)
     except BaseException:
         await armed.disarm()
         raise
