@@ -63,7 +63,7 @@ def qemu_artifacts() -> QemuArtifacts:
 
 def qemu_asan_binary() -> Path:
     """``qemu-system-x86_64`` of ``make qemu-asan`` (run it with :data:`SANITIZER_ENV`)."""
-    return paths.qemu_src_dir() / "build-asan" / "qemu-system-x86_64"
+    return paths.qemu_binary(paths.QEMU_ASAN_BUILD)
 
 
 # ------------------------------------------------------------------------------ kernels

@@ -49,13 +49,17 @@ def qemu_src_dir() -> Path:
     return cache_dir() / "src" / f"qemu-{qemu_upstream_version()}"
 
 
-def qemu_build_dir() -> Path:
-    """The meson/ninja build tree inside the source tree (configured once, then incremental)."""
-    return qemu_src_dir() / "build"
+#: The build trees inside the source tree: the plain build and the ASan+UBSan one.
+QEMU_BUILD, QEMU_ASAN_BUILD = "build", "build-asan"
 
 
-def qemu_binary() -> Path:
-    return qemu_build_dir() / "qemu-system-x86_64"
+def qemu_build_dir(subdir: str = QEMU_BUILD) -> Path:
+    """A meson/ninja build tree inside the source tree (configured once, then incremental)."""
+    return qemu_src_dir() / subdir
+
+
+def qemu_binary(subdir: str = QEMU_BUILD) -> Path:
+    return qemu_build_dir(subdir) / "qemu-system-x86_64"
 
 
 def firmware_dir() -> Path:

@@ -270,14 +270,14 @@ class QemuVariant:
     what: str
 
     def build_dir(self) -> Path:
-        return paths.qemu_src_dir() / self.build_subdir
+        return paths.qemu_build_dir(self.build_subdir)
 
     def binary(self) -> Path:
-        return self.build_dir() / "qemu-system-x86_64"
+        return paths.qemu_binary(self.build_subdir)
 
 
-PLAIN = QemuVariant("qemu", "build", CONFIGURE_ARGS, "x86_64-softmmu, TCG+KVM, slirp")
-ASAN = QemuVariant("qemu-asan", "build-asan", ASAN_CONFIGURE_ARGS,
+PLAIN = QemuVariant("qemu", paths.QEMU_BUILD, CONFIGURE_ARGS, "x86_64-softmmu, TCG+KVM, slirp")
+ASAN = QemuVariant("qemu-asan", paths.QEMU_ASAN_BUILD, ASAN_CONFIGURE_ARGS,
                    "x86_64-softmmu with AddressSanitizer and UBSan")
 
 
