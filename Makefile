@@ -35,14 +35,17 @@ guest: venv
 	$(VPY) -m icevm.build guest safe full
 
 # The full guest image of the other kernels tests/vm/test_kernels.py boots (marker `kernels`):
-# Debian bookworm's 6.1 and trixie-backports' newest, pinned in guest-image/kernels/*.lock.
+# Debian bookworm's 6.1 and trixie-backports' newest, pinned in guest-image/kernels/*.lock, with
+# and without each kernel's ice.ko rebuilt with the unwind fix by that kernel's own compiler
+# (guest-image/module-build/*.lock).
 KERNELS ?= bookworm,trixie-backports
 
-kernels: venv
+kernels: deps
 	$(VPY) -m icevm.build guest full --kernel $(KERNELS)
+	$(VPY) -m icevm.build patched-module --kernel $(KERNELS) --guest full
 
-# Debian's ice.ko with guest-image/patches/ice-free-irq-dev-id.patch, built out of tree by the
-# kernel's own gcc-14 (icevm.build.module_build), and the guest images carrying it.
+# Debian's ice.ko with guest-image/patches/<X.Y>/ice-free-irq-dev-id.patch, built out of tree
+# by the kernel's own compiler (icevm.build.module_build), and the guest images carrying it.
 patched-module: deps
 	$(VPY) -m icevm.build patched-module
 

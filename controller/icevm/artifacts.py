@@ -33,7 +33,9 @@ SANITIZER_ENV = {
 }
 
 MODULE_LOCK = paths.GUEST_IMAGE_DIR / "module-build.lock"
-PATCH = paths.GUEST_IMAGE_DIR / "patches" / "ice-free-irq-dev-id.patch"
+MODULE_LOCK_DIR = paths.GUEST_IMAGE_DIR / "module-build"
+PATCH_DIR = paths.GUEST_IMAGE_DIR / "patches"
+PATCH_NAME = "ice-free-irq-dev-id.patch"
 MODULE_BUILDER = paths.CONTROLLER_DIR / "build" / "module_build.py"
 
 
@@ -341,12 +343,84 @@ def kernels() -> list[KernelStatus]:
     return out
 
 
+# ------------------------------------------------------------------------------ a user's ice.ko
+
+def kernel_release_of(kernel: Kernel) -> str:
+    """The release (``uname -r``) of ``kernel``: from its lock, or a user's build's own files."""
+    if kernel.kind == "path":
+        return user_kernel(Path(kernel.name)).release
+    _, release, _ = _lock_facts(kernel.lock or paths.GUEST_LOCK)
+    if release is None:
+        raise BuildError(f"kernel {kernel}: its lock names no release")
+    return release
+
+
+def check_ice_ko(ko: Path, kernel: Kernel) -> Path:
+    """``--ice-ko PATH``: an ``ice`` module built for ``kernel`` (its vermagic's release is the
+    kernel's); a one-line UsageError otherwise, before anything boots."""
+    p = ko.expanduser().resolve()
+    if not p.is_file():
+        raise UsageError(f"--ice-ko {ko}: no such file")
+    info = ice_modinfo(p)
+    if not info:
+        raise UsageError(f"--ice-ko {ko}: not a kernel module (no .modinfo)")
+    if info.get("name") != ["ice"]:
+        raise UsageError(f"--ice-ko {ko}: the module is {','.join(info.get('name', ['?']))}, "
+                         "not ice")
+    magic = info.get("vermagic", [""])[0]
+    want = kernel_release_of(kernel)
+    if magic.split(" ", 1)[0] != want:
+        raise UsageError(f"--ice-ko {ko}: vermagic {magic!r} does not match kernel {kernel} "
+                         f"({want})")
+    return p
+
+
 # ------------------------------------------------------------------------------ patched module
 
-def module_key() -> str:
-    """What the patched module is made from: the lock, the patch and its builder."""
+def module_lock_path(kernel: Kernel) -> Path:
+    """The lock of what ``kernel``'s patched module is built from: ``module-build.lock`` for
+    the default kernel, ``module-build/<name>.lock`` for a Debian kernel; a UsageError for a
+    kernel of the user's own (its modules are not Debian's: ``--ice-ko`` takes one)."""
+    if kernel.is_default:
+        return MODULE_LOCK
+    if kernel.kind == "path":
+        raise UsageError(f"--module patched needs a Debian kernel; kernel {kernel} is your own "
+                         "build: build ice.ko against it and pass --ice-ko PATH")
+    return MODULE_LOCK_DIR / f"{kernel.name}.lock"
+
+
+def module_source_series(lock: Path) -> str:
+    """``6.1`` from the lock's ``linux-source-6.1`` package (what picks the patch)."""
+    try:
+        doc = tomllib.loads(lock.read_text())
+    except FileNotFoundError:
+        raise BuildError(f"{lock} missing: run `python -m icevm.build patched-module lock "
+                         f"--kernel {lock.stem if lock != MODULE_LOCK else 'default'}`") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BuildError(f"{lock.name}: not valid TOML ({e})") from e
+    for pkg in doc.get("package", []):
+        m = re.fullmatch(r"linux-source-(\d+\.\d+)", str(pkg.get("name", "")))
+        if m:
+            return m.group(1)
+    raise BuildError(f"{lock.name}: no linux-source-X.Y package")
+
+
+def module_patch(kernel: Kernel) -> Path:
+    """``patches/<X.Y>/ice-free-irq-dev-id.patch`` for the kernel's source series: the same
+    one-line fix, with the context of that version's ``ice_main.c``."""
+    series = module_source_series(module_lock_path(kernel))
+    p = PATCH_DIR / series / PATCH_NAME
+    if not p.is_file():
+        raise BuildError(f"no {PATCH_NAME} for linux-source-{series}: write {p} (the fix with "
+                         f"that version's context)")
+    return p
+
+
+def module_key(kernel: Kernel | None = None) -> str:
+    """What ``kernel``'s patched module is made from: its lock, its patch and the builder."""
+    k = kernel if kernel is not None else kernel_ref()
     h = hashlib.sha256()
-    for p in (MODULE_LOCK, PATCH, MODULE_BUILDER):
+    for p in (module_lock_path(k), module_patch(k), MODULE_BUILDER):
         h.update(p.name.encode() + b"\0")
         try:
             h.update(p.read_bytes())
@@ -364,23 +438,28 @@ def module_output_dir(key: str | None = None) -> Path:
     return modules_dir() / (key or module_key())
 
 
-def patched_ice_ko() -> Path:
-    """The built patched ``ice.ko`` of the current key; a BuildError if it is not built."""
-    d = module_output_dir()
+def _make_patched(kernel: Kernel) -> str:
+    return ("`make patched-module`" if kernel.is_default
+            else f"`python -m icevm.build patched-module --kernel {kernel}`")
+
+
+def patched_ice_ko(kernel: Kernel | str | None = None) -> Path:
+    """The built patched ``ice.ko`` of ``kernel`` (None: ``$ICEVM_KERNEL``, else the default,
+    as :func:`guest_artifacts`); a BuildError if it is not built."""
+    k = kernel if isinstance(kernel, Kernel) else kernel_ref(kernel)
+    d = module_output_dir(module_key(k))
     ko = d / "ice.ko"
     if not paths.is_complete(d) or not ko.is_file():
-        raise BuildError("patched ice.ko not built: run `make patched-module`")
+        raise BuildError(f"patched ice.ko of kernel {k} not built: run {_make_patched(k)}")
     return ko
 
 
 def patched_guest(variant: str, kernel: Kernel | str | None = None) -> GuestArtifacts:
-    """The guest image of ``variant`` carrying the patched ``ice.ko`` (the default kernel's)."""
+    """The guest image of ``variant`` of ``kernel`` carrying its patched ``ice.ko``."""
     k = kernel if isinstance(kernel, Kernel) else kernel_ref(kernel)
-    if not k.is_default:
-        raise UsageError(f"--module patched exists for the default kernel only, not {k}")
-    ko = patched_ice_ko()
+    ko = patched_ice_ko(k)
     try:
         return guest_artifacts(variant, module=ko, kernel=k)
     except BuildError:
-        raise BuildError(f"guest image {variant} with the patched ice.ko not built: "
-                         "run `make patched-module`") from None
+        raise BuildError(f"guest image {variant} of kernel {k} with the patched ice.ko not "
+                         f"built: run {_make_patched(k)}") from None

@@ -20,6 +20,10 @@ QEMU_LOCK = DEVICE_DIR / "qemu-source.lock"
 GUEST_LOCK = GUEST_IMAGE_DIR / "packages.lock"
 #: One lock per kernel other than the default one (``<suite>.lock``, ``<release>.lock``).
 KERNELS_DIR = GUEST_IMAGE_DIR / "kernels"
+#: What the patched ``ice.ko`` is made from: ``module-build.lock`` (the default kernel's),
+#: ``module-build/<kernel>.lock`` (another kernel's) and ``patches/<X.Y>/``. They key the
+#: patched module, not the stock guest images (:func:`guest_key` leaves them out).
+MODULE_BUILD_INPUTS = ("module-build.lock", "module-build", "patches")
 STAMP = ".complete"
 GUEST_VARIANTS = ("safe", "full")
 
@@ -86,11 +90,14 @@ def guest_key() -> str:
     """A hash of everything the guest image is made from: rebuilding happens when it changes.
 
     The kernel locks (``guest-image/kernels/``) are left out: each keys only its own kernel's
-    images (:func:`guest_dir`), so pinning a kernel does not rebuild every other one."""
+    images (:func:`guest_dir`), so pinning a kernel does not rebuild every other one. So are the
+    patched module's inputs (:data:`MODULE_BUILD_INPUTS`): an image carrying that module is keyed
+    by the module's own hash."""
     h = hashlib.sha256()
     for p in sorted(GUEST_IMAGE_DIR.rglob("*")):
         rel = p.relative_to(GUEST_IMAGE_DIR).parts
-        if p.is_file() and "__pycache__" not in p.parts and rel[0] != KERNELS_DIR.name:
+        if p.is_file() and "__pycache__" not in p.parts and rel[0] != KERNELS_DIR.name \
+                and rel[0] not in MODULE_BUILD_INPUTS:
             h.update(p.relative_to(GUEST_IMAGE_DIR).as_posix().encode())
             h.update(p.read_bytes())
     for name in ("guest_image.py", "newc.py"):

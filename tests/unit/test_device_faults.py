@@ -28,7 +28,7 @@ from icevm.qemu.vm import QmpEvent
 def _ice_source() -> Path:
     from icevm.build import module_build as mb
 
-    d = mb.source_dir(mb.read_module_lock().source) / mb.ICE_DIR
+    d = mb.source_dir(mb.read_module_lock(mb.target("default")).source) / mb.ICE_DIR
     if not (d / "ice_adminq_cmd.h").is_file():
         pytest.skip(f"no ice source at {d}: run `make patched-module`")
     return d

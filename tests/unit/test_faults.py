@@ -390,8 +390,9 @@ def test_matrix_scenarios() -> None:
     Scenario(FaultSpec("request-irq", 16, 1), guest="safe").validate()
     with pytest.raises(UsageError, match="unknown kernel 'jessie'"):
         Scenario(FaultSpec("misc", 16), kernel="jessie").validate()
-    with pytest.raises(UsageError, match="patched exists for the default kernel only"):
-        Scenario(FaultSpec("misc", 16), module="patched", kernel="bookworm").validate()
+    Scenario(FaultSpec("misc", 16), module="patched", kernel="bookworm").validate()
+    with pytest.raises(UsageError, match="--ice-ko replaces the stock ice.ko"):
+        Scenario(FaultSpec("misc", 16), module="patched", ice_ko="/x/ice.ko").validate()
 
 
 def test_a_site_the_driver_lacks_is_a_usage_error(elf: ModuleElf) -> None:

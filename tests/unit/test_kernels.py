@@ -113,7 +113,9 @@ def test_each_kernel_has_its_own_images(tmp_path: Path,
     with pytest.raises(BuildError, match=r"^guest image safe of kernel bookworm not built: "
                                          r"run `icevm build --kernel bookworm --guest safe`$"):
         artifacts.guest_artifacts("safe", kernel="bookworm")
-    with pytest.raises(UsageError, match="default kernel only, not bookworm"):
+    with pytest.raises(BuildError, match=r"^patched ice\.ko of kernel bookworm not built: run "
+                                         r"`python -m icevm\.build patched-module --kernel "
+                                         r"bookworm`$"):
         artifacts.patched_guest("safe", kernel="bookworm")
 
 
@@ -306,16 +308,26 @@ def test_every_booting_command_takes_kernel(command: list[str]) -> None:
 def test_kernel_usage_errors_come_before_any_build(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """A bad --kernel, or --module patched with another kernel, is exit 2 with one line, and
-    nothing is pinned, fetched or built (an empty cache stays empty)."""
+    """A bad --kernel, --module patched with a kernel of one's own, or an --ice-ko that is not
+    there is exit 2 with one line, and nothing is pinned, fetched or built (an empty cache
+    stays empty)."""
     from icevm.ui import cli
 
     monkeypatch.setenv("ICEVM_CACHE", str(tmp_path / "cache"))
+    own = tmp_path / "linux"
+    (own / "arch/x86/boot").mkdir(parents=True)
+    missing = tmp_path / "nope.ko"
     assert cli.main(["run", "--kernel", "jessie", "--", "true"]) == 2
-    assert cli.main(["fault", "misc", "--module", "patched", "--kernel", "bookworm"]) == 2
+    assert cli.main(["fault", "misc", "--module", "patched", "--kernel", str(own)]) == 2
+    assert cli.main(["fault", "misc", "--ice-ko", str(missing), "--kernel", "bookworm"]) == 2
+    assert cli.main(["fault", "misc", "--ice-ko", str(missing), "--module", "patched"]) == 2
     assert cli.main(["build", "--guest", "safe", "--kernel", "6.1-rc1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert [e.split(":", 2)[1].strip() for e in err] == [
-        "unknown kernel 'jessie'", "--module patched exists for the default kernel only, not "
-        "bookworm", "unknown kernel '6.1-rc1'"]
+    assert err == [
+        "icevm: unknown kernel 'jessie': use " + artifacts.KERNEL_HELP,
+        f"icevm: --module patched needs a Debian kernel; kernel {own} is your own build: build "
+        "ice.ko against it and pass --ice-ko PATH",
+        f"icevm: --ice-ko {missing}: no such file",
+        "icevm: --ice-ko replaces the stock ice.ko: not with --module patched",
+        "icevm: unknown kernel '6.1-rc1': use " + artifacts.KERNEL_HELP]
     assert not (tmp_path / "cache").exists()

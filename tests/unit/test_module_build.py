@@ -23,7 +23,7 @@ from elftools.elf.sections import SymbolTableSection
 from icevm import artifacts, paths
 from icevm.build import guest_image as gi
 from icevm.build import module_build as mb
-from icevm.errors import BuildError
+from icevm.errors import BuildError, UsageError
 from icevm.inject.symbols import CallSite, ModuleElf
 
 RELEASE = "6.12.117+deb13-amd64"
@@ -33,52 +33,84 @@ UNWIND = f"{HOT}.cold"  # GCC moves the error unwind out of line
 
 # =========================================================================== the lock
 
-def test_lock_pins_the_guest_kernel_and_the_toolchain_that_built_it() -> None:
-    lock = mb.read_module_lock()
-    assert lock.release == RELEASE == mb.kernel_release()
-    roots = mb.root_packages(RELEASE)
-    assert [d.name for d in lock.debs[:len(roots)]] == list(roots)
-    image = {d.name: d for d in gi.read_lock()}[gi.KERNEL_PACKAGE]
-    for name in mb.kernel_packages(RELEASE):
-        assert lock[name].version == image.version == "6.12.117-1"
-    assert lock.source.name == "linux-source-6.12"
-    # CONFIG_CC_VERSION_TEXT="x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"
-    assert lock["gcc-14-x86-64-linux-gnu"].version == "14.2.0-19"
-    assert lock["cpp-14-x86-64-linux-gnu"].version == "14.2.0-19"
-    # CONFIG_AS_VERSION=CONFIG_LD_VERSION=24400
-    assert lock["binutils-x86-64-linux-gnu"].version.startswith("2.44-")
-    assert lock["pahole"].version.startswith("1.30-")  # CONFIG_PAHOLE_VERSION=130
+#: The kernels with a module-build lock in the repository: (kernel, release, version, series,
+#: the compiler its CONFIG_CC_VERSION_TEXT names, the compiler package, binutils, pahole).
+LOCKS = [
+    ("default", RELEASE, "6.12.117-1", "6.12", "x86_64-linux-gnu-gcc-14",
+     "gcc-14-x86-64-linux-gnu", "2.44-", "1.30-"),
+    ("bookworm", "6.1.0-50-amd64", "6.1.176-1", "6.1", "gcc-12", "gcc-12", "2.40-", "1.24-"),
+    ("trixie-backports", "7.3.4+deb13-amd64", "7.3.4-1~bpo13+1", "7.3",
+     "x86_64-linux-gnu-gcc-14", "gcc-14-x86-64-linux-gnu", "2.44-", "1.30-"),
+]
 
 
-def _lock_text(debs: list[gi.LockedDeb]) -> str:
-    return gi.render_lock(debs)
+@pytest.mark.parametrize(("kernel", "release", "version", "series", "cc", "gcc", "binutils",
+                          "pahole"), LOCKS, ids=[x[0] for x in LOCKS])
+def test_lock_pins_the_kernel_and_the_toolchain_that_built_it(
+        kernel: str, release: str, version: str, series: str, cc: str, gcc: str, binutils: str,
+        pahole: str) -> None:
+    """Each lock is of its kernel's own version and of the compiler, binutils and pahole its
+    config names (CONFIG_CC_VERSION_TEXT, CONFIG_LD_VERSION, CONFIG_PAHOLE_VERSION)."""
+    tgt = mb.target(kernel)
+    assert (tgt.release, tgt.version) == (release, version)
+    lock = mb.read_module_lock(tgt)
+    assert (lock.kernel, lock.release, lock.cc) == (kernel, release, cc)
+    for name in (lock.source.name, lock.headers, lock.common, lock.kbuild):
+        assert lock[name].version == version
+    assert lock.source.name == f"linux-source-{series}"
+    assert lock[gcc].version.startswith(lock.gcc_major + ".")
+    assert lock["binutils-x86-64-linux-gnu"].version.startswith(binutils)
+    assert lock["pahole"].version.startswith(pahole)
+    assert artifacts.module_patch(tgt.kernel) == artifacts.PATCH_DIR / series / artifacts.PATCH_NAME
+
+
+def _lock_text(lock: mb.ModuleLock, debs: list[gi.LockedDeb]) -> str:
+    return mb.render_module_lock(mb.ModuleLock(lock.kernel, lock.suite, lock.release, lock.cc,
+                                               tuple(debs)), "")
 
 
 def test_lock_errors_name_the_relock_command() -> None:
-    lock = mb.read_module_lock()
+    tgt = mb.target("default")
+    lock = mb.read_module_lock(tgt)
     debs = list(lock.debs)
     without_kbuild = [d for d in debs if d.name != lock.kbuild]
-    with pytest.raises(BuildError, match=r"lacks linux-kbuild-6\.12\.117\+deb13; run "
-                                         r"`python -m icevm\.build patched-module lock`"):
-        mb.parse_module_lock(_lock_text(without_kbuild))
+    with pytest.raises(BuildError, match=r"0 linux-kbuild packages"):
+        mb.parse_module_lock(_lock_text(lock, without_kbuild), tgt=tgt)
     stale = [gi.LockedDeb(d.name, "6.12.116-1", d.arch, d.sha256) if d.name == lock.headers
              else d for d in debs]
     with pytest.raises(BuildError, match=r"linux-headers-6\.12\.117\+deb13-amd64 is 6\.12\.116-1 "
-                                         r"but the guest kernel .* is 6\.12\.117-1"):
-        mb.parse_module_lock(_lock_text(stale))
+                                         r"but the guest kernel default is 6\.12\.117-1; run "
+                                         r"`python -m icevm\.build patched-module lock --kernel "
+                                         r"default`"):
+        mb.parse_module_lock(_lock_text(lock, stale), tgt=tgt)
+    other = mb.target("bookworm")
+    with pytest.raises(BuildError, match=r"pins kernel default 6\.12\.117\+deb13-amd64, but "
+                                         r"kernel bookworm is 6\.1\.0-50-amd64"):
+        mb.parse_module_lock(_lock_text(lock, debs), tgt=other)
+    with pytest.raises(BuildError, match=r"needs a \[build\] table"):
+        mb.parse_module_lock(gi.render_lock(debs), tgt=tgt)
 
 
-def test_names_follow_the_release() -> None:
+def test_names_follow_the_kernel() -> None:
     assert mb.abi_name(RELEASE) == "6.12.117+deb13"
-    assert mb.kernel_packages(RELEASE) == (
-        "linux-source-6.12", "linux-headers-6.12.117+deb13-amd64",
-        "linux-headers-6.12.117+deb13-common", "linux-kbuild-6.12.117+deb13")
+    assert mb.source_package("6.1.176-1") == "linux-source-6.1"
+    assert mb.source_package("7.3.4-1~bpo13+1") == "linux-source-7.3"
+    assert mb.gcc_major("gcc-12") == "12" and mb.gcc_major("x86_64-linux-gnu-gcc-14") == "14"
+    with pytest.raises(BuildError, match="not a Debian gcc-N"):
+        mb.gcc_major("clang")
+
+
+def test_a_users_own_kernel_has_no_debian_module_build(tmp_path: Path) -> None:
+    (tmp_path / "arch/x86/boot").mkdir(parents=True)
+    with pytest.raises(UsageError, match="--ice-ko PATH"):
+        mb.target(os.fspath(tmp_path))
 
 
 # =========================================================================== the patch
 
-def test_the_patch_is_the_one_line_fix() -> None:
-    text = artifacts.PATCH.read_text()
+@pytest.mark.parametrize("series", ["6.1", "6.12", "7.3"])
+def test_the_patch_is_the_one_line_fix(series: str) -> None:
+    text = (artifacts.PATCH_DIR / series / artifacts.PATCH_NAME).read_text()
     lines = text.splitlines()
     assert [ln for ln in lines if ln.startswith("--- ")] == [f"--- a/{mb.ICE_MAIN}"]
     assert [ln for ln in lines if ln.startswith("+++ ")] == [f"+++ b/{mb.ICE_MAIN}"]
@@ -86,6 +118,9 @@ def test_the_patch_is_the_one_line_fix() -> None:
     body = lines[lines.index(f"+++ b/{mb.ICE_MAIN}") + 1:]
     assert [ln for ln in body if ln.startswith("-")] == ["-\t\t" + mb.BUGGY_LINE]
     assert [ln for ln in body if ln.startswith("+")] == ["+\t\t" + mb.FIXED_LINE]
+
+
+PATCH_612 = artifacts.PATCH_DIR / "6.12" / artifacts.PATCH_NAME
 
 
 def _fake_ice_main(tmp_path: Path, *, buggy: bool = True) -> Path:
@@ -105,7 +140,7 @@ def _fake_ice_main(tmp_path: Path, *, buggy: bool = True) -> Path:
 @pytest.mark.asyncio
 async def test_patch_applies_and_fixes_the_unwind(tmp_path: Path) -> None:
     tree = _fake_ice_main(tmp_path)
-    await mb.apply_patch(tree)
+    await mb.apply_patch(tree, PATCH_612)
     mb.check_patched(tree)
     assert not list(tree.rglob("*.orig")) and not list(tree.rglob("*.rej"))
 
@@ -115,46 +150,65 @@ async def test_patch_fails_loudly(tmp_path: Path) -> None:
     tree = _fake_ice_main(tmp_path, buggy=False)
     before = (tree / mb.ICE_MAIN).read_bytes()
     with pytest.raises(BuildError, match=r"ice-free-irq-dev-id\.patch does not apply"):
-        await mb.apply_patch(tree)
+        await mb.apply_patch(tree, PATCH_612)
     assert (tree / mb.ICE_MAIN).read_bytes() == before  # untouched
     assert sorted(p.name for p in tree.rglob("*") if p.is_file()) == [Path(mb.ICE_MAIN).name]
     with pytest.raises(BuildError, match="expected one"):
         mb.check_patched(tree)
     tree2 = _fake_ice_main(tmp_path / "twice")
-    await mb.apply_patch(tree2)
+    await mb.apply_patch(tree2, PATCH_612)
     with pytest.raises(BuildError, match="does not apply"):  # --forward: never reversed
-        await mb.apply_patch(tree2)
+        await mb.apply_patch(tree2, PATCH_612)
 
 
+@pytest.mark.parametrize("kernel", [x[0] for x in LOCKS])
 @pytest.mark.asyncio
-async def test_patch_applies_to_the_pinned_source(tmp_path: Path) -> None:
-    src = mb.source_dir(mb.read_module_lock().source)
+async def test_patch_applies_to_the_pinned_source(tmp_path: Path, kernel: str) -> None:
+    tgt = mb.target(kernel)
+    lock = mb.read_module_lock(tgt)
+    src = mb.source_dir(lock.source)
     if not paths.is_complete(src):
-        pytest.skip(f"the ice source is not extracted ({src}): run `make patched-module`")
+        pytest.skip(f"the ice source is not extracted ({src}): run "
+                    f"`python -m icevm.build patched-module --kernel {kernel}`")
     text = (src / mb.ICE_MAIN).read_text()
     assert text.count(mb.BUGGY_LINE) == 1 and mb.FIXED_LINE not in text
     tree = tmp_path / "src"
     shutil.copytree(src / mb.ICE_DIR, tree / mb.ICE_DIR)
-    await mb.apply_patch(tree)
+    await mb.apply_patch(tree, artifacts.module_patch(tgt.kernel))
     mb.check_patched(tree)
-    mb.check_source_version(src / "Makefile", RELEASE)
+    mb.check_source_version(src / "Makefile", tgt.version)
+    with pytest.raises(BuildError, match=r"the package is 6\.1\.175-1"):
+        mb.check_source_version(src / "Makefile", "6.1.175-1")
 
 
 def test_module_key_follows_its_inputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    key = artifacts.module_key()
-    assert len(key) == 16 and artifacts.module_key() == key
-    patch = tmp_path / artifacts.PATCH.name
-    patch.write_text(artifacts.PATCH.read_text() + "\n")
-    monkeypatch.setattr(artifacts, "PATCH", patch)
-    assert artifacts.module_key() != key
+    default, bookworm = artifacts.kernel_ref("default"), artifacts.kernel_ref("bookworm")
+    key = artifacts.module_key(default)
+    assert len(key) == 16 and artifacts.module_key(default) == key
+    assert artifacts.module_key(bookworm) != key  # each kernel has its own module
+    patches = tmp_path / "patches"
+    shutil.copytree(artifacts.PATCH_DIR, patches)
+    monkeypatch.setattr(artifacts, "PATCH_DIR", patches)
+    assert artifacts.module_key(default) == key
+    p = patches / "6.12" / artifacts.PATCH_NAME
+    p.write_text(p.read_text() + "\n")
+    assert artifacts.module_key(default) != key
+    (patches / "6.1" / artifacts.PATCH_NAME).unlink()
+    with pytest.raises(BuildError, match=r"no ice-free-irq-dev-id\.patch for linux-source-6\.1"):
+        artifacts.module_key(bookworm)
 
 
 def test_missing_module_names_the_make_target(monkeypatch: pytest.MonkeyPatch,
                                               tmp_path: Path) -> None:
     monkeypatch.setenv("ICEVM_CACHE", os.fspath(tmp_path))
+    monkeypatch.delenv(artifacts.KERNEL_ENV, raising=False)
     with pytest.raises(BuildError) as e:
         artifacts.patched_ice_ko()
-    assert str(e.value) == "patched ice.ko not built: run `make patched-module`"
+    assert str(e.value) == "patched ice.ko of kernel default not built: run `make patched-module`"
+    with pytest.raises(BuildError) as e:
+        artifacts.patched_ice_ko("bookworm")
+    assert str(e.value) == ("patched ice.ko of kernel bookworm not built: run "
+                            "`python -m icevm.build patched-module --kernel bookworm`")
     # a directory without the stamp is half-written: never used
     d = artifacts.module_output_dir()
     d.mkdir(parents=True)
@@ -198,7 +252,7 @@ def test_wrappers_run_programs_on_the_trees_loader(tmp_path: Path) -> None:
 
 
 def test_kbuild_compiler_check_is_on_and_its_warning_is_found(tmp_path: Path) -> None:
-    tc = mb.Toolchain(tmp_path / "tc", RELEASE)
+    tc = mb.Toolchain(tmp_path / "tc", RELEASE, "x86_64-linux-gnu-gcc-14")
     argv = mb._make_argv(tc, tmp_path / "src", 2)
     assert "DEBIAN_KERNEL_NO_CC_VERSION_CHECK=" in argv  # Debian's headers hide it otherwise
     assert not any(a.startswith(("CC=", "CONFIG_")) for a in argv)  # nothing overridden
@@ -211,18 +265,26 @@ def test_kbuild_compiler_check_is_on_and_its_warning_is_found(tmp_path: Path) ->
     assert mb.compiler_warning("  CC [M]  /x/ice_main.o\n") == []
 
 
-def _toolchain() -> mb.Toolchain:
-    lock = mb.read_module_lock()
-    tc = mb.Toolchain(mb.toolchain_dir(lock), lock.release)
+def _toolchain(kernel: str = "default") -> mb.Toolchain:
+    lock = mb.read_module_lock(mb.target(kernel))
+    tc = mb.Toolchain(mb.toolchain_dir(lock), lock.release, lock.cc)
     if not paths.is_complete(tc.root):
-        pytest.skip(f"the private tree is not built ({tc.root}): run `make patched-module`")
+        pytest.skip(f"the private tree is not built ({tc.root}): run "
+                    f"`python -m icevm.build patched-module --kernel {kernel}`")
     return tc
 
 
+@pytest.mark.parametrize(("kernel", "cc"), [
+    ("default", "x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"),
+    ("bookworm", "gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0"),
+    ("trixie-backports", "x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"),
+])
 @pytest.mark.asyncio
-async def test_the_private_tree_runs_the_kernels_own_compiler() -> None:
-    tc = _toolchain()
-    assert tc.config_cc == "x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) 14.2.0"
+async def test_the_private_tree_runs_the_kernels_own_compiler(kernel: str, cc: str) -> None:
+    """``gcc --version`` of the tree is the kernel's CONFIG_CC_VERSION_TEXT, word for word (what
+    kbuild compares), and cc1 and as are the tree's."""
+    tc = _toolchain(kernel)
+    assert tc.config_cc == cc
     assert await tc.cc_version() == tc.config_cc
     await mb.self_test(tc)
 

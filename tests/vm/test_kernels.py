@@ -23,6 +23,7 @@ skip naming the command, which fails under ``CI=true``.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -36,7 +37,13 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from icevm.artifacts import GuestArtifacts, guest_artifacts, kernel_ref, qemu_artifacts
+from icevm.artifacts import (
+    GuestArtifacts,
+    guest_artifacts,
+    kernel_ref,
+    patched_guest,
+    qemu_artifacts,
+)
 from icevm.errors import BuildError
 from icevm.guest import probe
 from icevm.inject.host import FaultSpec
@@ -120,6 +127,42 @@ async def test_request_irq_vector_1_is_a_driver_bug_on_the_stock_module(booted: 
     assert o.after is not None and o.ifname is not None
     assert [ln.name for ln in o.after.queue_lines(o.ifname)] == [f"ice-{o.ifname}-TxRx-0"]
     assert any(f.kind == "double_free_irq" or "devm_free_irq" in f.line for f in v.findings)
+
+
+def test_request_irq_vector_1_passes_with_the_patched_module(booted: Booted) -> None:
+    """The same fault through the CLI with ``--module patched``: that kernel's ice.ko rebuilt
+    with its version's one-line fix by the kernel's own compiler (``make kernels`` builds it)."""
+    try:
+        patched_guest("full", kernel=booted.kernel)
+    except BuildError as e:
+        pytest.skip(f"{e} (or `make kernels`)")
+    r = subprocess.run(
+        [sys.executable, "-m", "icevm.ui.cli", "fault", "request-irq", "--vector", "1",
+         "--errno", "EBUSY", "--guest", "full", "--cpus", str(CPUS), "--accel", "tcg",
+         "--kernel", booted.kernel, "--module", "patched", "--json"],
+        capture_output=True, text=True, timeout=900, check=False, stdin=subprocess.DEVNULL)
+    assert r.stdout.strip(), r.stderr
+    v = json.loads(r.stdout)
+    print(f"{booted.kernel} patched: {v['outcome']}: {v['summary']}")
+    assert (r.returncode, v["outcome"]) == (0, "PASS"), r.stderr[-3000:]
+    assert v["scenario"]["module"] == "patched"
+    assert v["scenario"]["kernel"] == booted.art.release
+
+
+def test_an_ice_ko_of_another_kernel_is_exit_2_before_any_boot(booted: Booted,
+                                                                tmp_path: Path) -> None:
+    """``--ice-ko`` takes a module built for the chosen kernel: the default kernel's ice.ko on
+    this kernel is a one-line error naming both, before anything is built or booted."""
+    other = guest_artifacts("full", kernel="default").ice_ko
+    r = subprocess.run(
+        [sys.executable, "-m", "icevm.ui.cli", "fault", "request-irq", "--vector", "1",
+         "--guest", "full", "--cpus", str(CPUS), "--kernel", booted.kernel, "--ice-ko",
+         os.fspath(other)],
+        capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"icevm: --ice-ko {other}: vermagic '6.12.117+deb13-amd64 ")
+    assert line.endswith(f"does not match kernel {booted.kernel} ({booted.art.release})")
 
 
 def test_a_vector_the_driver_lacks_is_exit_2_naming_its_count(booted: Booted) -> None:

@@ -48,6 +48,9 @@ class Apt:
 
     root: Path
     suite: str = SUITE
+    #: More suites in the same configuration, behind ``suite`` in apt's order: a backports
+    #: suite's base (``trixie`` for ``trixie-backports``), whose toolchain built its kernels.
+    also: tuple[str, ...] = ()
 
     @classmethod
     def default(cls) -> Apt:
@@ -59,6 +62,18 @@ class Apt:
         if suite not in SUITES:
             raise BuildError(f"unknown Debian suite {suite!r} (one of {', '.join(SUITES)})")
         return cls(paths.apt_dir(suite), suite)
+
+    @classmethod
+    def with_base(cls, suite: str) -> Apt:
+        """``suite`` and, for a backports suite, its base suite in one configuration (its own
+        lists): apt's candidate of a package in both is the base suite's, as on a Debian
+        machine with backports enabled."""
+        if suite == SUITE:
+            return cls.default()
+        base = base_suite(suite)
+        if base == suite:
+            return cls.for_suite(suite)
+        return cls(paths.apt_dir(f"{suite}+{base}"), suite, (base,))
 
     @property
     def options(self) -> list[str]:
@@ -80,13 +95,14 @@ class Apt:
         if not KEYRING.exists():
             raise BuildError(f"{KEYRING} missing: install debian-archive-keyring")
         uri = system_mirror()
-        (self.root / "sources.list").write_text(sources_list(uri, self.suite))
+        (self.root / "sources.list").write_text(
+            "".join(sources_list(uri, s) for s in (self.suite, *self.also)))
 
     async def update(self, log: Path) -> None:
         """Write the config and refresh the package lists (once per process is plenty)."""
         self.write_config()
         await run(["apt-get", *self.options, "-q", "update"], log=log,
-                  what=f"apt-get update ({self.suite})")
+                  what=f"apt-get update ({'+'.join((self.suite, *self.also))})")
 
     async def download(self, specs: list[str], dest: Path, log: Path) -> None:
         """``apt-get download name=version ...`` into ``dest``."""
@@ -102,6 +118,11 @@ class Apt:
 
     async def policy(self, name: str) -> str:
         return await run(["apt-cache", *self.options, "policy", name])
+
+
+def base_suite(suite: str) -> str:
+    """``trixie`` for ``trixie-backports``; a suite that is no backports suite is its own."""
+    return suite.removesuffix("-backports")
 
 
 def sources_list(uri: str, suite: str) -> str:

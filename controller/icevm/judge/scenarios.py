@@ -103,6 +103,9 @@ class Scenario:
     append: tuple[str, ...] = ()
     #: The guest kernel, as ``--kernel`` takes it (None: ``$ICEVM_KERNEL``, else the default).
     kernel: str | None = None
+    #: A user's own ``ice.ko`` in place of the stock one (``--ice-ko``; its image is built
+    #: beforehand, vermagic checked).
+    ice_ko: str | None = None
 
     def validate(self) -> None:
         """:class:`UsageError` for what is wrong before any VM boots (whether the vector exists
@@ -110,15 +113,16 @@ class Scenario:
         faults.check_guest(self.guest, self.cpus)
         if self.module not in MODULES:
             raise UsageError(f"unknown module {self.module!r} (one of {', '.join(MODULES)})")
-        k = kernel_ref(self.kernel)
-        if self.module == "patched" and not k.is_default:
-            raise UsageError(f"--module patched exists for the default kernel only, not {k}")
+        kernel_ref(self.kernel)  # a UsageError for what names no kernel
+        if self.ice_ko is not None and self.module != "stock":
+            raise UsageError("--ice-ko replaces the stock ice.ko: not with --module patched")
 
     @property
     def label(self) -> str:
         k = kernel_ref(self.kernel)
         kernel = "" if k.is_default else f", kernel {k}"
-        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {self.module}{kernel}]"
+        module = f"ice.ko {self.ice_ko}" if self.ice_ko is not None else self.module
+        return f"{self.fault.label} [{self.guest}, {self.cpus} CPUs, {module}{kernel}]"
 
 
 # ------------------------------------------------------------------------------ artefacts
@@ -126,6 +130,9 @@ class Scenario:
 def guest_for(scenario: Scenario) -> GuestArtifacts:
     """The guest image of ``scenario``, stock or with the patched ``ice.ko``; looked up, never
     built here (a :class:`BuildError` names the make target)."""
+    if scenario.ice_ko is not None:
+        return guest_artifacts(scenario.guest, module=Path(scenario.ice_ko),
+                               kernel=scenario.kernel)
     if scenario.module == "stock":
         return guest_artifacts(scenario.guest, kernel=scenario.kernel)
     return patched_guest(scenario.guest, kernel=scenario.kernel)
@@ -215,7 +222,8 @@ async def run(scenario: Scenario, *, notify: Notify | None = None,
     does not have."""
     scenario.validate()
     t0 = time.monotonic()
-    obs = Observation(scenario.fault, scenario.guest, scenario.cpus, scenario.module)
+    obs = Observation(scenario.fault, scenario.guest, scenario.cpus,
+                      f"ice.ko {scenario.ice_ko}" if scenario.ice_ko else scenario.module)
 
     def say(msg: str) -> None:
         if notify is not None:

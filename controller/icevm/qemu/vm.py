@@ -138,11 +138,15 @@ class VM:
         notify: accel_mod.Notify | None = accel_mod.stderr_note,
         incoming: Path | None = None,
         guest_kernel: str | None = None,
+        guest_module: Path | None = None,
     ) -> None:
         self.variant = variant
         #: Whose guest image boots when ``kernel`` is not given: a ``--kernel`` text
         #: (:func:`icevm.artifacts.kernel_ref`; None: ``$ICEVM_KERNEL``, else the default).
         self.guest_kernel = guest_kernel
+        #: The ``ice.ko`` that image carries instead of the stock one (``--ice-ko``, the
+        #: patched module): its own image, built beforehand.
+        self.guest_module = guest_module
         self.requested_accel = accel
         self.cpus = cpus
         self.memory_mb = memory_mb
@@ -233,7 +237,7 @@ class VM:
     async def _resolve_config(self) -> VMConfig:
         kernel, initrd = self._kernel, self._initrd
         if kernel is None:
-            g = guest_artifacts(self.variant, kernel=self.guest_kernel)
+            g = guest_artifacts(self.variant, module=self.guest_module, kernel=self.guest_kernel)
             # The uncompressed ELF boots through QEMU's PVH entry (pvh.bin): no decompressor
             # under TCG, ~1.6 s faster than the bzImage here (scripts/bench-boot --kernel).
             kernel = g.vmlinux

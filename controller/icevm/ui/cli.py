@@ -28,7 +28,15 @@ from typing import Any
 from rich.console import Console
 
 from icevm import __version__, paths
-from icevm.artifacts import KERNEL_ENV, KERNEL_HELP, kernel_ref, kernels
+from icevm.artifacts import (
+    KERNEL_ENV,
+    KERNEL_HELP,
+    check_ice_ko,
+    kernel_ref,
+    kernels,
+    module_lock_path,
+)
+from icevm.build import guest_image, module_build
 from icevm.build import qemu as build
 from icevm.errors import IcevmError, UsageError, VMError
 from icevm.inject import device as device_faults
@@ -44,6 +52,7 @@ from icevm.inject.host import (
 from icevm.judge import device_run, scenarios, verdicts
 from icevm.judge.scenarios import Scenario
 from icevm.judge.verdicts import EXIT_CODES, Outcome, Verdict
+from icevm.proc import log_path
 from icevm.qemu import savestate
 from icevm.qemu.accel import ACCEL_CHOICES
 from icevm.qemu.attach import AttachedVM
@@ -68,9 +77,16 @@ def _add_kernel_option(g: Any) -> None:
                         "default); a suite or release is pinned and built on first use")
 
 
+def _add_ice_ko_option(g: Any) -> None:
+    g.add_argument("--ice-ko", metavar="PATH", default=None,
+                   help="your own ice.ko (built out of tree against the chosen kernel: its "
+                        "vermagic is checked before any boot) in place of the stock one")
+
+
 def _add_vm_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("guest")
     _add_kernel_option(g)
+    _add_ice_ko_option(g)
     g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
                    help="auto probes KVM with a real boot and falls back to TCG (default)")
     g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="safe", dest="variant",
@@ -188,7 +204,9 @@ def _add_fault_vm_options(p: argparse.ArgumentParser) -> None:
                         "vector per CPU (default: safe)")
     g.add_argument("--cpus", type=int, default=2, help="guest CPUs (default: 2)")
     g.add_argument("--module", choices=MODULES, default="stock",
-                   help="the stock Debian ice.ko or the patched one (default: stock)")
+                   help="the stock Debian ice.ko or the one with the unwind fix, built for the "
+                        "chosen Debian kernel by its own compiler on first use (default: stock)")
+    _add_ice_ko_option(g)
     g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
                    help="auto probes KVM with a real boot and falls back to TCG (default)")
     g.add_argument("--memory", type=int, default=1024, metavar="MB",
@@ -209,23 +227,39 @@ def _vm(args: argparse.Namespace, *, wait_agent: bool = True) -> VM:
         nic=None if args.no_nic else NicConfig(mac=args.mac), iommu=args.iommu,
         append=args.append, boot_timeout=args.boot_timeout, wait_agent=wait_agent,
         notify=_note, guest_kernel=args.kernel,
+        guest_module=Path(args.ice_ko) if getattr(args, "ice_ko", None) else None,
     )
 
 
-async def _ensure_kernel(args: argparse.Namespace) -> None:
-    """A ``--kernel`` other than the default is pinned and its image of ``args.variant`` built
-    on first use (the default kernel's images are ``make guest``'s)."""
+async def _ensure_guest(args: argparse.Namespace) -> None:
+    """Build on first use what the command boots: a ``--kernel`` other than the default is
+    pinned and its image of ``args.variant`` built; ``--module patched`` builds that kernel's
+    patched module and the image carrying it; ``--ice-ko`` is checked (vermagic) and an image
+    carrying it is built. The default kernel's stock images are ``make guest``'s."""
     k = kernel_ref(args.kernel)
-    if k.is_default:
+    module = getattr(args, "module", "stock")
+    ice_ko = getattr(args, "ice_ko", None)
+    if ice_ko is not None:
+        if module != "stock":
+            raise UsageError("--ice-ko replaces the stock ice.ko: not with --module patched")
+        args.ice_ko = str(check_ice_ko(Path(ice_ko), k))  # a UsageError before anything boots
+    if module == "patched":
+        module_lock_path(k)  # a UsageError for a kernel of the user's own, before any build
+    if k.is_default and module == "stock" and ice_ko is None:
         return
-    if getattr(args, "module", "stock") == "patched":
-        raise UsageError(f"--module patched exists for the default kernel only, not {k}")
 
     def progress(msg: str) -> None:
         err_console.print(f"[bold]icevm build:[/] {msg}")
 
     with err_console.status(f"guest image {args.variant} of kernel {k}…"):
-        await build.build_guest(args.variant, progress, k)
+        if not k.is_default:
+            await build.build_guest(args.variant, progress, k)
+        if module == "patched":
+            await module_build.build_for(k, variants=[args.variant], progress=progress)
+        if args.ice_ko is not None:
+            await guest_image.build_guest(
+                args.variant, log=log_path(f"guest-{args.variant}-ice-ko"), progress=progress,
+                module=Path(args.ice_ko), kernel=k)
 
 
 # --------------------------------------------------------------------------- commands
@@ -342,7 +376,8 @@ async def cmd_irqs(args: argparse.Namespace) -> int:
 def _scenario_template(args: argparse.Namespace, spec: FaultSpec) -> Scenario:
     sc = Scenario(spec, guest=args.variant, cpus=args.cpus, module=args.module,
                   accel=args.accel, memory_mb=args.memory, iommu=args.iommu,
-                  boot_timeout=args.boot_timeout, kernel=args.kernel)
+                  boot_timeout=args.boot_timeout, kernel=args.kernel,
+                  ice_ko=getattr(args, "ice_ko", None))
     sc.validate()
     return sc
 
@@ -504,11 +539,11 @@ async def cmd_shell(args: argparse.Namespace) -> int:
 
 
 async def _command(args: argparse.Namespace) -> int:
-    """Run ``args.command``; a guest of a ``--kernel`` other than the default is built first if
-    it is not (a bad name is a usage error before anything is built or booted)."""
-    if getattr(args, "kernel", None) is not None and args.command != "build" \
+    """Run ``args.command``; the guest it boots is built first if it is not (a bad name or
+    module is a usage error before anything is built or booted)."""
+    if hasattr(args, "variant") and args.command != "build" \
             and getattr(args, "attach", None) is None:
-        await _ensure_kernel(args)
+        await _ensure_guest(args)
     return await COMMANDS[args.command](args)
 
 
