@@ -391,7 +391,7 @@ def test_matrix_scenarios() -> None:
     with pytest.raises(UsageError, match="unknown kernel 'jessie'"):
         Scenario(FaultSpec("misc", 16), kernel="jessie").validate()
     Scenario(FaultSpec("misc", 16), module="patched", kernel="bookworm").validate()
-    with pytest.raises(UsageError, match="--ice-ko replaces the stock ice.ko"):
+    with pytest.raises(UsageError, match=r"--ice-ko replaces the stock ice\.ko"):
         Scenario(FaultSpec("misc", 16), module="patched", ice_ko="/x/ice.ko").validate()
 
 
