@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import json
+import subprocess
+import threading
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from icevm import paths
 from icevm.build import guest_image as gi
+from icevm.build import snapshot
 from icevm.build.apt import Apt, deb_filename
 from icevm.errors import BuildError
 
@@ -106,23 +113,113 @@ async def test_sha256_mismatch_is_an_error(cache: Path, tmp_path: Path) -> None:
     (cache / d.filename).write_bytes(b"tampered")
     with pytest.raises(BuildError) as exc:
         await gi.fetch_debs([d], log=tmp_path / "log")
-    assert "does not match packages.lock" in str(exc.value)
+    assert "does not match the lock" in str(exc.value)
     assert d.sha256 in str(exc.value) and "\n" not in str(exc.value)
     assert not (cache / d.filename).exists()  # a bad download is not kept
 
 
-@pytest.mark.asyncio
-async def test_version_gone_from_debian_names_lock_guest(
-        cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async def never(apt: Apt, name: str, version: str) -> bool:
-        return False
+class Snapshot:
+    """A stand-in for snapshot.debian.org's API on loopback (the archive itself is not reachable
+    from every machine): ``/mr/binary/<name>/<version>/binfiles`` and ``/file/<sha1>``."""
 
-    monkeypatch.setattr(gi, "apt_has", never)
+    def __init__(self) -> None:
+        self.files: dict[tuple[str, str], tuple[str, bytes]] = {}  # (name, version) → (arch, data)
+        self.requests: list[str] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                outer.requests.append(self.path)
+                parts = [urllib.parse.unquote(x) for x in self.path.split("/")]
+                body: bytes | None = None
+                if parts[1:3] == ["mr", "binary"] and len(parts) == 6 and parts[5] == "binfiles":
+                    f = outer.files.get((parts[3], parts[4]))
+                    if f is not None:
+                        body = json.dumps({"result": [{"hash": hashlib.sha1(f[1]).hexdigest(),
+                                                       "architecture": f[0]}]}).encode()
+                elif parts[1] == "file":
+                    body = next((data for _, data in outer.files.values()
+                                 if hashlib.sha1(data).hexdigest() == parts[2]), None)
+                self.send_response(200 if body is not None else 404)
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def archive(monkeypatch: pytest.MonkeyPatch) -> Iterator[Snapshot]:
+    s = Snapshot()
+    monkeypatch.setenv(snapshot.URL_ENV, s.url)
+    yield s
+    s.close()
+
+
+def _deb(tmp_path: Path, name: str, version: str) -> bytes:
+    """A real (tiny) .deb made by dpkg-deb."""
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN/control").write_text(
+        f"Package: {name}\nVersion: {version}\nArchitecture: amd64\nMaintainer: icevm\n"
+        "Description: a test package\n")
+    (root / "usr/share/doc").mkdir(parents=True)
+    subprocess.run(["dpkg-deb", "--build", "-Zgzip", root, tmp_path / "out.deb"], check=True,
+                   capture_output=True)
+    return (tmp_path / "out.deb").read_bytes()
+
+
+@pytest.mark.asyncio
+async def test_a_package_gone_from_the_mirror_comes_from_the_snapshot_archive(
+        cache: Path, tmp_path: Path, archive: Snapshot) -> None:
+    """What keeps `make vm-test` working on a fresh machine once the pinned kernel has left the
+    mirror: the mirror's lists (here: none) lack the version, so the .deb comes from the
+    archive by its SHA-1 and is checked against the lock's sha256."""
+    data = _deb(tmp_path, "libfoo", "1.0-1")
+    d = gi.LockedDeb("libfoo", "1.0-1", "amd64", hashlib.sha256(data).hexdigest())
+    archive.files[("libfoo", "1.0-1")] = ("amd64", data)
+    said: list[str] = []
+    got = await gi.fetch_debs([d], log=tmp_path / "log", apt=Apt(tmp_path / "apt"),
+                              progress=said.append)
+    assert got == {"libfoo": cache / d.filename}
+    assert (cache / d.filename).read_bytes() == data
+    assert said == [f"libfoo 1.0-1 has left Debian trixie: fetching it from {archive.url}"]
+    assert archive.requests == ["/mr/binary/libfoo/1.0-1/binfiles",
+                                f"/file/{hashlib.sha1(data).hexdigest()}"]
+    # cached now: the archive is not asked again
+    await gi.fetch_debs([d], log=tmp_path / "log", apt=Apt(tmp_path / "apt"))
+    assert len(archive.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_what_the_archive_serves_is_checked_against_the_lock(
+        cache: Path, tmp_path: Path, archive: Snapshot) -> None:
+    d = gi.LockedDeb("libfoo", "1.0-1", "amd64", SHA)
+    archive.files[("libfoo", "1.0-1")] = ("amd64", _deb(tmp_path, "libfoo", "1.0-1"))
+    with pytest.raises(BuildError, match=r"sha256 [0-9a-f]{64} does not match the lock"):
+        await gi.fetch_debs([d], log=tmp_path / "log", apt=Apt(tmp_path / "apt"))
+    assert not (cache / d.filename).exists()
+
+
+@pytest.mark.asyncio
+async def test_version_gone_from_debian_and_the_archive_names_lock_guest(
+        cache: Path, tmp_path: Path, archive: Snapshot) -> None:
     d = gi.LockedDeb("libfoo", "1.0-1", "amd64", SHA)
     with pytest.raises(BuildError) as exc:
         await gi.fetch_debs([d], log=tmp_path / "log", apt=Apt(tmp_path / "apt"))
-    assert str(exc.value) == ("libfoo 1.0-1 is no longer in Debian trixie; run "
-                              "scripts/lock-guest to re-pin guest-image/packages.lock")
+    assert str(exc.value) == (
+        f"libfoo 1.0-1 is no longer in Debian trixie and the snapshot archive did not supply "
+        f"it ({archive.url}/mr/binary/libfoo/1.0-1/binfiles: HTTP 404); run "
+        "scripts/lock-guest to re-pin guest-image/packages.lock")
 
 
 # ------------------------------------------------------------------ the lock is complete

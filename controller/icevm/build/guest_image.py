@@ -64,6 +64,7 @@ from icevm.artifacts import (
     sha256_file,
     user_kernel,
 )
+from icevm.build import snapshot
 from icevm.build.apt import SUITE, Apt, deb_filename
 from icevm.build.newc import NewcWriter
 from icevm.errors import BuildError, MissingLibrary
@@ -270,12 +271,22 @@ async def fetch_debs(debs: Sequence[LockedDeb], *, log: Path, progress: Progress
             apt = Apt.for_suite(suite)
             say(progress, f"refreshing the private {suite} package lists")
             await apt.update(log)
-        for d in missing:
-            if not await apt_has(apt, d.name, d.version):
-                raise BuildError(f"{d.name} {d.version} is no longer in Debian {apt.suite}; "
-                                 f"{relock}")
-        say(progress, f"downloading {len(missing)} package(s)")
-        await apt.download([d.spec for d in missing], dest, log)
+        where = "+".join((apt.suite, *apt.also))
+        gone = [d for d in missing if not await apt_has(apt, d.name, d.version)]
+        for d in gone:
+            # Debian keeps a suite's current version only: the pinned one comes from the
+            # snapshot archive, checked against the lock's sha256 below like any download
+            say(progress, f"{d.name} {d.version} has left Debian {where}: fetching it from "
+                          f"{snapshot.base_url()}")
+            try:
+                await snapshot.download(d.name, d.version, d.arch, dest / d.filename)
+            except BuildError as e:
+                raise BuildError(f"{d.name} {d.version} is no longer in Debian {where} and the "
+                                 f"snapshot archive did not supply it ({e}); {relock}") from e
+        rest = [d for d in missing if d not in gone]
+        if rest:
+            say(progress, f"downloading {len(rest)} package(s)")
+            await apt.download([d.spec for d in rest], dest, log)
     out: dict[str, Path] = {}
     for d in debs:
         f = dest / d.filename
@@ -284,7 +295,7 @@ async def fetch_debs(debs: Sequence[LockedDeb], *, log: Path, progress: Progress
         got = await asyncio.to_thread(sha256_file, f)
         if got != d.sha256:
             f.unlink()
-            raise BuildError(f"{f}: sha256 {got} does not match packages.lock ({d.sha256}); "
+            raise BuildError(f"{f}: sha256 {got} does not match the lock ({d.sha256}); "
                              "deleted it, the next build downloads it again")
         out[d.name] = f
     return out
