@@ -156,8 +156,8 @@ def test_an_ice_ko_of_another_kernel_is_exit_2_before_any_boot(booted: Booted,
     other = guest_artifacts("full", kernel="default").ice_ko
     r = subprocess.run(
         [sys.executable, "-m", "icevm.ui.cli", "fault", "request-irq", "--vector", "1",
-         "--guest", "full", "--cpus", str(CPUS), "--kernel", booted.kernel, "--ice-ko",
-         os.fspath(other)],
+         "--errno", "EBUSY", "--guest", "full", "--cpus", str(CPUS), "--kernel", booted.kernel,
+         "--ice-ko", os.fspath(other)],
         capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
     assert r.returncode == 2, r.stderr
     (line,) = r.stderr.strip().splitlines()
