@@ -295,6 +295,7 @@ class KernelStatus:
     version: str | None  # the Debian package version
     built: dict[str, GuestArtifacts] = field(default_factory=dict)  # variant → image
     error: str | None = None  # a lock that does not read
+    patched: tuple[str, ...] = ()  # the variants built with the kernel's patched ice.ko
 
     @property
     def ice(self) -> str | None:
@@ -333,13 +334,18 @@ def kernels() -> list[KernelStatus]:
         except (OSError, ValueError, KeyError, TypeError) as e:
             out.append(KernelStatus(k, None, None, None, error=f"unreadable lock: {e}"))
             continue
-        built = {}
+        built, patched = {}, []
         for v in paths.GUEST_VARIANTS:
             try:
                 built[v] = guest_artifacts(v, kernel=k)
             except BuildError:
                 pass
-        out.append(KernelStatus(k, release, suite, version, built))
+            try:
+                patched_guest(v, kernel=k)
+                patched.append(v)
+            except (BuildError, UsageError):
+                pass
+        out.append(KernelStatus(k, release, suite, version, built, patched=tuple(patched)))
     return out
 
 

@@ -106,15 +106,16 @@ _STYLE = {Outcome.PASS: "bold green", Outcome.DRIVER_BUG: "bold red",
 def kernels_table(kernels: Sequence[KernelStatus]) -> Table:
     """``icevm kernels``: each pinned kernel, its release, and what is built of it."""
     t = Table(title="guest kernels (pinned in guest-image/)", title_justify="left")
-    for col in ("kernel", "release", "from", "built", "ice"):
+    for col in ("kernel", "release", "from", "built", "ice", "patched ice.ko"):
         t.add_column(col)
     for k in kernels:
         if k.error is not None:
-            t.add_row(str(k.kernel), "?", "", "", k.error)
+            t.add_row(str(k.kernel), "?", "", "", k.error, "")
             continue
         src = f"Debian {k.suite} {k.version}" if k.suite else ""
         t.add_row(str(k.kernel), k.release or "?", src,
-                  ", ".join(k.built) or "not built", k.ice or "")
+                  ", ".join(k.built) or "not built", k.ice or "",
+                  ", ".join(k.patched) or "not built")
     return t
 
 
