@@ -124,22 +124,35 @@ class Snapshot:
 
     def __init__(self) -> None:
         self.files: dict[tuple[str, str], tuple[str, bytes]] = {}  # (name, version) → (arch, data)
+        self.sources: dict[tuple[str, str], dict[str, bytes]] = {}  # (name, version) → files
         self.requests: list[str] = []
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 outer.requests.append(self.path)
-                parts = [urllib.parse.unquote(x) for x in self.path.split("/")]
+                path, _, query = self.path.partition("?")
+                parts = [urllib.parse.unquote(x) for x in path.split("/")]
                 body: bytes | None = None
+                blobs = [d for _, d in outer.files.values()] + [
+                    d for files in outer.sources.values() for d in files.values()]
                 if parts[1:3] == ["mr", "binary"] and len(parts) == 6 and parts[5] == "binfiles":
                     f = outer.files.get((parts[3], parts[4]))
                     if f is not None:
                         body = json.dumps({"result": [{"hash": hashlib.sha1(f[1]).hexdigest(),
                                                        "architecture": f[0]}]}).encode()
+                elif parts[1:3] == ["mr", "package"] and parts[5:] == ["srcfiles"] \
+                        and query == "fileinfo=1":
+                    src = outer.sources.get((parts[3], parts[4]))
+                    if src is not None:
+                        sha = {n: hashlib.sha1(d).hexdigest() for n, d in src.items()}
+                        body = json.dumps({
+                            "result": [{"hash": h} for h in sha.values()],
+                            "fileinfo": {h: [{"name": n, "archive_name": "debian"}]
+                                         for n, h in sha.items()}}).encode()
                 elif parts[1] == "file":
-                    body = next((data for _, data in outer.files.values()
-                                 if hashlib.sha1(data).hexdigest() == parts[2]), None)
+                    body = next((d for d in blobs if hashlib.sha1(d).hexdigest() == parts[2]),
+                                None)
                 self.send_response(200 if body is not None else 404)
                 self.end_headers()
                 self.wfile.write(body or b"")
@@ -198,6 +211,21 @@ async def test_a_package_gone_from_the_mirror_comes_from_the_snapshot_archive(
     # cached now: the archive is not asked again
     await gi.fetch_debs([d], log=tmp_path / "log", apt=Apt(tmp_path / "apt"))
     assert len(archive.requests) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_source_package_comes_from_the_snapshot_archive(tmp_path: Path,
+                                                              archive: Snapshot) -> None:
+    """QEMU's source package, gone from trixie's mirror: its .dsc and tarballs by SHA-1."""
+    files = {"qemu_1.0-1.dsc": b"Format: 3.0 (quilt)\n", "qemu_1.0.orig.tar.xz": b"orig",
+             "qemu_1.0-1.debian.tar.xz": b"debian"}
+    archive.sources[("qemu", "1:1.0-1")] = files
+    dsc = await snapshot.download_source("qemu", "1:1.0-1", tmp_path)
+    assert dsc == tmp_path / "qemu_1.0-1.dsc"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files
+    assert archive.requests[0] == "/mr/package/qemu/1%3A1.0-1/srcfiles?fileinfo=1"
+    with pytest.raises(BuildError, match=r"srcfiles\?fileinfo=1: HTTP 404$"):
+        await snapshot.download_source("qemu", "1:0.9-1", tmp_path)
 
 
 @pytest.mark.asyncio

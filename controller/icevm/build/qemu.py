@@ -33,6 +33,7 @@ from pathlib import Path
 
 from icevm import paths
 from icevm.artifacts import Kernel, kernel_ref, sha256_file
+from icevm.build import snapshot
 from icevm.build.apt import Apt
 from icevm.build.guest_image import LockedDeb, fetch_debs
 from icevm.build.guest_image import build_guest as _build
@@ -156,7 +157,19 @@ async def fetch_qemu_source(progress: Progress | None = None) -> Path:
     if not dsc.exists():
         apt = await apt_update_once(progress)
         say(progress, f"downloading the qemu {version} source package")
-        await apt.source(f"qemu={version}", dl, log_path("apt"))
+        try:
+            await apt.source(f"qemu={version}", dl, log_path("apt"))
+        except BuildError as e:
+            # Debian keeps a suite's current version only: the pinned one comes from the
+            # snapshot archive (its .dsc checked below, the tarballs by dpkg-source)
+            say(progress, f"qemu {version} is not in Debian trixie's sources ({e}): fetching "
+                          f"it from {snapshot.base_url()}")
+            try:
+                dsc = await snapshot.download_source("qemu", version, dl)
+            except BuildError as e2:
+                raise BuildError(f"qemu {version} is no longer in Debian trixie and the "
+                                 f"snapshot archive did not supply it ({e2}); re-pin "
+                                 f"{paths.QEMU_LOCK.name}") from e2
     if sha256_file(dsc) != lock["dsc_sha256"]:
         raise BuildError(f"{dsc} does not match the sha256 pinned in {paths.QEMU_LOCK}")
     say(progress, "unpacking the source with dpkg-source -x (Debian's patches apply)")
