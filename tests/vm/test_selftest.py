@@ -9,6 +9,8 @@ ice_ethtool.c) on the emulated e810, the way a healthy E810 passes them.
   stays down; online PASS;
 * the probe before them logs none of the errors a device answering less than an E810 causes
   (DCB, firmware logging);
+* the same in full mode on the ``kernels`` kernels (bookworm 6.1, trixie-backports), one boot
+  each: offline and online PASS with the interface up and with it down;
 * Safe Mode: the driver offers no self-test there (``ice_ethtool_safe_mode_ops`` has no
   ``.self_test``), so ethtool's answer is EOPNOTSUPP, on real hardware as here.
 
@@ -23,6 +25,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from icevm.artifacts import guest_artifacts
+from icevm.errors import BuildError
 from icevm.qemu.vm import VM
 
 from .conftest import restored, until
@@ -164,3 +168,25 @@ class TestSafeMode:
         assert rc != 0 and "Operation not supported" in out, out
         assert not results
         assert await is_up(vm) == up
+
+
+@pytest.mark.kernels
+@pytest.mark.full_mode
+class TestOtherKernels:
+    """One full-mode boot per ``kernels`` kernel (``make kernels`` builds the images)."""
+
+    @pytest.mark.parametrize("kernel", ["bookworm", "trixie-backports"])
+    async def test_offline_and_online_up_and_down(self, kernel: str) -> None:
+        try:
+            guest_artifacts("full", kernel=kernel)
+        except BuildError as e:
+            pytest.skip(f"{e} (or `make kernels`)")
+        async with VM(variant="full", accel="tcg", cpus=2, guest_kernel=kernel) as vm:
+            await eth0(vm)
+            for up in (True, False):
+                await set_link(vm, up)
+                if up:
+                    assert await until(lambda: _is(vm, "up"), 60), f"{kernel}: eth0 not up"
+                for mode in ("offline", "online"):
+                    await assert_pass(vm, mode)
+                    assert await is_up(vm) == up, f"{kernel}: {mode} changed IFF_UP"
