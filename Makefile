@@ -34,12 +34,13 @@ qemu-asan: venv
 guest: venv
 	$(VPY) -m icevm.build guest safe full
 
-# The full guest image of the other kernels tests/vm/test_kernels.py boots (marker `kernels`):
-# Debian bookworm's 6.1 and trixie-backports' newest, pinned in guest-image/kernels/*.lock.
+# The guest images of the other kernels the `kernels` tests boot (tests/vm/test_kernels.py in
+# full mode, test_quiet.py in both): Debian bookworm's 6.1 and trixie-backports' newest,
+# pinned in guest-image/kernels/*.lock.
 KERNELS ?= bookworm,trixie-backports
 
 kernels: venv
-	$(VPY) -m icevm.build guest full --kernel $(KERNELS)
+	$(VPY) -m icevm.build guest safe full --kernel $(KERNELS)
 
 # Debian's ice.ko with guest-image/patches/ice-free-irq-dev-id.patch, built out of tree by the
 # kernel's own gcc-14 (icevm.build.module_build), and the guest images carrying it.

@@ -270,7 +270,7 @@ def booted(mode: str, kernel: str) -> VM:
     try:
         guest_artifacts(mode, kernel=kernel)
     except BuildError as e:
-        pytest.skip(f"{e} (`make kernels` builds full only)")
+        pytest.skip(f"{e} (or `make kernels`)")
     return VM(variant=mode, accel="tcg", cpus=2, nic=nic, guest_kernel=kernel)
 
 
