@@ -34,14 +34,14 @@ qemu-asan: venv
 guest: venv
 	$(VPY) -m icevm.build guest safe full
 
-# The full guest image of the other kernels tests/vm/test_kernels.py boots (marker `kernels`):
-# Debian bookworm's 6.1 and trixie-backports' newest, pinned in guest-image/kernels/*.lock, with
-# and without each kernel's ice.ko rebuilt with the unwind fix by that kernel's own compiler
-# (guest-image/module-build/*.lock).
+# The guest images of the other kernels the `kernels` tests boot (tests/vm/test_kernels.py in
+# full mode, test_quiet.py in both): Debian bookworm's 6.1 and trixie-backports' newest, pinned
+# in guest-image/kernels/*.lock, and the full image with each kernel's ice.ko rebuilt with the
+# unwind fix by that kernel's own compiler (guest-image/module-build/*.lock).
 KERNELS ?= bookworm,trixie-backports
 
 kernels: deps
-	$(VPY) -m icevm.build guest full --kernel $(KERNELS)
+	$(VPY) -m icevm.build guest safe full --kernel $(KERNELS)
 	$(VPY) -m icevm.build patched-module --kernel $(KERNELS) --guest full
 
 # Debian's ice.ko with guest-image/patches/<X.Y>/ice-free-irq-dev-id.patch, built out of tree

@@ -112,6 +112,9 @@ static uint16_t e810_aq_ok(E810Core *core, E810AqCmd *cmd)
 static uint16_t e810_aq_enosys(E810Core *core, E810AqCmd *cmd)
 {
     trace_e810_aq_not_supported(cmd->opcode);
+    /* nothing answered: datalen 0, the driver's buffer left as it was */
+    cmd->resp_len = 0;
+    cmd->buf_wb = false;
     return ICE_AQ_RC_ENOSYS;
 }
 
@@ -243,6 +246,8 @@ static void e810_aq_exec(E810Core *core, E810AqCmd *cmd)
         qemu_log_mask(LOG_UNIMP, "e810: AQ opcode 0x%04x not implemented\n",
                       cmd->opcode);
         trace_e810_aq_unknown(cmd->opcode);
+        cmd->resp_len = 0;
+        cmd->buf_wb = false;
         cmd->retval = ICE_AQ_RC_ENOSYS;
         return;
     }

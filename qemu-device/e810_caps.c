@@ -2,10 +2,12 @@
  * QEMU Intel E810 ("ice") Ethernet controller: capabilities
  *
  * 0x000A list_func_caps and 0x000B list_dev_caps answer a list of 32-byte
- * struct ice_aqc_list_caps_elem.  Only capabilities whose feature the
- * model implements are listed (no SR-IOV, 1588, RDMA, sensors or Tx
- * topology switching).  In Safe Mode the driver overwrites
- * most of them (ice_set_safe_mode_caps()); full mode uses them as-is.
+ * struct ice_aqc_list_caps_elem: what a current E810 function reports, less
+ * the features the model does not have (no SR-IOV, 1588 or sensors).  RDMA
+ * is listed (nothing is asked of the device until an RDMA driver binds),
+ * Tx topology compatibility mode too (the 9-layer topology is the one that
+ * runs).  In Safe Mode the driver overwrites most of them
+ * (ice_set_safe_mode_caps()); full mode uses them as-is.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -52,16 +54,23 @@ static size_t e810_caps_fill(E810Core *core, E810Cap *caps)
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_FD, E810_FD_FILTERS, 0, 0 };
     caps[n++] = (E810Cap) { ICE_AQC_CAPS_MAX_MTU, E810_MAX_MTU, 0, 0 };
     /*
-     * Not listed: Tx topology compatibility mode (0x0085).  With it the
-     * driver would ask 0x0418 and keep the 9-layer topology quietly, but
-     * the stock 6.12 driver then WARNs in Safe Mode: ice_rebuild()
-     * re-reads the capabilities without ice_set_safe_mode_caps(), so
-     * after any core reset ice_devlink_unregister_params() unregisters
-     * the tx_scheduling_layers parameter it never registered
-     * (devlink_param_unregister WARN on rmmod).  Without it the driver
-     * logs "Failed to apply Tx scheduling configuration, err -EOPNOTSUPP"
-     * (dev_info) at probe, as on E810 firmware without the feature.
+     * RDMA (iWARP/RoCEv2): a real E810 reports it; without it the driver
+     * warns "RDMA is not supported on this device" at probe.  The RDMA
+     * queue-set commands (0x0C33/0x0C34) are only sent by an RDMA driver.
      */
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_RDMA, 1, 0, 0 };
+    /*
+     * Tx topology compatibility mode (0x0085): current E810 NVMs carry the
+     * Tx scheduling layers setting (9 by default), so firmware reports it.
+     * The driver asks 0x0418 which topology runs; the default 9-layer one
+     * (e810_sched.c) is what it keeps (ice_cfg_tx_topo() -> -EEXIST,
+     * quietly).  The stock 6.12 driver then WARNs on rmmod after a core
+     * reset in Safe Mode (ice_rebuild() re-reads the capabilities without
+     * ice_set_safe_mode_caps(), ice_devlink_unregister_params() drops the
+     * tx_scheduling_layers parameter it never registered): a driver bug a
+     * real E810 shows too, see qemu-device/README.md.
+     */
+    caps[n++] = (E810Cap) { ICE_AQC_CAPS_TX_SCHED_TOPO_COMP_MODE, 1, 0, 0 };
     return n;
 }
 

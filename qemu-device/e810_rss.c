@@ -176,7 +176,7 @@ uint16_t e810_aq_get_rss_key(E810Core *core, E810AqCmd *cmd)
  * the buffer disagree); *size its entries.
  */
 static uint8_t *e810_rss_lut_for(E810Core *core, E810AqCmd *cmd, int slot,
-                                 uint32_t *size)
+                                 uint32_t *size, bool get)
 {
     uint16_t flags = le16_to_cpu(cmd->params.get_set_rss_lut.flags);
     uint16_t type = flags & ICE_AQC_GSET_RSS_LUT_TABLE_TYPE_M;
@@ -195,7 +195,9 @@ static uint8_t *e810_rss_lut_for(E810Core *core, E810AqCmd *cmd, int slot,
     case ICE_LUT_PF:
         *size = E810_RSS_LUT_PF_SIZE;
         lut = core->rss.pf_lut;
-        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_2K_FLAG) {
+        /* older drivers (6.1) read the PF and global tables without a
+         * size flag: __ice_aq_get_set_rss_lut() sets it for sets only */
+        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_2K_FLAG && !(get && !sz)) {
             goto bad;
         }
         break;
@@ -203,7 +205,7 @@ static uint8_t *e810_rss_lut_for(E810Core *core, E810AqCmd *cmd, int slot,
         *size = E810_RSS_LUT_GLOBAL_SIZE;
         lut = core->rss.glob_lut[(flags & ICE_AQC_GSET_RSS_LUT_GLOBAL_IDX_M) >>
                                  ICE_AQC_GSET_RSS_LUT_GLOBAL_IDX_S];
-        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_512_FLAG) {
+        if (sz != ICE_AQC_GSET_RSS_LUT_TABLE_SIZE_512_FLAG && !(get && !sz)) {
             goto bad;
         }
         break;
@@ -233,7 +235,7 @@ uint16_t e810_aq_set_rss_lut(E810Core *core, E810AqCmd *cmd)
     if (slot < 0) {
         return ICE_AQ_RC_ENOENT;
     }
-    lut = e810_rss_lut_for(core, cmd, slot, &size);
+    lut = e810_rss_lut_for(core, cmd, slot, &size, false);
     if (!lut) {
         return ICE_AQ_RC_EINVAL;
     }
@@ -259,7 +261,7 @@ uint16_t e810_aq_get_rss_lut(E810Core *core, E810AqCmd *cmd)
     if (slot < 0) {
         return ICE_AQ_RC_ENOENT;
     }
-    lut = e810_rss_lut_for(core, cmd, slot, &size);
+    lut = e810_rss_lut_for(core, cmd, slot, &size, true);
     if (!lut) {
         return ICE_AQ_RC_EINVAL;
     }

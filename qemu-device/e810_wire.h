@@ -192,6 +192,7 @@ struct QEMU_PACKED ice_aqc_list_caps_elem {
 #define ICE_AQC_CAPS_MSIX               0x0043
 #define ICE_AQC_CAPS_FD                 0x0045
 #define ICE_AQC_CAPS_MAX_MTU            0x0047
+#define ICE_AQC_CAPS_RDMA               0x0051
 #define ICE_AQC_CAPS_TX_SCHED_TOPO_COMP_MODE 0x0085
     uint8_t major_ver;
     uint8_t minor_ver;

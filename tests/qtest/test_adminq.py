@@ -75,6 +75,32 @@ async def test_unknown_opcode_gets_an_error_code(aq: AdminQ, qt: QTest) -> None:
     assert out.retval == 0, "the queue keeps working after an error"
 
 
+#: Requests the model leaves unmodelled (qemu-device/README.md): an opcode it does not know,
+#: LLDP agent stop/start, PFC mode set/query, LLDP filter control, set local MIB (software
+#: LLDP). Firmware answers a request it does not implement with ENOSYS.
+UNMODELLED = {0x7FFF: b"", 0x0A05: b"", 0x0A06: b"", 0x0302: b"", 0x0303: b"",
+              0x0A0A: b"", 0x0A08: b"\x01"}
+ICE_AQ_RC_ENOSYS = 17
+
+
+@pytest.mark.parametrize("opcode", sorted(UNMODELLED), ids=lambda o: f"0x{o:04x}")
+async def test_an_unmodelled_request_is_enosys_with_nothing_written(
+        aq: AdminQ, qt: QTest, opcode: int) -> None:
+    """DD|CMP|ERR, retval ENOSYS, datalen 0, the driver's buffer as it was; the queue works
+    on."""
+    addr = aq.arena.alloc(512)
+    await qt.memwrite(addr, bytes([0xA5]) * 512)
+    params = UNMODELLED[opcode].ljust(8, b"\0")
+    out, _ = await aq.send(AqDesc(opcode, datalen=512, params=params + bytes(8)),
+                           buf_addr=addr)
+    assert out.flags & (ICE_AQ_FLAG_DD | ICE_AQ_FLAG_CMP | ICE_AQ_FLAG_ERR) == \
+        ICE_AQ_FLAG_DD | ICE_AQ_FLAG_CMP | ICE_AQ_FLAG_ERR
+    assert out.retval == ICE_AQ_RC_ENOSYS and out.datalen == 0
+    assert await qt.memread(addr, 512) == bytes([0xA5]) * 512
+    out, _ = await aq.send(AqDesc(OPC_GET_VER))
+    assert out.retval == 0
+
+
 async def test_absurd_buffer_length_gets_an_error_and_qemu_lives(aq: AdminQ, qt: QTest) -> None:
     buf = b"\0" * 64
     d = AqDesc(OPC_DRIVER_VER, datalen=0xFFFF)

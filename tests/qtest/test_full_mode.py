@@ -308,6 +308,28 @@ async def test_rss_lut_with_the_wrong_size_or_vsi_is_refused(rig: Rig) -> None:
     assert rig.qt.alive
 
 
+async def test_a_pf_lut_get_without_a_size_flag_reads_the_table(rig: Rig) -> None:
+    """6.1's __ice_aq_get_set_rss_lut() sends the size flag on sets only: a get of the PF
+    table is type PF, size 0, a 2048-byte buffer. A set still needs the size, and a get
+    with a buffer of another size is refused."""
+    vsi = await add_vsi(rig.aq)
+    lut = bytes((i * 7) % 4 for i in range(2048))
+    lp = struct.pack("<HH", vsi | RSS_VSI_VALID, LUT_PF_2K_FLAGS).ljust(16, b"\0")
+    rd_lb = ICE_AQ_FLAG_SI | ICE_AQ_FLAG_RD | (1 << 9)
+    out, _ = await rig.aq.send(AqDesc(OPC_SET_RSS_LUT, flags=rd_lb, datalen=2048, params=lp),
+                               lut)
+    assert out.retval == 0
+    bare = struct.pack("<HH", vsi | RSS_VSI_VALID, LUT_PF_2K_FLAGS & 0x3).ljust(16, b"\0")
+    out, got = await rig.aq.send(AqDesc(OPC_GET_RSS_LUT, flags=ICE_AQ_FLAG_SI | (1 << 9),
+                                        datalen=2048, params=bare), bytes(2048))
+    assert (out.retval, got) == (0, lut)
+    out, _ = await rig.aq.send(AqDesc(OPC_GET_RSS_LUT, datalen=512, params=bare), bytes(512))
+    assert out.retval == ICE_AQ_RC_EINVAL
+    out, _ = await rig.aq.send(AqDesc(OPC_SET_RSS_LUT, flags=rd_lb, datalen=2048, params=bare),
+                               lut)
+    assert out.retval == ICE_AQ_RC_EINVAL, "a set names its size"
+
+
 async def test_hostile_package_buffers_leave_qemu_alive(rig: Rig) -> None:
     """Random section tables, sizes and counts into every new command: errors, never a
     crash (everything the guest writes is bounds-checked)."""

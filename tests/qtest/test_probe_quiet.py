@@ -1,5 +1,5 @@
 """What a healthy E810 answers at probe so the stock driver logs no errors: the Tx scheduler
-topology commands (0x0418/0x0417, ``ice_cfg_tx_topo()``; capability 0x0085 withheld), firmware
+topology commands (0x0418/0x0417, ``ice_cfg_tx_topo()``, capability 0x0085), firmware
 logging (0xFF30..0xFF32, ``ice_fwlog_init()``) and DCB with the firmware LLDP agent (capability
 0x0018, PRTDCB_GENS, 0x0A00/0x0A01/0x0A07, 0x040E, ``ice_init_pf_dcb()``), with the error
 answers for bad parameters."""
@@ -25,7 +25,8 @@ from .e810_qtest import (
 
 pytestmark = [pytest.mark.qtest, pytest.mark.asyncio]
 
-OPC_LIST_FUNC_CAPS = 0x000A
+OPC_LIST_FUNC_CAPS, OPC_LIST_DEV_CAPS = 0x000A, 0x000B
+CAPS_RDMA = 0x0051
 OPC_QUERY_SCHED_RES = 0x0412
 OPC_SET_TX_TOPO, OPC_GET_TX_TOPO = 0x0417, 0x0418
 CAPS_TX_SCHED_TOPO_COMP_MODE = 0x0085
@@ -52,8 +53,8 @@ async def aq(qt: QTest, dev: PciDevice) -> AdminQ:
     return q
 
 
-async def caps(aq: AdminQ) -> dict[int, tuple[int, int, int]]:
-    out, data = await aq.send(AqDesc(OPC_LIST_FUNC_CAPS, datalen=4096), bytes(4096))
+async def caps(aq: AdminQ, opcode: int = 0x000A) -> dict[int, tuple[int, int, int]]:
+    out, data = await aq.send(AqDesc(opcode, datalen=4096), bytes(4096))
     assert out.retval == 0
     n = struct.unpack_from("<I", out.params, 4)[0]  # ice_aqc_list_caps.count
     found = {}
@@ -65,12 +66,28 @@ async def caps(aq: AdminQ) -> dict[int, tuple[int, int, int]]:
 
 # --------------------------------------------------------------------------- Tx topology
 
-async def test_tx_topology_compat_mode_is_not_a_capability(aq: AdminQ) -> None:
-    """Deliberately absent (qemu-device/README.md): with it the stock 6.12 driver WARNs in
-    Safe Mode on rmmod after a core reset (ice_rebuild re-reads caps without
-    ice_set_safe_mode_caps; ice_devlink_unregister_params unregisters tx_scheduling_layers
-    it never registered)."""
-    assert CAPS_TX_SCHED_TOPO_COMP_MODE not in await caps(aq)
+async def test_tx_topology_compat_mode_is_a_capability(aq: AdminQ) -> None:
+    """Reported as current E810 firmware reports it (ice_parse_common_caps():
+    tx_sched_topo_comp_mode_en = number == 1), so ice_cfg_tx_topo() asks 0x0418 instead of
+    logging "Failed to apply Tx scheduling configuration, err -EOPNOTSUPP"."""
+    assert (await caps(aq))[CAPS_TX_SCHED_TOPO_COMP_MODE] == (1, 0, 0)
+
+
+async def test_rdma_is_a_capability_of_function_and_device(aq: AdminQ) -> None:
+    """ice_parse_common_caps(): rdma = number == 1 (0x0051), in both lists, as every E810
+    reports it; without it the driver warns "RDMA is not supported on this device"."""
+    assert (await caps(aq))[CAPS_RDMA] == (1, 0, 0)
+    assert (await caps(aq, OPC_LIST_DEV_CAPS))[CAPS_RDMA] == (1, 0, 0)
+
+
+@pytest.mark.parametrize("opcode", [OPC_LIST_FUNC_CAPS, OPC_LIST_DEV_CAPS])
+async def test_a_short_capability_buffer_is_enomem_with_the_count(aq: AdminQ,
+                                                                  opcode: int) -> None:
+    """ice_discover_dev_caps()/ice_aq_list_caps(): ENOMEM and the count needed, no list."""
+    out, data = await aq.send(AqDesc(opcode, datalen=32), bytes(32))
+    assert out.flags & ICE_AQ_FLAG_ERR and out.retval == ICE_AQ_RC_ENOMEM
+    n = struct.unpack_from("<I", out.params, 4)[0]
+    assert n == len(await caps(aq, opcode)) and n > 1 and not data
 
 
 async def test_get_tx_topo_answers_the_default_topology(aq: AdminQ) -> None:

@@ -8,7 +8,9 @@ ice_ethtool.c) on the emulated e810, the way a healthy E810 passes them.
   disable MAC loopback"; an interface that was up is up again afterwards, one that was down
   stays down; online PASS;
 * the probe before them logs none of the errors a device answering less than an E810 causes
-  (DCB, firmware logging);
+  (DCB, firmware logging; in full mode RDMA and the Tx topology too);
+* the same in full mode on the ``kernels`` kernels (bookworm 6.1, trixie-backports), one boot
+  each: a quiet probe, offline and online PASS with the interface up and with it down;
 * Safe Mode: the driver offers no self-test there (``ice_ethtool_safe_mode_ops`` has no
   ``.self_test``), so ethtool's answer is EOPNOTSUPP, on real hardware as here.
 
@@ -23,6 +25,8 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
+from icevm.artifacts import guest_artifacts
+from icevm.errors import BuildError
 from icevm.qemu.vm import VM
 
 from .conftest import restored, until
@@ -38,6 +42,10 @@ BAD_DMESG = re.compile(r"Could not disable MAC loopback|Could not remove MAC fil
 NOISY_PROBE = re.compile(r"Error initializing DCB|DCB init failed|"
                          r"FW logging is not supported|Failed to set local DCB config|"
                          r"Query Port ETS failed")
+#: ... and in full mode, where a current E810 reports RDMA and Tx topology compatibility mode
+NOISY_FULL_PROBE = re.compile(rf"{NOISY_PROBE.pattern}|RDMA is not supported|"
+                              r"Failed to apply Tx scheduling configuration|"
+                              r"Tx scheduling layers switching feature")
 OFFLINE_TESTS = {"Register test", "EEPROM test", "Interrupt test", "Loopback test",
                  "Link test"}
 
@@ -110,10 +118,12 @@ class TestFullMode:
 
     async def test_probe_is_quiet(self, vm: VM) -> None:
         """First in the class: the ring still holds the probe.  DCB with the firmware LLDP
-        agent and firmware logging answer as on an E810 (qemu-device/README.md)."""
+        agent, firmware logging, RDMA and the Tx topology (0x0418: the 9-layer default runs,
+        ice_cfg_tx_topo() keeps it without a word) answer as on an E810
+        (qemu-device/README.md)."""
         dmesg = (await vm.exec(["dmesg"], check=True)).out
         assert "DCB is enabled in the hardware" in dmesg, dmesg
-        assert not NOISY_PROBE.search(dmesg), NOISY_PROBE.search(dmesg)
+        assert not NOISY_FULL_PROBE.search(dmesg), NOISY_FULL_PROBE.search(dmesg)
 
     async def test_offline_with_the_interface_up(self, vm: VM) -> None:
         await set_link(vm, True)
@@ -164,3 +174,28 @@ class TestSafeMode:
         assert rc != 0 and "Operation not supported" in out, out
         assert not results
         assert await is_up(vm) == up
+
+
+@pytest.mark.kernels
+@pytest.mark.full_mode
+class TestOtherKernels:
+    """One full-mode boot per ``kernels`` kernel (``make kernels`` builds the images)."""
+
+    @pytest.mark.parametrize("kernel", ["bookworm", "trixie-backports"])
+    async def test_offline_and_online_up_and_down(self, kernel: str) -> None:
+        try:
+            guest_artifacts("full", kernel=kernel)
+        except BuildError as e:
+            pytest.skip(f"{e} (or `make kernels`)")
+        async with VM(variant="full", accel="tcg", cpus=2, guest_kernel=kernel) as vm:
+            await eth0(vm)
+            probe = (await vm.exec(["dmesg"], check=True)).out
+            assert "DCB is enabled in the hardware" in probe, probe
+            assert not NOISY_FULL_PROBE.search(probe), NOISY_FULL_PROBE.search(probe)
+            for up in (True, False):
+                await set_link(vm, up)
+                if up:
+                    assert await until(lambda: _is(vm, "up"), 60), f"{kernel}: eth0 not up"
+                for mode in ("offline", "online"):
+                    await assert_pass(vm, mode)
+                    assert await is_up(vm) == up, f"{kernel}: {mode} changed IFF_UP"
