@@ -483,6 +483,14 @@ class ModuleElf:
             out.extend(self._calls_in(fn, include_noise))
         return out
 
+    def every_call_site(self, *, include_noise: bool = False) -> Iterator[CallSite]:
+        """Every call (and tail call) in every function of the module (a symbol that aliases
+        another's code reports the same calls again)."""
+        for fns in self.functions.values():
+            for fn in fns:
+                if fn.size:
+                    yield from self._calls_in(fn, include_noise)
+
     def find_call_sites(self, func: str, callee: str) -> list[CallSite]:
         """The calls in ``func`` (and its clones) to ``callee`` or to what an inline wrapper of
         that name really calls (:data:`INLINE_WRAPPERS`)."""
