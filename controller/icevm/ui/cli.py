@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
                     "`icevm sweep` names it: FUNCTION+0xOFFSET) during OP, follow up (the "
                     "same OP without the fault, rmmod ice) and judge. " + VERDICT_EXIT_HELP)
     fc.add_argument("--op", choices=sweeps.OPS, default="ifup", help="the operation")
-    fc.add_argument("--site", required=True, metavar="FUNC+0xOFF",
+    fc.add_argument("--site", required=True, metavar="FUNC+0xOFF", dest="call_site",
                     help="the call instruction, e.g. ice_vsi_req_irq_msix+0x6d")
     fc.add_argument("--nth", type=int, default=1, metavar="N",
                     help="which pass through the site fails (1-based, default 1)")
@@ -494,7 +494,7 @@ async def cmd_fault_call(args: argparse.Namespace) -> int:
     elf = await scenarios.module_elf(scenarios.guest_for(cfg.template()).ice_ko)
     if args.err_ptr and args.errno is None:
         raise UsageError("--err-ptr needs --errno")
-    call = sweeps.make_call(elf, args.site, args.nth, null=args.null, err_ptr=args.err_ptr,
+    call = sweeps.make_call(elf, args.call_site, args.nth, null=args.null, err_ptr=args.err_ptr,
                             errno=parse_errno(args.errno) if args.errno else None)
     v = await sweeps.run_call(cfg, call, notify=_note)
     if args.json:
