@@ -139,3 +139,35 @@ def test_bad_operation_and_config() -> None:
         sw.op("ifsideways")
     with pytest.raises(UsageError, match="max-nth"):
         sw.SweepConfig(max_nth=0).validate()
+
+
+def test_admin_queue_calls_name_their_opcode() -> None:
+    assert sw.aq_site(0x0C30) == "aq:add_txqs" and sw.aq_opcode("aq:add_txqs") == 0x0C30
+    call = sw.make_aq_call("add_txqs", 2)
+    assert call.is_aq and call.callee == sw.AQ_FUNCTION and call.errno == sw.AQ_ERROR
+    assert call.result == f"AQ error {sw.AQ_ERROR}"
+    assert call.reproducer(CFG) == ("icevm fault call --op ifup --aq add_txqs --nth 2 "
+                                    "--guest full --cpus 4")
+    with pytest.raises(ValueError, match="device's answer"):
+        call.failable.rax()
+    with pytest.raises(UsageError, match="nth"):
+        sw.make_aq_call("add_txqs", 0)
+
+
+def test_filters_select_admin_queue_opcodes() -> None:
+    every = sw._aq_selected(None, None)
+    assert every(0x0C30) and every(0x0607)
+    assert not sw._aq_selected(None, ["devm_request_threaded_irq"])(0x0C30)
+    one = sw._aq_selected(["aq:add_txqs"], None)
+    assert one(0x0C30) and not one(0x0607)
+    assert sw._aq_selected(["aq"], None)(0x0607)
+    assert sw._aq_selected(None, [sw.AQ_FUNCTION])(0x0607)
+
+
+def test_count_result_orders_calls_and_commands_by_first_sight() -> None:
+    c = sw.CountResult("ifup", [], 0, 363, "ok", 1.0,
+                       [sw.CountedAq(0x0C30, 6, 5), sw.CountedAq(0x0607, 1, 2)])
+    calls = c.calls_to_fail(sw.SweepConfig(max_nth=2))
+    assert [(x.site, x.nth) for x in calls] == [("aq:get_link_status", 1), ("aq:add_txqs", 1),
+                                                ("aq:add_txqs", 2)]
+    assert c.aq_commands == 7 and c.to_json()["aq"][0]["opcode"] == "0x0c30"

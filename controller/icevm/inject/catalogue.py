@@ -46,11 +46,13 @@ from dataclasses import dataclass
 
 from icevm.inject.symbols import CallSite, ModuleElf
 
-#: How a callee fails: returns NULL, returns ``-errno``, or returns ``ERR_PTR(-errno)``.
+#: How a callee fails: returns NULL, returns ``-errno``, or returns ``ERR_PTR(-errno)``; or
+#: (``AQ``) the device answers the admin-queue command with an error code.
 NULL = "null"
 ERRNO = "errno"
 ERR_PTR = "err-ptr"
-KINDS = (NULL, ERRNO, ERR_PTR)
+AQ = "aq"
+KINDS = (NULL, ERRNO, ERR_PTR, AQ)
 
 _SLAB = "failslab: ALLOW_ERROR_INJECTION(should_failslab, ERRNO) (mm/failslab.c) -> NULL"
 _PAGE = ("fail_page_alloc: ALLOW_ERROR_INJECTION(should_fail_alloc_page, TRUE) "
@@ -70,6 +72,8 @@ class Failable:
     @property
     def result(self) -> str:
         """``NULL``, ``-ENOMEM``, ``ERR_PTR(-ENOMEM)``."""
+        if self.fails == AQ:
+            return f"AQ error {self.errno}"
         if self.fails == NULL or self.errno is None:
             return "NULL"
         name = errno_mod.errorcode.get(self.errno, str(self.errno))
@@ -80,6 +84,9 @@ class Failable:
         overrides the catalogue's."""
         if self.fails == NULL:
             return 0
+        if self.fails == AQ:
+            raise ValueError(f"{self.callee}: an admin-queue failure is the device's answer, "
+                             "not a return value")
         e = errno if errno is not None else self.errno
         if e is None or e <= 0:
             raise ValueError(f"{self.callee}: an errno > 0 is needed, not {e}")

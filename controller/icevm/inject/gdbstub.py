@@ -1027,19 +1027,25 @@ class CountedCall:
     address: int
     thread: int
     order: int  # 1-based, over every watched address
+    detail: str | None = None  # what an ``inspect`` hook said about it
+
+
+Inspect = Callable[[Hit], Awaitable[str | None]]
 
 
 async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0,
-                      on_call: Callable[[CountedCall], None] | None = None
-                      ) -> list[CountedCall]:
+                      on_call: Callable[[CountedCall], None] | None = None,
+                      inspect: Mapping[int, Inspect] | None = None) -> list[CountedCall]:
     """Record every execution of the instructions at ``addresses`` (call sites) until
     cancelled, in the order the vCPUs reach them: a breakpoint at each, stepped over on each
     hit. ``limit`` > 0 removes an address's breakpoint after that many hits (a loop of
     thousands of calls costs no more stops than the sweep will use). Cancel the task to stop
     counting: the breakpoints are removed and the target resumed; the calls recorded so far
     are in the list ``on_call`` fed (the return value is for a count that ends by itself,
-    never here, and kept for symmetry)."""
-    want = sorted(set(addresses))
+    never here, and kept for symmetry). ``inspect`` maps addresses (watched too, never limited)
+    to a hook that reads the trapped vCPU's state and names the call (an admin-queue opcode)."""
+    hooks = dict(inspect or {})
+    want = sorted(set(addresses) | set(hooks))
     if stub.running:
         await stub.interrupt()
     hits: dict[int, int] = {}
@@ -1060,11 +1066,16 @@ async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0
                          stop.raw, rip)
                 continue
             hits[rip] = hits.get(rip, 0) + 1
-            c = CountedCall(rip, thread, len(calls) + 1)
+            detail: str | None = None
+            hook = hooks.get(rip)
+            if hook is not None:
+                regs = await stub.read_registers(thread if thread > 0 else None)
+                detail = await hook(Hit(stub, thread, hits[rip], regs, 0))
+            c = CountedCall(rip, thread, len(calls) + 1, detail)
             calls.append(c)
             if on_call is not None:
                 on_call(c)
-            if limit and hits[rip] >= limit:
+            if limit and hits[rip] >= limit and hook is None:
                 await stub.remove_breakpoint(rip)
             else:
                 await stub.step_over(rip, thread)
@@ -1075,5 +1086,48 @@ async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0
             if stub.running:
                 await stub.interrupt()
             await stub.remove_all_breakpoints()
+            await stub.resume()
+        raise
+
+
+async def act_at(stub: GdbStub, addr: int, match: Match,
+                 action: Callable[[Hit], Awaitable[None]]) -> Hit:
+    """Break at ``addr`` until ``match`` accepts a hit; with every vCPU stopped there, await
+    ``action(hit)`` (e.g. arm a device fault over QMP for the command this call is about to
+    send), then remove the breakpoint and resume. Returns the hit acted on; cancel to give up
+    (the breakpoint is removed and the target resumed)."""
+    if stub.running:
+        await stub.interrupt()
+    await stub.insert_breakpoint(addr)
+    count = 0
+    try:
+        while True:
+            await stub.resume()
+            stop = await stub.wait_stop()
+            if stop.exited:
+                stub.breakpoints.clear()
+                raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while waiting for "
+                               f"{addr:#x}")
+            thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
+            regs = await stub.read_registers(thread if thread > 0 else None)
+            if regs.get("rip") != addr:
+                continue
+            count += 1
+            hit = Hit(stub, thread, count, regs,
+                      await stub.read_u64(regs["rsp"], thread if thread > 0 else None))
+            if await _evaluate(match, hit):
+                await action(hit)
+                await stub.remove_breakpoint(addr)
+                await stub.resume()
+                return hit
+            await stub.step_over(addr, thread)
+    except BaseException:
+        with contextlib.suppress(GdbError):
+            if stub.closed or stub.exited:
+                raise
+            if stub.running:
+                await stub.interrupt()
+            if (0, addr, 1) in stub.breakpoints:
+                await stub.remove_breakpoint(addr)
             await stub.resume()
         raise

@@ -13,6 +13,11 @@ calls itself. For one operation (``ifup``: ``ip link set eth0 up``, …):
    catalogue's result (``NULL``, ``-errno``, ``ERR_PTR``), the operation, then the follow-up:
    the guest brought back to the starting state and the same operation run without a fault
    must succeed, and ``rmmod ice`` must be clean and leave no vector or netdev behind.
+   Admin-queue commands are swept the same way: the counting run also traps
+   ``ice_sq_send_cmd`` (every command the driver sends, named by the opcode in its descriptor),
+   and a scenario stops the n-th command of one opcode at that entry and arms the device's
+   ``e810-fault-aq`` for exactly that command (count 1) before it reaches the doorbell, so the
+   device answers it with an error (:data:`AQ_ERROR`) as firmware would.
 3. **Judge** (:func:`judge_call`): DRIVER-BUG on a kernel complaint (WARN, BUG, Oops, GPF,
    refcount/list corruption reports, "already-free IRQ", lockdep, hung task), a vector left
    after a failed operation, a hang (the operation does not return), a follow-up or rmmod that
@@ -50,6 +55,7 @@ from icevm.guest.console import Finding, scan, strip_timestamp
 from icevm.guest.interrupts import IrqState, queue_vector_name
 from icevm.guest.probe import IDENTIFY, IRQ_STATE, Device, parse_identify, parse_irq_state
 from icevm.inject import catalogue, gdbstub
+from icevm.inject import device as devfaults
 from icevm.inject.catalogue import Failable, FailableSite
 from icevm.inject.host import FaultSpec
 from icevm.inject.symbols import ModuleElf
@@ -62,6 +68,21 @@ Notify = Callable[[str], None]
 
 #: A bound on arming (breakpoints in, guest resumed) against a gdbstub that never answers.
 ARM_TIMEOUT = 60.0
+#: The driver function every admin-queue command goes through (``ice_controlq.c``).
+AQ_FUNCTION = "ice_sq_send_cmd"
+#: The firmware's answer to a failed admin-queue command: ``ICE_AQ_RC_EIO`` (``enum
+#: ice_aq_err``); the driver turns any code into -EIO and keeps it in ``sq_last_status``.
+AQ_ERROR = 5
+AQ_PREFIX = "aq:"
+
+
+def aq_site(opcode: int) -> str:
+    """``aq:add_txqs`` (``aq:0x1234`` for an opcode the driver's enum does not name)."""
+    return AQ_PREFIX + devfaults.opcode_name(opcode).split(" ")[0]
+
+
+def aq_opcode(site: str) -> int:
+    return devfaults.parse_opcode(site[len(AQ_PREFIX):])
 
 
 # ------------------------------------------------------------------------------ operations
@@ -93,8 +114,18 @@ OPS: dict[str, Op] = {o.name: o for o in (
     Op("ifdown", "ip link set {if} down", setup=("ip link set {if} up",),
        undo=("ip link set {if} up",), summary="ip link set IF down (from up)"),
     Op("ethtool-L", "ethtool -L {if} combined 1", setup=("ip link set {if} up",),
-       undo=("ethtool -L {if} combined {q}",), vectors_after=False,
+       undo=("ethtool -L {if} combined {q}",),
        summary="ethtool -L IF combined 1 (from up, all queues)"),
+    # the driver's defaults (ice.h): ICE_DFLT_NUM_RX_DESC 2048, ICE_DFLT_NUM_TX_DESC 256
+    Op("ethtool-G", "ethtool -G {if} rx 512 tx 512", setup=("ip link set {if} up",),
+       undo=("ethtool -G {if} rx 2048 tx 256",),
+       summary="ethtool -G IF rx 512 tx 512 (from up, default rings)"),
+    Op("ethtool-X", "ethtool -X {if} equal 2", setup=("ip link set {if} up",),
+       undo=("ethtool -X {if} default",),
+       summary="ethtool -X IF equal 2 (from up, default RSS table)"),
+    Op("ethtool-K", "ethtool -K {if} rxvlan off", setup=("ip link set {if} up",),
+       undo=("ethtool -K {if} rxvlan on",),
+       summary="ethtool -K IF rxvlan off (from up: VLAN stripping off)"),
 )}
 
 
@@ -159,8 +190,9 @@ class Call:
 
     @property
     def failable(self) -> Failable:
-        base = catalogue.CATALOGUE.get(self.callee) or Failable(self.callee, self.fails,
-                                                                 self.errno, "")
+        base = catalogue.CATALOGUE.get(self.callee) or Failable(
+            self.callee, self.fails, self.errno,
+            "the device's e810-fault-aq" if self.fails == catalogue.AQ else "")
         return Failable(base.callee, self.fails, self.errno, base.anchor)
 
     @property
@@ -171,7 +203,13 @@ class Call:
     def label(self) -> str:
         return f"{self.site} #{self.nth} {self.callee} -> {self.result}"
 
+    @property
+    def is_aq(self) -> bool:
+        return self.fails == catalogue.AQ
+
     def args(self) -> str:
+        if self.is_aq:
+            return f"--aq {self.site[len(AQ_PREFIX):]} --nth {self.nth}"
         how = "--null" if self.fails == catalogue.NULL else \
             f"--errno {errno_mod.errorcode.get(self.errno or 0, self.errno)}" + \
             (" --err-ptr" if self.fails == catalogue.ERR_PTR else "")
@@ -211,6 +249,25 @@ def make_call(elf: ModuleElf, site: str, nth: int, *, errno: int | None = None,
     kind = catalogue.ERR_PTR if err_ptr or (errno is None and f.fails == catalogue.ERR_PTR) \
         else catalogue.ERRNO
     return Call(site, f.callee, nth, kind, errno if errno is not None else f.errno)
+
+
+def make_aq_call(opcode: str, nth: int) -> Call:
+    """The n-th admin-queue command of ``opcode`` (a name such as ``add_txqs`` or a number)."""
+    if nth < 1:
+        raise UsageError(f"--nth must be at least 1, not {nth}")
+    return Call(aq_site(devfaults.parse_opcode(opcode)), AQ_FUNCTION, nth, catalogue.AQ,
+                AQ_ERROR)
+
+
+def _aq_address(elf: ModuleElf, bases: dict[str, Any]) -> int:
+    fn = elf.function(AQ_FUNCTION)
+    return int(bases[fn.section].base) + fn.offset
+
+
+async def _aq_opcode(hit: gdbstub.Hit) -> int:
+    """The opcode of the descriptor ``ice_sq_send_cmd(hw, cq, desc, …)`` is sending."""
+    raw = await hit.read_memory(hit.arg(2) + 2, 2)  # struct ice_aq_desc: flags, opcode
+    return int.from_bytes(raw, "little")
 
 
 # ------------------------------------------------------------------------------ the guest
@@ -327,27 +384,47 @@ class Counted:
     first: int  # order of its first call among every counted call
 
 
+@dataclass(frozen=True)
+class CountedAq:
+    """What the counting run saw of one admin-queue opcode."""
+
+    opcode: int
+    hits: int
+    first: int
+
+
 @dataclass
 class CountResult:
     op: str
     sites: list[Counted]
-    calls: int  # traps in all
+    calls: int  # catalogue calls trapped (at most max_nth per site)
     catalogue_sites: int  # catalogue call sites in the module
     op_result: str
     seconds: float
+    aq: list[CountedAq] = field(default_factory=list)
+
+    @property
+    def aq_commands(self) -> int:
+        return sum(a.hits for a in self.aq)
 
     def calls_to_fail(self, cfg: SweepConfig) -> list[Call]:
-        out: list[Call] = []
-        for c in sorted(self.sites, key=lambda c: c.first):
+        out: list[tuple[int, Call]] = []
+        for c in self.sites:
             f = c.site.failable
-            for n in range(1, min(c.hits, cfg.max_nth) + 1):
-                out.append(Call(c.site.name, f.callee, n, f.fails, f.errno))
-        return out
+            out += [(c.first, Call(c.site.name, f.callee, n, f.fails, f.errno))
+                    for n in range(1, min(c.hits, cfg.max_nth) + 1)]
+        for a in self.aq:
+            out += [(a.first, Call(aq_site(a.opcode), AQ_FUNCTION, n, catalogue.AQ, AQ_ERROR))
+                    for n in range(1, min(a.hits, cfg.max_nth) + 1)]
+        return [c for _, c in sorted(out, key=lambda t: (t[0], t[1].nth))]
 
     def to_json(self) -> dict[str, Any]:
         return {"op": self.op, "calls": self.calls, "catalogue_sites": self.catalogue_sites,
                 "sites": [{"site": c.site.name, "callee": c.site.callee, "hits": c.hits,
                            "first": c.first} for c in self.sites],
+                "aq_commands": self.aq_commands,
+                "aq": [{"site": aq_site(a.opcode), "opcode": f"{a.opcode:#06x}",
+                        "hits": a.hits, "first": a.first} for a in self.aq],
                 "op_result": self.op_result, "seconds": round(self.seconds, 1)}
 
 
@@ -361,10 +438,24 @@ def _select(sites: list[FailableSite], only_sites: Sequence[str] | None,
     return sites
 
 
+def _aq_selected(only_sites: Sequence[str] | None, callees: Sequence[str] | None
+                 ) -> Callable[[int], bool]:
+    """Which admin-queue opcodes the filters keep: all without a filter; ``--site aq`` all,
+    ``--site aq:NAME`` that one; ``--callee ice_sq_send_cmd`` all."""
+    if not only_sites and not callees:
+        return lambda _: True
+    names = [s for s in only_sites or () if s == "aq" or s.startswith(AQ_PREFIX)]
+    if AQ_FUNCTION in (callees or ()) or "aq" in names:
+        return lambda _: True
+    ops = {aq_opcode(n) for n in names}
+    return lambda op: op in ops
+
+
 async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
-                callees: Sequence[str] | None = None, notify: Notify | None = None
-                ) -> CountResult:
-    """The counting run: every catalogue call the operation makes, in order."""
+                callees: Sequence[str] | None = None, aq: bool = True,
+                notify: Notify | None = None) -> CountResult:
+    """The counting run: every catalogue call (and, with ``aq``, every admin-queue command)
+    the operation makes, in order."""
     cfg.validate()
     t0 = time.monotonic()
     o = op(cfg.op)
@@ -372,7 +463,11 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
     elf = await scenarios.module_elf(art.ice_ko)
     every = catalogue.failable_sites(elf)
     sites = _select(every, only_sites, callees)
-    if not sites:
+    aq_keep = _aq_selected(only_sites, callees)
+    aq_any = aq and (not (only_sites or callees) or any(
+        s == "aq" or s.startswith(AQ_PREFIX) for s in only_sites or ()) or
+        AQ_FUNCTION in (callees or ()))
+    if not sites and not aq_any:
         raise UsageError("no catalogue call site matches the --site/--callee filter")
     vm = await snapshot.ready_vm(lambda: _new_vm(cfg, art, notify), notify=notify)
     try:
@@ -388,11 +483,16 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
         sites = [f for f in sites if f.site.section in loaded]
         rt = elf.resolve([f.site for f in sites], ks)
         by_addr = {r.address: f for r, f in zip(rt, sites, strict=True)}
+        hooks: dict[int, gdbstub.Inspect] = {}
+        if aq_any:
+            async def opcode(hit: gdbstub.Hit) -> str:
+                return f"{await _aq_opcode(hit):#06x}"
+            hooks[_aq_address(elf, loaded)] = opcode
         seen: list[gdbstub.CountedCall] = []
         mark = vm.events_mark()
         stub = await _connect(vm)
         task = asyncio.create_task(gdbstub.count_calls(stub, by_addr, limit=cfg.max_nth,
-                                                       on_call=seen.append))
+                                                       on_call=seen.append, inspect=hooks))
         try:
             await _started(vm, mark, task)
             result = await s.run(s.cmds(o.run)[0])
@@ -406,13 +506,23 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
         await vm.close()
     hits: dict[int, int] = {}
     first: dict[int, int] = {}
+    aq_hits: dict[int, int] = {}
+    aq_first: dict[int, int] = {}
     for hit in seen:
+        if hit.detail is not None:
+            op_ = int(hit.detail, 16)
+            if aq_keep(op_):
+                aq_hits[op_] = aq_hits.get(op_, 0) + 1
+                aq_first.setdefault(op_, hit.order)
+            continue
         hits[hit.address] = hits.get(hit.address, 0) + 1
         first.setdefault(hit.address, hit.order)
     counted = [Counted(by_addr[a], n, first[a]) for a, n in hits.items()]
     counted.sort(key=lambda c: c.first)
-    return CountResult(cfg.op, counted, len(seen), len(every), str(result),
-                       time.monotonic() - t0)
+    aqs = sorted((CountedAq(o, n, aq_first[o]) for o, n in aq_hits.items()),
+                 key=lambda a: a.first)
+    return CountResult(cfg.op, counted, sum(hits.values()), len(every), str(result),
+                       time.monotonic() - t0, aqs)
 
 
 # ------------------------------------------------------------------------------ one call
@@ -497,11 +607,13 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
     obs = CallObservation(call)
     art = scenarios.guest_for(cfg.template())
     elf = await scenarios.module_elf(art.ice_ko)
-    func, off = catalogue.parse_site(call.site)
-    found = [f for f in catalogue.failable_sites(elf, callees=[call.callee])
-             if f.site.function == func and f.site.function_offset == off]
-    if not found:
-        raise UsageError(f"{call.site} is no call to {call.callee} in {elf.path.name}")
+    found: list[FailableSite] = []
+    if not call.is_aq:
+        func, off = catalogue.parse_site(call.site)
+        found = [f for f in catalogue.failable_sites(elf, callees=[call.callee])
+                 if f.site.function == func and f.site.function_offset == off]
+        if not found:
+            raise UsageError(f"{call.site} is no call to {call.callee} in {elf.path.name}")
     made: list[VM] = []
 
     def factory() -> VM:
@@ -520,22 +632,29 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
                 if not r.ok:
                     raise VMError(f"setting up {cfg.op}: {r}")
             ks = await scenarios.saved_kallsyms(vm)
-            site = elf.resolve([found[0].site], ks)[0]
             dmesg_mark = len(await s.dmesg())
             console_mark = vm.console.line_count()
             mark = vm.events_mark()
             stub = await _connect(vm)
             injections: list[gdbstub.Injection] = []
-            task = asyncio.create_task(gdbstub.fail_call_site(
-                stub, site.address, site.site.length, call.errno or 0,
-                match=gdbstub.nth(call.nth), on_inject=injections.append,
-                rax=call.failable.rax()))
+            task: asyncio.Task[Any]
+            if call.is_aq:
+                task = asyncio.create_task(_fail_aq(vm, stub, elf, elf.section_bases(ks), call))
+            else:
+                site = elf.resolve([found[0].site], ks)[0]
+                task = asyncio.create_task(gdbstub.fail_call_site(
+                    stub, site.address, site.site.length, call.errno or 0,
+                    match=gdbstub.nth(call.nth), on_inject=injections.append,
+                    rax=call.failable.rax()))
             try:
                 await _started(vm, mark, task)
                 obs.faulted = await s.run(s.cmds(o.run)[0])
             finally:
                 obs.injection_error = await _stop(task, stub)
                 obs.injected = len(injections)
+            if call.is_aq:
+                await devfaults.clear(vm)  # if the command never reached the device
+                obs.injected = len(devfaults.fired(vm, mark, "aq-error"))
             if obs.faulted.rc is not None:
                 obs.after = await s.irqs()
                 for c in s.cmds(o.undo):
@@ -579,6 +698,27 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
     if notify is not None:
         notify(f"{call.label}: {v.outcome} ({obs.seconds:.1f} s) {v.signature}")
     return v
+
+
+async def _fail_aq(vm: VM, stub: gdbstub.GdbStub, elf: ModuleElf, bases: dict[str, Any],
+                   call: Call) -> None:
+    """Stop the ``call.nth`` command of the call's opcode at ``ice_sq_send_cmd``'s entry and
+    arm the device to answer exactly that command with :data:`AQ_ERROR`."""
+    want = aq_opcode(call.site)
+    seen = 0
+
+    async def match(hit: gdbstub.Hit) -> bool:
+        nonlocal seen
+        if await _aq_opcode(hit) != want:
+            return False
+        seen += 1
+        return seen == call.nth
+
+    async def fail(hit: gdbstub.Hit) -> None:
+        await devfaults.arm(vm, devfaults.DeviceFault("aq", opcode=want,
+                                                      error=call.errno or AQ_ERROR, count=1))
+
+    await gdbstub.act_at(stub, _aq_address(elf, bases), match, fail)
 
 
 # ------------------------------------------------------------------------------ judging
@@ -809,7 +949,7 @@ class SweepResult:
 
 
 async def sweep(cfg: SweepConfig, *, jobs: int = 1, only_sites: Sequence[str] | None = None,
-                callees: Sequence[str] | None = None, use_cache: bool = True,
+                callees: Sequence[str] | None = None, use_cache: bool = True, aq: bool = True,
                 notify: Notify | None = None,
                 on_verdict: Callable[[CallVerdict], None] | None = None) -> SweepResult:
     """Count, then fail each counted call (``jobs`` at a time), judge, de-duplicate."""
@@ -818,11 +958,11 @@ async def sweep(cfg: SweepConfig, *, jobs: int = 1, only_sites: Sequence[str] | 
         raise UsageError(f"-j must be at least 1, not {jobs}")
     t0 = time.monotonic()
     art = scenarios.guest_for(cfg.template())
-    counted = await count(cfg, only_sites=only_sites, callees=callees, notify=notify)
+    counted = await count(cfg, only_sites=only_sites, callees=callees, aq=aq, notify=notify)
     calls = counted.calls_to_fail(cfg)
     if notify is not None:
-        notify(f"{cfg.op}: {counted.calls} catalogue calls at {len(counted.sites)} sites; "
-               f"{len(calls)} scenarios")
+        notify(f"{cfg.op}: {counted.calls} catalogue calls at {len(counted.sites)} sites, "
+               f"{counted.aq_commands} admin-queue commands; {len(calls)} scenarios")
     cache = ResultCache(cfg, art) if use_cache else None
     out: list[CallVerdict | None] = [None] * len(calls)
     sem = asyncio.Semaphore(jobs)

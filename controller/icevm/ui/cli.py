@@ -158,8 +158,12 @@ def parser() -> argparse.ArgumentParser:
                     "`icevm sweep` names it: FUNCTION+0xOFFSET) during OP, follow up (the "
                     "same OP without the fault, rmmod ice) and judge. " + VERDICT_EXIT_HELP)
     fc.add_argument("--op", choices=sweeps.OPS, default="ifup", help="the operation")
-    fc.add_argument("--site", required=True, metavar="FUNC+0xOFF", dest="call_site",
-                    help="the call instruction, e.g. ice_vsi_req_irq_msix+0x6d")
+    where = fc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--site", metavar="FUNC+0xOFF", dest="call_site",
+                       help="the call instruction, e.g. ice_vsi_req_irq_msix+0x6d")
+    where.add_argument("--aq", metavar="OPCODE", default=None,
+                       help="instead: the device answers the N-th admin-queue command of "
+                            "OPCODE (a name such as add_txqs, or a number) with an error")
     fc.add_argument("--nth", type=int, default=1, metavar="N",
                     help="which pass through the site fails (1-based, default 1)")
     how = fc.add_mutually_exclusive_group()
@@ -200,6 +204,8 @@ def parser() -> argparse.ArgumentParser:
                     help="only calls to this callee; repeatable")
     sw.add_argument("--max-nth", type=int, default=4, metavar="N",
                     help="fail passes 1..N through each site (default: 4)")
+    sw.add_argument("--no-aq", action="store_true",
+                    help="leave the admin-queue commands out (catalogue calls only)")
     sw.add_argument("--no-cache", action="store_true",
                     help="run every scenario, ignoring and not storing cached verdicts")
     _add_sweep_vm_options(sw)
@@ -494,8 +500,15 @@ async def cmd_fault_call(args: argparse.Namespace) -> int:
     elf = await scenarios.module_elf(scenarios.guest_for(cfg.template()).ice_ko)
     if args.err_ptr and args.errno is None:
         raise UsageError("--err-ptr needs --errno")
-    call = sweeps.make_call(elf, args.call_site, args.nth, null=args.null, err_ptr=args.err_ptr,
-                            errno=parse_errno(args.errno) if args.errno else None)
+    if args.aq is not None:
+        if args.errno or args.null or args.err_ptr:
+            raise UsageError("--aq takes no --errno/--null/--err-ptr: the device answers "
+                             f"with AQ error {sweeps.AQ_ERROR}")
+        call = sweeps.make_aq_call(args.aq, args.nth)
+    else:
+        call = sweeps.make_call(elf, args.call_site, args.nth, null=args.null,
+                                err_ptr=args.err_ptr,
+                                errno=parse_errno(args.errno) if args.errno else None)
     v = await sweeps.run_call(cfg, call, notify=_note)
     if args.json:
         print(json.dumps(v.to_json(), indent=2))
@@ -522,11 +535,12 @@ def _sweep_table(res: sweeps.SweepResult) -> str:
 async def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = _sweep_config(args)
     res = await sweeps.sweep(cfg, jobs=args.jobs, only_sites=args.site, callees=args.callee,
-                             use_cache=not args.no_cache, notify=_note)
+                             use_cache=not args.no_cache, aq=not args.no_aq, notify=_note)
     print(_sweep_table(res))
     c = res.counted
     print(f"\n{cfg.op}: {c.calls} catalogue calls at {len(c.sites)} of {c.catalogue_sites} "
-          f"catalogue sites; {len(res.verdicts)} scenarios in {res.seconds:.0f} s")
+          f"catalogue sites, {c.aq_commands} admin-queue commands ({len(c.aq)} opcodes); "
+          f"{len(res.verdicts)} scenarios in {res.seconds:.0f} s")
     for o in Outcome:
         print(f"  {o}: {sum(v.outcome is o for v in res.verdicts)}")
     print(f"findings (DRIVER-BUG, by site and signature): {len(res.findings)}")
