@@ -53,7 +53,14 @@ from typing import Any
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
-from iced_x86 import Code, Decoder, DecoderError, FlowControl
+from iced_x86 import (
+    Code,
+    Decoder,
+    DecoderError,
+    EncodingKind,
+    FlowControl,
+    OpCodeOperandKind,
+)
 from iced_x86 import Instruction as IcedInstruction
 
 from icevm.errors import DecodeError, SymbolError
@@ -180,14 +187,38 @@ _JCC_REL32 = frozenset({Code.JO_REL32_64, Code.JNO_REL32_64, Code.JB_REL32_64,
                         Code.JG_REL32_64})
 
 
+#: Operand kinds (iced-x86's ``OpCodeOperandKind`` names) encoded in a ModRM byte.
+_MODRM_KINDS = frozenset(
+    getattr(OpCodeOperandKind, n) for n in dir(OpCodeOperandKind)
+    if n.isupper() and n != "MEM_OFFS" and
+    ("_REG" in n or "_RM" in n or "MEM" in n or n.endswith("_OR_MEM")))
+_HAS_MODRM: dict[int, bool] = {}
+_LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+
+
+def _has_modrm(insn: IcedInstruction) -> bool:
+    code = insn.code
+    got = _HAS_MODRM.get(code)
+    if got is None:
+        info = insn.op_code()
+        got = info.is_group or any(k in _MODRM_KINDS for k in info.op_kinds())
+        _HAS_MODRM[code] = got
+    return got
+
+
 @dataclass(frozen=True)
 class Instruction:
-    """One decoded instruction: where it is, how long, and enough to recognise branches."""
+    """One decoded instruction: where it is, how long, and enough to recognise branches; plus
+    its opcode map (0: one-byte, 1: ``0F``, 2: ``0F38``, 3: ``0F3A``; VEX/EVEX: their map), its
+    last opcode byte and its ModRM byte (None without one), for callers that look at operands."""
 
     offset: int
     length: int
     code: int  # iced-x86's ``Code`` (which instruction and operand form)
     flow: int  # iced-x86's ``FlowControl``
+    opmap: int = 0
+    opcode: int = 0
+    modrm: int | None = None
 
     @property
     def end(self) -> int:
@@ -214,12 +245,24 @@ class Instruction:
         return self.flow == FlowControl.INDIRECT_BRANCH
 
 
-def _instruction(insn: IcedInstruction, offset: int, decoder: Decoder) -> Instruction:
+def _instruction(insn: IcedInstruction, offset: int, decoder: Decoder, raw: bytes,
+                 base: int) -> Instruction:
     if insn.code == Code.INVALID:
         if decoder.last_error == DecoderError.NO_MORE_BYTES:
             raise DecodeError(f"instruction at {offset:#x} runs past the end of the code")
         raise DecodeError(f"bytes at {offset:#x} are not an x86-64 instruction")
-    return Instruction(offset, insn.len, insn.code, insn.flow_control)
+    info = insn.op_code()
+    i = offset - base
+    while raw[i] in _LEGACY_PREFIXES or 0x40 <= raw[i] <= 0x4F:
+        i += 1
+    if info.encoding != EncodingKind.LEGACY:
+        i += {0xC5: 2, 0xC4: 3, 0x62: 4, 0x8F: 3}.get(raw[i], 0)  # VEX, EVEX, XOP
+    else:
+        i += (0, 1, 2, 2)[int(info.table)] if int(info.table) <= 3 else 0  # 0F, 0F38, 0F3A
+    # a ModRM byte, or a second opcode byte in its place (endbr64 f3 0f 1e fa, clac 0f 01 ca)
+    modrm = raw[i + 1] if _has_modrm(insn) or info.op_code_len > 1 else None
+    return Instruction(offset, insn.len, insn.code, insn.flow_control, int(info.table),
+                       raw[i], modrm)
 
 
 def decode(code: bytes | memoryview, offset: int) -> Instruction:
@@ -229,16 +272,17 @@ def decode(code: bytes | memoryview, offset: int) -> Instruction:
     """
     data = bytes(code[offset:offset + 15])
     decoder = Decoder(64, data, ip=offset)
-    return _instruction(decoder.decode(), offset, decoder)
+    return _instruction(decoder.decode(), offset, decoder, data, offset)
 
 
 def decode_range(code: bytes | memoryview, start: int, end: int) -> list[Instruction]:
     """Linear sweep of ``code[start:end]`` (a function: kernel code has no inline data)."""
-    decoder = Decoder(64, bytes(code[start:end]), ip=start)
+    data = bytes(code[start:end])
+    decoder = Decoder(64, data, ip=start)
     out: list[Instruction] = []
     off = start
     for insn in decoder:
-        out.append(_instruction(insn, off, decoder))
+        out.append(_instruction(insn, off, decoder, data, start))
         off += insn.len
     if off != end:
         raise DecodeError(f"decoding {start:#x}..{end:#x} stopped {end - off} bytes short")
