@@ -152,7 +152,7 @@ class SweepConfig:
     #: how many passes through one site are failed, one scenario each (1..max_nth)
     max_nth: int = 4
     #: seconds the operation may take before it counts as hung
-    command_timeout: float = 90.0
+    command_timeout: float = 60.0
 
     def template(self) -> scenarios.Scenario:
         """A :class:`~icevm.judge.scenarios.Scenario` of the same guest, so the sweep uses
