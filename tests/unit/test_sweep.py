@@ -171,3 +171,18 @@ def test_count_result_orders_calls_and_commands_by_first_sight() -> None:
     assert [(x.site, x.nth) for x in calls] == [("aq:get_link_status", 1), ("aq:add_txqs", 1),
                                                 ("aq:add_txqs", 2)]
     assert c.aq_commands == 7 and c.to_json()["aq"][0]["opcode"] == "0x0c30"
+
+
+def test_an_oops_signature_names_where_it_faulted() -> None:
+    log = ["[    8.78] BUG: kernel NULL pointer dereference, address: 0000000000000072",
+           "[    8.78] Oops: Oops: 0000 [#1] PREEMPT SMP NOPTI",
+           "[    8.82] RIP: 0010:ice_add_vlan_internal+0xe3/0x3a0 [ice]",
+           "[    8.83] Call Trace:", "[    8.83]  <TASK>",
+           "[    8.83]  ice_add_vlan+0x3b/0x80 [ice]",
+           "[    8.83]  ? ice_fltr_add_vlan+0x10/0x1e0 [ice]",
+           "[    8.83]  ice_fltr_add_vlan+0x142/0x1e0 [ice]",
+           "[    8.88]  ice_vsi_add_vlan+0x3a/0xb0 [ice]", "[    8.88]  </TASK>"]
+    f = scan(log, kinds=COMPLAINTS)[0]
+    assert sw.signature(f) == ("BUG: kernel NULL pointer dereference, address: N < "
+                               "ice_add_vlan_internal < ice_add_vlan < ice_fltr_add_vlan < "
+                               "ice_vsi_add_vlan")

@@ -724,6 +724,7 @@ async def _fail_aq(vm: VM, stub: gdbstub.GdbStub, elf: ModuleElf, bases: dict[st
 # ------------------------------------------------------------------------------ judging
 
 _FRAME = re.compile(r"^\s*(?:\[[^\]]*\]\s*)?(?:\? )?([A-Za-z_][\w.]*)\+0x[0-9a-f]+/0x[0-9a-f]+")
+_RIP = re.compile(r"RIP: [0-9a-f]{4}:([A-Za-z_][\w.]*)\+0x")
 _NUMBERS = re.compile(r"\b\d+\b|0x[0-9a-f]+")
 #: Frames that say nothing about where a complaint came from.
 _GENERIC = frozenset({"dump_stack_lvl", "__warn", "report_bug", "handle_bug", "exc_invalid_op",
@@ -739,16 +740,21 @@ def signature(f: Finding) -> str:
         head = _NUMBERS.sub("N", strip_timestamp(f.line).strip())[:100]
     frames: list[str] = []
     in_trace = False
+    at = 0  # frames before the trace's
     for ln in f.excerpt:
         text = strip_timestamp(ln)
+        rip = _RIP.search(text)
+        if rip and not in_trace and not frames and f"({rip.group(1)})" not in head:
+            frames.append(rip.group(1))  # where it faulted, unless the head names it
         if "Call Trace:" in text:
             in_trace = True
+            at = len(frames)
             continue
         if in_trace:
             m = _FRAME.match(text)
             if m and m.group(1) not in _GENERIC and not text.lstrip().startswith("?"):
                 frames.append(m.group(1))
-            if len(frames) >= 3 or "</TASK>" in text:
+            if len(frames) - at >= 3 or "</TASK>" in text:
                 break
     return " < ".join([head, *frames])
 
