@@ -931,6 +931,28 @@ class ResultCache:
         tmp.replace(p)
 
 
+# ------------------------------------------------------------------------------ plans
+
+def plan_json(cfg: SweepConfig, counted: CountResult) -> dict[str, Any]:
+    """The calls a sweep would fail, with its configuration: what ``icevm sweep --count-only``
+    writes and :func:`load_plan` reads (pytest items spread over xdist workers from it, each
+    worker collecting the same list)."""
+    return {"config": {"op": cfg.op, "guest": cfg.guest, "cpus": cfg.cpus,
+                       "module": cfg.module, "kernel": cfg.kernel, "max_nth": cfg.max_nth},
+            "count": counted.to_json(),
+            "calls": [c.to_json() for c in counted.calls_to_fail(cfg)]}
+
+
+def load_plan(data: dict[str, Any]) -> tuple[SweepConfig, list[Call]]:
+    c = data["config"]
+    cfg = SweepConfig(op=c["op"], guest=c["guest"], cpus=int(c["cpus"]), module=c["module"],
+                      kernel=c.get("kernel"), max_nth=int(c.get("max_nth", 4)))
+    calls = [Call(x["site"], x["callee"], int(x["nth"]), x["fails"],
+                  getattr(errno_mod, x["errno"]) if x.get("errno") else None)
+             for x in data["calls"]]
+    return cfg, calls
+
+
 # ------------------------------------------------------------------------------ the sweep
 
 @dataclass

@@ -204,6 +204,9 @@ def parser() -> argparse.ArgumentParser:
                     help="only calls to this callee; repeatable")
     sw.add_argument("--max-nth", type=int, default=4, metavar="N",
                     help="fail passes 1..N through each site (default: 4)")
+    sw.add_argument("--count-only", action="store_true",
+                    help="only the counting run: print the calls (with --json F, write the "
+                         "plan that tests/vm/test_sweep_items.py reads from ICEVM_SWEEP_PLAN)")
     sw.add_argument("--no-aq", action="store_true",
                     help="leave the admin-queue commands out (catalogue calls only)")
     sw.add_argument("--no-cache", action="store_true",
@@ -534,6 +537,17 @@ def _sweep_table(res: sweeps.SweepResult) -> str:
 
 async def cmd_sweep(args: argparse.Namespace) -> int:
     cfg = _sweep_config(args)
+    if args.count_only:
+        counted = await sweeps.count(cfg, only_sites=args.site, callees=args.callee,
+                                     aq=not args.no_aq, notify=_note)
+        plan = sweeps.plan_json(cfg, counted)
+        for c in plan["calls"]:
+            print(f"{c['site']} #{c['nth']} {c['callee']} -> {c['result']}")
+        _note(f"{cfg.op}: {counted.calls} catalogue calls, {counted.aq_commands} admin-queue "
+              f"commands; {len(plan['calls'])} scenarios")
+        if args.json is not None:
+            args.json.write_text(json.dumps(plan, indent=2) + "\n")
+        return 0
     res = await sweeps.sweep(cfg, jobs=args.jobs, only_sites=args.site, callees=args.callee,
                              use_cache=not args.no_cache, aq=not args.no_aq, notify=_note)
     print(_sweep_table(res))
