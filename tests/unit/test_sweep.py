@@ -186,3 +186,17 @@ def test_an_oops_signature_names_where_it_faulted() -> None:
     assert sw.signature(f) == ("BUG: kernel NULL pointer dereference, address: N < "
                                "ice_add_vlan_internal < ice_add_vlan < ice_fltr_add_vlan < "
                                "ice_vsi_add_vlan")
+
+
+def test_after_an_oops_the_follow_up_is_not_run_and_the_oops_decides() -> None:
+    oops = ["[    8.78] BUG: kernel NULL pointer dereference, address: 0000000000000072",
+            "[    8.82] RIP: 0010:ice_add_vlan_internal+0xe3/0x3a0 [ice]"]
+    v = sw.judge_call(obs(faulted=sw._Cmd("ip link set eth0 up", -9), after=None,
+                          follow_up=[], recovered=None, rmmod=None, after_rmmod=None,
+                          follow_up_skipped="not run: the kernel oopsed",
+                          rmmod_skipped="not run: the kernel oopsed", kernel_log=oops),
+                      sw.OPS["ifup"])
+    assert v.outcome is Outcome.DRIVER_BUG
+    assert [c.name for c in v.checks if not c.ok] == ["kernel log clean"]
+    assert v.signature.startswith("BUG: kernel NULL pointer dereference, address: N < "
+                                  "ice_add_vlan_internal")

@@ -543,6 +543,7 @@ class CallObservation:
     recovered: IrqState | None = None
     rmmod: _Cmd | None = None
     rmmod_skipped: str | None = None  # why rmmod was not run
+    follow_up_skipped: str | None = None  # why the follow-up was not run
     after_rmmod: IrqState | None = None
     netdev_after_rmmod: bool | None = None
     kernel_log: list[str] = field(default_factory=list)
@@ -655,7 +656,11 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
             if call.is_aq:
                 await devfaults.clear(vm)  # if the command never reached the device
                 obs.injected = len(devfaults.fired(vm, mark, "aq-error"))
-            if obs.faulted.rc is not None:
+            oopsed = bool(scan((await s.dmesg())[dmesg_mark:], kinds=FATAL))
+            if oopsed:
+                # the verdict is made; a follow-up would wait on the RTNL the dead task held
+                obs.rmmod_skipped = obs.follow_up_skipped = "not run: the kernel oopsed"
+            elif obs.faulted.rc is not None:
                 obs.after = await s.irqs()
                 for c in s.cmds(o.undo):
                     await s.run(c)
@@ -798,7 +803,9 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
                 "every queue vector was freed" if not names else
                 f"{len(names)} queue vector{'s' if len(names) != 1 else ''} leaked after the "
                 f"failed {o.name}", names)
-        if f.rc is not None:
+        if f.rc is not None and obs.follow_up_skipped is not None:
+            add("follow-up without the fault succeeds", "harness", True, obs.follow_up_skipped)
+        elif f.rc is not None:
             ok = bool(obs.follow_up) and all(c.ok for c in obs.follow_up)
             add("follow-up without the fault succeeds", "driver", ok,
                 "; ".join(str(c) for c in obs.follow_up) or "no follow-up ran")
