@@ -7,7 +7,9 @@ linux-image ``.deb``; without any of them the module-based tests skip (a failure
 
 from __future__ import annotations
 
+import hashlib
 import lzma
+import os
 import re
 from pathlib import Path
 
@@ -15,7 +17,8 @@ import pytest
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import NoteSection
 
-from icevm.errors import SymbolError
+from icevm.artifacts import guest_artifacts
+from icevm.errors import BuildError, DecodeError, SymbolError
 from icevm.inject.symbols import (
     INDIRECT,
     CallSite,
@@ -276,3 +279,36 @@ def test_not_an_elf(tmp_path: Path) -> None:
     p.write_bytes(lzma.compress(b"x"))
     with pytest.raises(SymbolError, match="decompress"):
         ModuleElf(p)
+
+
+# ---------------------------------------------------------------------------- decoder swap
+
+#: Every call site (noise included) of Debian's 6.12.117-1 ice.ko, one ``str(CallSite)`` a line,
+#: sorted, as the hand-written length decoder this module used before iced-x86 found them:
+#: their count and the sha256 of the lines joined with newlines (a trailing one included).
+BASELINE_SITES = 13_698
+BASELINE_SHA256 = "eface4fec2c5593dd444770a034c060ea46ad8eadaa99ef449ed93705b341fc9"
+
+
+def test_iced_finds_the_call_sites_the_old_decoder_found() -> None:
+    """On the full guest image's own ice.ko, the call sites are exactly those the previous
+    decoder found (checked against objdump: the same instruction boundaries)."""
+    try:
+        ko = guest_artifacts("full").ice_ko
+    except BuildError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no full guest image: {e}")
+    assert build_id(ko) == KNOWN_BUILD_ID, "the guest's ice.ko is not Debian's 6.12.117-1"
+    elf = ModuleElf(ko)
+    lines = sorted(str(s) for s in elf.every_call_site(include_noise=True))
+    assert len(lines) == BASELINE_SITES
+    text = "\n".join(lines) + "\n"
+    assert hashlib.sha256(text.encode()).hexdigest() == BASELINE_SHA256
+
+
+def test_decode_refuses_truncated_and_invalid_bytes() -> None:
+    with pytest.raises(DecodeError, match="past the end"):
+        decode(bytes.fromhex("e80000"), 0)
+    with pytest.raises(DecodeError, match="not an x86-64 instruction"):
+        decode(bytes.fromhex("06" + "90" * 14), 0)  # push %es: invalid in 64-bit mode

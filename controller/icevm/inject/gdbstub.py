@@ -38,7 +38,7 @@ import inspect
 import logging
 import re
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -939,16 +939,25 @@ async def fail_call(stub: GdbStub, addr: int, errno: int, times: int = 1,
 async def fail_call_site(stub: GdbStub, call_addr: int, call_length: int, errno: int,
                          times: int = 1, match: Match | None = None, *,
                          hardware: bool = False,
-                         on_inject: Callable[[Injection], None] | None = None
-                         ) -> list[Injection]:
+                         on_inject: Callable[[Injection], None] | None = None,
+                         rax: int | None = None) -> list[Injection]:
     """Skip the call instruction at ``call_addr`` as if its callee returned ``-errno``:
     ``rax = -errno``, ``rip = call_addr + call_length``. Only this call site traps, unlike a
     breakpoint on a widely used callee; :attr:`Hit.return_address` is where the call would
-    return to, and the callee's arguments are already in the registers."""
+    return to, and the callee's arguments are already in the registers. ``rax`` given: the
+    call returns that instead (0 for an allocator's NULL; ``errno`` is then only recorded and
+    may be 0)."""
     ret_addr = call_addr + call_length
+    value = -errno if rax is None else rax
+    if rax is not None and errno < 0:
+        raise ValueError("errno must not be negative")
 
     async def emulate(hit: Hit) -> dict[str, int]:
-        return {"rax": -errno, "rip": ret_addr}
+        return {"rax": value, "rip": ret_addr}
+
+    if rax is not None:
+        return await _inject(stub, call_addr, errno, times, match, hardware, on_inject, emulate,
+                             ret_addr, check_errno=False)
 
     return await _inject(stub, call_addr, errno, times, match, hardware, on_inject, emulate,
                          ret_addr)
@@ -958,10 +967,10 @@ async def _inject(stub: GdbStub, addr: int, errno: int, times: int, match: Match
                   hardware: bool,
                   on_inject: Callable[[Injection], None] | None,
                   emulate: Callable[[Hit], Awaitable[dict[str, int]]],
-                  fixed_return: int | None) -> list[Injection]:
+                  fixed_return: int | None, *, check_errno: bool = True) -> list[Injection]:
     if times < 1:
         raise ValueError("times must be >= 1")
-    if errno <= 0:
+    if check_errno and errno <= 0:
         raise ValueError("errno must be positive (EBUSY is 16)")
     if stub.running:
         await stub.interrupt()
@@ -1007,5 +1016,118 @@ async def _inject(stub: GdbStub, addr: int, errno: int, times: int, match: Match
                 await stub.interrupt()
             if ((1 if hardware else 0), addr, 1) in stub.breakpoints:
                 await stub.remove_breakpoint(addr, hardware=hardware)
+            await stub.resume()
+        raise
+
+
+@dataclass(frozen=True)
+class CountedCall:
+    """One trap at a watched address while counting (:func:`count_calls`)."""
+
+    address: int
+    thread: int
+    order: int  # 1-based, over every watched address
+    detail: str | None = None  # what an ``inspect`` hook said about it
+
+
+Inspect = Callable[[Hit], Awaitable[str | None]]
+
+
+async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0,
+                      on_call: Callable[[CountedCall], None] | None = None,
+                      inspect: Mapping[int, Inspect] | None = None) -> list[CountedCall]:
+    """Record every execution of the instructions at ``addresses`` (call sites) until
+    cancelled, in the order the vCPUs reach them: a breakpoint at each, stepped over on each
+    hit. ``limit`` > 0 removes an address's breakpoint after that many hits (a loop of
+    thousands of calls costs no more stops than the sweep will use). Cancel the task to stop
+    counting: the breakpoints are removed and the target resumed; the calls recorded so far
+    are in the list ``on_call`` fed (the return value is for a count that ends by itself,
+    never here, and kept for symmetry). ``inspect`` maps addresses (watched too, never limited)
+    to a hook that reads the trapped vCPU's state and names the call (an admin-queue opcode)."""
+    hooks = dict(inspect or {})
+    want = sorted(set(addresses) | set(hooks))
+    if stub.running:
+        await stub.interrupt()
+    hits: dict[int, int] = {}
+    calls: list[CountedCall] = []
+    try:
+        for a in want:
+            await stub.insert_breakpoint(a)
+        while True:
+            await stub.resume()
+            stop = await stub.wait_stop()
+            if stop.exited:
+                stub.breakpoints.clear()
+                raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while counting")
+            thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
+            rip = await stub.read_register("rip", thread if thread > 0 else None)
+            if (0, rip, 1) not in stub.breakpoints:
+                log.info("%s: stop %s at rip=%#x, not a counted call; resuming", stub.name,
+                         stop.raw, rip)
+                continue
+            hits[rip] = hits.get(rip, 0) + 1
+            detail: str | None = None
+            hook = hooks.get(rip)
+            if hook is not None:
+                regs = await stub.read_registers(thread if thread > 0 else None)
+                detail = await hook(Hit(stub, thread, hits[rip], regs, 0))
+            c = CountedCall(rip, thread, len(calls) + 1, detail)
+            calls.append(c)
+            if on_call is not None:
+                on_call(c)
+            if limit and hits[rip] >= limit and hook is None:
+                await stub.remove_breakpoint(rip)
+            else:
+                await stub.step_over(rip, thread)
+    except BaseException:
+        with contextlib.suppress(GdbError):
+            if stub.closed or stub.exited:
+                raise
+            if stub.running:
+                await stub.interrupt()
+            await stub.remove_all_breakpoints()
+            await stub.resume()
+        raise
+
+
+async def act_at(stub: GdbStub, addr: int, match: Match,
+                 action: Callable[[Hit], Awaitable[None]]) -> Hit:
+    """Break at ``addr`` until ``match`` accepts a hit; with every vCPU stopped there, await
+    ``action(hit)`` (e.g. arm a device fault over QMP for the command this call is about to
+    send), then remove the breakpoint and resume. Returns the hit acted on; cancel to give up
+    (the breakpoint is removed and the target resumed)."""
+    if stub.running:
+        await stub.interrupt()
+    await stub.insert_breakpoint(addr)
+    count = 0
+    try:
+        while True:
+            await stub.resume()
+            stop = await stub.wait_stop()
+            if stop.exited:
+                stub.breakpoints.clear()
+                raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while waiting for "
+                               f"{addr:#x}")
+            thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
+            regs = await stub.read_registers(thread if thread > 0 else None)
+            if regs.get("rip") != addr:
+                continue
+            count += 1
+            hit = Hit(stub, thread, count, regs,
+                      await stub.read_u64(regs["rsp"], thread if thread > 0 else None))
+            if await _evaluate(match, hit):
+                await action(hit)
+                await stub.remove_breakpoint(addr)
+                await stub.resume()
+                return hit
+            await stub.step_over(addr, thread)
+    except BaseException:
+        with contextlib.suppress(GdbError):
+            if stub.closed or stub.exited:
+                raise
+            if stub.running:
+                await stub.interrupt()
+            if (0, addr, 1) in stub.breakpoints:
+                await stub.remove_breakpoint(addr)
             await stub.resume()
         raise

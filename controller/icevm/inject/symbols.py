@@ -8,7 +8,7 @@ every runtime address; :class:`Kallsyms` parses it.
 
 A module's own layout comes from its ELF relocatable (``ice.ko``, decompressed), read with
 pyelftools (:class:`ModuleElf`). Call sites are found by decoding the function's instructions
-(a small x86-64 length decoder, :func:`decode`) and naming each ``call``/``jmp rel32`` target:
+with iced-x86 (:func:`decode`) and naming each ``call``/``jmp rel32`` target:
 
 * calls to anything outside the module (``devm_request_threaded_irq``, ``snprintf``) and to
   global module functions carry an ``R_X86_64_PLT32``/``PC32`` relocation in ``.rela.text*``
@@ -31,10 +31,17 @@ Runtime addresses: the module loader places each ELF section as one block, so on
 section maps every offset: ``base(sec) = kallsyms[sym] - st_value(sym)`` for any symbol ``sym``
 of that section. :meth:`ModuleElf.section_bases` computes it from every symbol whose name is
 unique in both tables and checks that they all agree.
+
+The decoder is iced-x86 (maintained, complete for every x86-64 encoding, typed: it ships
+``py.typed`` and stubs) rather than capstone 5.0: measured over every function of Debian's
+6.12 ``ice.ko`` (556 KiB of ``.text``, 159,337 instructions), iced decodes them in 0.03 s and
+finds exactly objdump's instruction boundaries; capstone's ``disasm_lite`` takes 0.13 s (full
+objects 0.24 s), reports 20 instructions more than objdump, and ships no type information.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import struct
@@ -46,6 +53,15 @@ from typing import Any
 
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
+from iced_x86 import (
+    Code,
+    Decoder,
+    DecoderError,
+    EncodingKind,
+    FlowControl,
+    OpCodeOperandKind,
+)
+from iced_x86 import Instruction as IcedInstruction
 
 from icevm.errors import DecodeError, SymbolError
 
@@ -158,40 +174,51 @@ class Kallsyms:
         return f"{s.name}+{address - s.address:#x}{mod}"
 
 
-# ------------------------------------------------------------------ x86-64 length decoding
+# ------------------------------------------------------------------------- x86-64 decoding
 
+#: iced-x86's codes of the branches that matter here (64-bit mode, rel32 forms).
+_CALL_REL32 = Code.CALL_REL32_64
+_JMP_REL32 = Code.JMP_REL32_64
+_JCC_REL32 = frozenset({Code.JO_REL32_64, Code.JNO_REL32_64, Code.JB_REL32_64,
+                        Code.JAE_REL32_64, Code.JE_REL32_64, Code.JNE_REL32_64,
+                        Code.JBE_REL32_64, Code.JA_REL32_64, Code.JS_REL32_64,
+                        Code.JNS_REL32_64, Code.JP_REL32_64, Code.JNP_REL32_64,
+                        Code.JL_REL32_64, Code.JGE_REL32_64, Code.JLE_REL32_64,
+                        Code.JG_REL32_64})
+
+
+#: Operand kinds (iced-x86's ``OpCodeOperandKind`` names) encoded in a ModRM byte.
+_MODRM_KINDS = frozenset(
+    getattr(OpCodeOperandKind, n) for n in dir(OpCodeOperandKind)
+    if n.isupper() and n != "MEM_OFFS" and
+    ("_REG" in n or "_RM" in n or "MEM" in n or n.endswith("_OR_MEM")))
+_HAS_MODRM: dict[int, bool] = {}
 _LEGACY_PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
 
 
-def _set(*items: int | range) -> frozenset[int]:
-    out: set[int] = set()
-    for it in items:
-        out.update(it if isinstance(it, range) else (it,))
-    return frozenset(out)
-
-
-_ALU = [b + i for b in range(0x00, 0x40, 8) for i in range(4)]  # 00-03, 08-0b, ... 38-3b
-_MODRM_1 = _set(*_ALU, 0x62, 0x63, 0x69, 0x6B, range(0x80, 0x90), 0xC0, 0xC1, 0xC4, 0xC5, 0xC6,
-                0xC7, range(0xD0, 0xD4), range(0xD8, 0xE0), 0xF6, 0xF7, 0xFE, 0xFF)
-_IMM8_1 = _set(*(b + 4 for b in range(0x00, 0x40, 8)), 0x6A, 0x6B, range(0x70, 0x80), 0x80, 0x82,
-               0x83, 0xA8, range(0xB0, 0xB8), 0xC0, 0xC1, 0xC6, 0xCD, 0xD4, 0xD5,
-               range(0xE0, 0xE8), 0xEB)
-_IMMZ_1 = _set(*(b + 5 for b in range(0x00, 0x40, 8)), 0x68, 0x69, 0x81, 0xA9, 0xC7)
-_REL32_1 = _set(0xE8, 0xE9)
-_NO_MODRM_2 = _set(0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0A, 0x0B, 0x0C, 0x0E, range(0x30, 0x38),
-                   0x77, range(0x80, 0x90), 0xA0, 0xA1, 0xA2, 0xA8, 0xA9, 0xAA, range(0xC8, 0xD0))
-_IMM8_2 = _set(0x0F, 0x70, 0x71, 0x72, 0x73, 0xA4, 0xAC, 0xBA, 0xC2, 0xC4, 0xC5, 0xC6)
+def _has_modrm(insn: IcedInstruction) -> bool:
+    code = insn.code
+    got = _HAS_MODRM.get(code)
+    if got is None:
+        info = insn.op_code()
+        got = info.is_group or any(k in _MODRM_KINDS for k in info.op_kinds())
+        _HAS_MODRM[code] = got
+    return got
 
 
 @dataclass(frozen=True)
 class Instruction:
-    """One decoded instruction: where it is, how long, and enough to recognise branches."""
+    """One decoded instruction: where it is, how long, and enough to recognise branches; plus
+    its opcode map (0: one-byte, 1: ``0F``, 2: ``0F38``, 3: ``0F3A``; VEX/EVEX: their map), its
+    last opcode byte and its ModRM byte (None without one), for callers that look at operands."""
 
     offset: int
     length: int
-    opmap: int  # 0: one-byte map, 1: 0F, 2: 0F38, 3: 0F3A (VEX/EVEX: their map)
-    opcode: int
-    modrm: int | None
+    code: int  # iced-x86's ``Code`` (which instruction and operand form)
+    flow: int  # iced-x86's ``FlowControl``
+    opmap: int = 0
+    opcode: int = 0
+    modrm: int | None = None
 
     @property
     def end(self) -> int:
@@ -199,151 +226,66 @@ class Instruction:
 
     @property
     def is_call_rel32(self) -> bool:
-        return self.opmap == 0 and self.opcode == 0xE8
+        return self.code == _CALL_REL32
 
     @property
     def is_jmp_rel32(self) -> bool:
-        return self.opmap == 0 and self.opcode == 0xE9
+        return self.code == _JMP_REL32
 
     @property
     def is_jcc_rel32(self) -> bool:
-        return self.opmap == 1 and 0x80 <= self.opcode <= 0x8F
+        return self.code in _JCC_REL32
 
     @property
     def is_indirect_call(self) -> bool:
-        return (self.opmap == 0 and self.opcode == 0xFF and self.modrm is not None
-                and (self.modrm >> 3) & 7 in (2, 3))
+        return self.flow == FlowControl.INDIRECT_CALL
 
     @property
     def is_indirect_jmp(self) -> bool:
-        return (self.opmap == 0 and self.opcode == 0xFF and self.modrm is not None
-                and (self.modrm >> 3) & 7 in (4, 5))
+        return self.flow == FlowControl.INDIRECT_BRANCH
 
 
-def _modrm_len(code: bytes | memoryview, i: int) -> int:
-    m = code[i]
-    mod, rm = m >> 6, m & 7
-    if mod == 3:
-        return 1
-    n = 1
-    if rm == 4:
-        sib = code[i + 1]
-        n += 1
-        if mod == 0 and sib & 7 == 5:
-            n += 4
-    elif mod == 0 and rm == 5:
-        n += 4  # RIP-relative disp32
-    if mod == 1:
-        n += 1
-    elif mod == 2:
-        n += 4
-    return n
+def _instruction(insn: IcedInstruction, offset: int, decoder: Decoder, raw: bytes,
+                 base: int) -> Instruction:
+    if insn.code == Code.INVALID:
+        if decoder.last_error == DecoderError.NO_MORE_BYTES:
+            raise DecodeError(f"instruction at {offset:#x} runs past the end of the code")
+        raise DecodeError(f"bytes at {offset:#x} are not an x86-64 instruction")
+    info = insn.op_code()
+    i = offset - base
+    while raw[i] in _LEGACY_PREFIXES or 0x40 <= raw[i] <= 0x4F:
+        i += 1
+    if info.encoding != EncodingKind.LEGACY:
+        i += {0xC5: 2, 0xC4: 3, 0x62: 4, 0x8F: 3}.get(raw[i], 0)  # VEX, EVEX, XOP
+    else:
+        i += (0, 1, 2, 2)[int(info.table)] if int(info.table) <= 3 else 0  # 0F, 0F38, 0F3A
+    # a ModRM byte, or a second opcode byte in its place (endbr64 f3 0f 1e fa, clac 0f 01 ca)
+    modrm = raw[i + 1] if _has_modrm(insn) or info.op_code_len > 1 else None
+    return Instruction(offset, insn.len, insn.code, insn.flow_control, int(info.table),
+                       raw[i], modrm)
 
 
 def decode(code: bytes | memoryview, offset: int) -> Instruction:
-    """Decode the length (and branch kind) of the 64-bit-mode instruction at ``offset``.
+    """Decode the 64-bit-mode instruction at ``offset`` (its length and branch kind).
 
-    Covers what compilers and the kernel's inline assembly emit: legacy/REX prefixes, the
-    one-byte, ``0F``, ``0F38`` and ``0F3A`` maps, VEX and EVEX. Raises :class:`DecodeError` on
-    truncation. Validated against objdump over every function of ``ice.ko`` (tests check that
-    every relocated call lands on a decoded boundary and every function decodes to its end).
+    Raises :class:`DecodeError` on truncation or on bytes that are no instruction.
     """
-    try:
-        return _decode(code, offset)
-    except IndexError:
-        raise DecodeError(f"instruction at {offset:#x} runs past the end of the code") from None
-
-
-def _decode(code: bytes | memoryview, offset: int) -> Instruction:
-    i = offset
-    opsize16 = addr32 = False
-    rex_w = False
-    while True:
-        b = code[i]
-        if b in _LEGACY_PREFIXES:
-            opsize16 |= b == 0x66
-            addr32 |= b == 0x67
-            rex_w = False  # a REX only counts right before the opcode
-            i += 1
-        elif 0x40 <= b <= 0x4F:
-            rex_w = bool(b & 8)
-            i += 1
-        else:
-            break
-    b = code[i]
-    if b in (0xC4, 0xC5, 0x62):  # VEX3, VEX2, EVEX (always, in 64-bit mode)
-        if b == 0xC5:
-            opmap, i = 1, i + 2
-        elif b == 0xC4:
-            opmap, i = code[i + 1] & 0x1F, i + 3
-        else:
-            opmap, i = code[i + 1] & 0x07, i + 4
-        op = code[i]
-        i += 1
-        if opmap == 1 and op == 0x77:  # vzeroupper/vzeroall
-            return Instruction(offset, i - offset, opmap, op, None)
-        modrm = code[i]
-        i += _modrm_len(code, i)
-        if opmap == 3 or (opmap == 1 and op in _IMM8_2):
-            i += 1
-        return Instruction(offset, i - offset, opmap, op, modrm)
-    immz = 2 if opsize16 and not rex_w else 4
-    if b != 0x0F:
-        op = b
-        i += 1
-        modrm_b: int | None = None
-        if op in _MODRM_1:
-            modrm_b = code[i]
-            i += _modrm_len(code, i)
-        if op in _IMM8_1:
-            i += 1
-        if op in _IMMZ_1:
-            i += immz
-        if op in _REL32_1:
-            i += 4
-        elif 0xB8 <= op <= 0xBF:
-            i += 8 if rex_w else immz
-        elif 0xA0 <= op <= 0xA3:
-            i += 4 if addr32 else 8
-        elif op in (0xC2, 0xCA):
-            i += 2
-        elif op == 0xC8:
-            i += 3
-        elif op in (0xF6, 0xF7) and modrm_b is not None and (modrm_b >> 3) & 7 in (0, 1):
-            i += 1 if op == 0xF6 else immz
-        return Instruction(offset, i - offset, 0, op, modrm_b)
-    op = code[i + 1]
-    i += 2
-    if op in (0x38, 0x3A):
-        opmap = 2 if op == 0x38 else 3
-        op = code[i]
-        i += 1
-        modrm = code[i]
-        i += _modrm_len(code, i)
-        if opmap == 3:
-            i += 1
-        return Instruction(offset, i - offset, opmap, op, modrm)
-    modrm_2: int | None = None
-    if op not in _NO_MODRM_2:
-        modrm_2 = code[i]
-        i += _modrm_len(code, i)
-    if op in _IMM8_2:
-        i += 1
-    if 0x80 <= op <= 0x8F:
-        i += 4
-    return Instruction(offset, i - offset, 1, op, modrm_2)
+    data = bytes(code[offset:offset + 15])
+    decoder = Decoder(64, data, ip=offset)
+    return _instruction(decoder.decode(), offset, decoder, data, offset)
 
 
 def decode_range(code: bytes | memoryview, start: int, end: int) -> list[Instruction]:
     """Linear sweep of ``code[start:end]`` (a function: kernel code has no inline data)."""
+    data = bytes(code[start:end])
+    decoder = Decoder(64, data, ip=start)
     out: list[Instruction] = []
     off = start
-    while off < end:
-        insn = decode(code, off)
-        out.append(insn)
-        off = insn.end
+    for insn in decoder:
+        out.append(_instruction(insn, off, decoder, data, start))
+        off += insn.len
     if off != end:
-        raise DecodeError(f"decoding {start:#x}..{end:#x} overran the end by {off - end} bytes")
+        raise DecodeError(f"decoding {start:#x}..{end:#x} stopped {end - off} bytes short")
     return out
 
 
@@ -485,6 +427,8 @@ class ModuleElf:
         self._relocs: dict[int, dict[int, Relocation]] = {}
         self._code: dict[int, bytes] = {}
         self._by_section: dict[int, list[ElfFunction]] = defaultdict(list)
+        self._parts: dict[str, list[ElfFunction]] | None = None  # base name -> its clones
+        self._starts: dict[int, list[int]] = {}  # section -> its functions' offsets
         for fns in self.functions.values():
             for fn in fns:
                 self._by_section[fn.section_index].append(fn)
@@ -516,24 +460,32 @@ class ModuleElf:
     def function_parts(self, name: str) -> list[ElfFunction]:
         """``name`` and the compiler's clones of it (``.cold``, ``.part.N``, ``.constprop.N``,
         ``.isra.N``), sorted by section and offset."""
-        parts: list[ElfFunction] = []
-        for sym, fns in self.functions.items():
-            if sym == name or (sym.startswith(name + ".")
-                               and _CLONE_SUFFIX.fullmatch(sym[len(name):])):
-                parts.extend(fns)
+        if self._parts is None:
+            index: dict[str, list[ElfFunction]] = defaultdict(list)
+            for sym, fns in self.functions.items():
+                index[_CLONE_SUFFIX.sub("", sym)].extend(fns)
+            self._parts = index
+        parts = list(self._parts.get(name, ()))
         if not parts:
             self.function(name)  # raises the explanatory error
         return sorted(parts, key=lambda f: (f.section_index, f.offset))
 
     def function_at(self, section_index: int, offset: int) -> ElfFunction | None:
         """The function whose range holds ``offset`` (or that starts exactly there)."""
-        best: ElfFunction | None = None
-        for fn in self._by_section.get(section_index, []):
-            if fn.offset > offset:
-                break
+        fns = self._by_section.get(section_index, [])
+        starts = self._starts.get(section_index)
+        if starts is None:
+            starts = self._starts[section_index] = [f.offset for f in fns]
+        i = bisect.bisect_right(starts, offset)
+        # the last function starting at or before offset that holds it (or starts there)
+        while i > 0:
+            fn = fns[i - 1]
             if fn.offset == offset or fn.offset <= offset < fn.end:
-                best = fn
-        return best
+                return fn
+            if fn.offset < offset:
+                break  # functions do not overlap: an earlier one ends before this one
+            i -= 1
+        return None
 
     def code(self, section_index: int) -> bytes:
         if section_index not in self._code:
@@ -574,6 +526,14 @@ class ModuleElf:
         for fn in self.function_parts(func):
             out.extend(self._calls_in(fn, include_noise))
         return out
+
+    def every_call_site(self, *, include_noise: bool = False) -> Iterator[CallSite]:
+        """Every call (and tail call) in every function of the module (a symbol that aliases
+        another's code reports the same calls again)."""
+        for fns in self.functions.values():
+            for fn in fns:
+                if fn.size:
+                    yield from self._calls_in(fn, include_noise)
 
     def find_call_sites(self, func: str, callee: str) -> list[CallSite]:
         """The calls in ``func`` (and its clones) to ``callee`` or to what an inline wrapper of

@@ -50,6 +50,7 @@ from icevm.inject.host import (
     parse_errno,
 )
 from icevm.judge import device_run, scenarios, verdicts
+from icevm.judge import sweep as sweeps
 from icevm.judge.scenarios import Scenario
 from icevm.judge.verdicts import EXIT_CODES, Outcome, Verdict
 from icevm.proc import log_path
@@ -167,6 +168,28 @@ def parser() -> argparse.ArgumentParser:
                         help="fail N attempts of the trigger in a row (default 1)")
         _add_fault_vm_options(fp)
     _add_device_fault_parser(fsub)
+    fc = fsub.add_parser(
+        "call", help="fail the N-th pass through one catalogue call site during an operation",
+        description="Restore a guest, fail the N-th pass through a call site of ice.ko (as "
+                    "`icevm sweep` names it: FUNCTION+0xOFFSET) during OP, follow up (the "
+                    "same OP without the fault, rmmod ice) and judge. " + VERDICT_EXIT_HELP)
+    fc.add_argument("--op", choices=sweeps.OPS, default="ifup", help="the operation")
+    where = fc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--site", metavar="FUNC+0xOFF", dest="call_site",
+                       help="the call instruction, e.g. ice_vsi_req_irq_msix+0x6d")
+    where.add_argument("--aq", metavar="OPCODE", default=None,
+                       help="instead: the device answers the N-th admin-queue command of "
+                            "OPCODE (a name such as add_txqs, or a number) with an error")
+    fc.add_argument("--nth", type=int, default=1, metavar="N",
+                    help="which pass through the site fails (1-based, default 1)")
+    how = fc.add_mutually_exclusive_group()
+    how.add_argument("--errno", default=None, metavar="E",
+                     help="return -E (default: the catalogue's result for the callee)")
+    how.add_argument("--null", action="store_true", help="return NULL")
+    fc.add_argument("--err-ptr", action="store_true",
+                    help="with --errno: return ERR_PTR(-E) instead of -E")
+    _add_sweep_vm_options(fc)
+    fc.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
 
     m = sub.add_parser("matrix", help="every vector x {EBUSY,ENOMEM,EINVAL}, rmap and misc",
                        description="Run request-irq at every vector with each errno, rmap, "
@@ -177,6 +200,34 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
                    help="run N scenarios side by side, each on its own VM (default: 1)")
     _add_fault_vm_options(m)
+
+    sw = sub.add_parser(
+        "sweep", help="fail every catalogue call an operation makes, one at a time, and judge",
+        description="Count the failable calls (allocations, IRQ requests, XDP and netdev "
+                    "registrations, ...) OP makes in ice.ko from the saved post-boot state, "
+                    "then fail each (the n-th pass through each site) in its own restored "
+                    "guest, follow up and judge; print the verdicts and the de-duplicated "
+                    "findings with a reproducer each. Exit status: 0 no DRIVER-BUG, 1 "
+                    "DRIVER-BUG findings, 3 HARNESS-ERROR only, 2 bad options.")
+    sw.add_argument("--op", choices=sweeps.OPS, default="ifup", help="the operation")
+    sw.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                    help="N scenarios side by side, each on its own VM (default: 1)")
+    sw.add_argument("--json", metavar="F", default=None, type=Path,
+                    help="write the whole result (count, verdicts, findings) as JSON to F")
+    sw.add_argument("--site", action="append", default=None, metavar="FUNC[+0xOFF]",
+                    help="only this call site (or every site in FUNC); repeatable")
+    sw.add_argument("--callee", action="append", default=None, metavar="NAME",
+                    help="only calls to this callee; repeatable")
+    sw.add_argument("--max-nth", type=int, default=4, metavar="N",
+                    help="fail passes 1..N through each site (default: 4)")
+    sw.add_argument("--count-only", action="store_true",
+                    help="only the counting run: print the calls (with --json F, write the "
+                         "plan that tests/vm/test_sweep_items.py reads from ICEVM_SWEEP_PLAN)")
+    sw.add_argument("--no-aq", action="store_true",
+                    help="leave the admin-queue commands out (catalogue calls only)")
+    sw.add_argument("--no-cache", action="store_true",
+                    help="run every scenario, ignoring and not storing cached verdicts")
+    _add_sweep_vm_options(sw)
 
     sh = sub.add_parser(
         "shell", help="an interactive fault shell on a guest (boots one, or --attach)",
@@ -219,6 +270,29 @@ def _add_fault_vm_options(p: argparse.ArgumentParser) -> None:
                    help="boot every guest instead of restoring the cached post-boot state "
                         "(also ICEVM_SNAPSHOTS=0)")
     p.add_argument("--json", action="store_true", help="the verdict as JSON on stdout")
+
+
+def _add_sweep_vm_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("guest")
+    _add_kernel_option(g)
+    g.add_argument("--guest", choices=paths.GUEST_VARIANTS, default="full", dest="variant",
+                   help="safe or full (default: full)")
+    g.add_argument("--cpus", type=int, default=4, help="guest CPUs (default: 4)")
+    g.add_argument("--module", choices=MODULES, default="stock",
+                   help="the stock Debian ice.ko or the patched one (default: stock)")
+    g.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
+                   help="auto probes KVM and falls back to TCG (default)")
+    g.add_argument("--memory", type=int, default=1024, metavar="MB",
+                   help="guest memory in MB (default: 1024)")
+
+
+def _sweep_config(args: argparse.Namespace) -> sweeps.SweepConfig:
+    cfg = sweeps.SweepConfig(op=args.op, guest=args.variant, cpus=args.cpus,
+                             module=args.module, kernel=args.kernel, accel=args.accel,
+                             memory_mb=args.memory,
+                             max_nth=getattr(args, "max_nth", 4))
+    cfg.validate()
+    return cfg
 
 
 def _vm(args: argparse.Namespace, *, wait_agent: bool = True) -> VM:
@@ -459,9 +533,86 @@ async def cmd_fault_device(args: argparse.Namespace) -> int:
     return int(v.exit_code)
 
 
+async def cmd_fault_call(args: argparse.Namespace) -> int:
+    cfg = _sweep_config(args)
+    elf = await scenarios.module_elf(scenarios.guest_for(cfg.template()).ice_ko)
+    if args.err_ptr and args.errno is None:
+        raise UsageError("--err-ptr needs --errno")
+    if args.aq is not None:
+        if args.errno or args.null or args.err_ptr:
+            raise UsageError("--aq takes no --errno/--null/--err-ptr: the device answers "
+                             f"with AQ error {sweeps.AQ_ERROR}")
+        call = sweeps.make_aq_call(args.aq, args.nth)
+    else:
+        call = sweeps.make_call(elf, args.call_site, args.nth, null=args.null,
+                                err_ptr=args.err_ptr,
+                                errno=parse_errno(args.errno) if args.errno else None)
+    v = await sweeps.run_call(cfg, call, notify=_note)
+    if args.json:
+        print(json.dumps(v.to_json(), indent=2))
+    else:
+        print(f"{call.label}: {v.outcome}: {v.summary}")
+        if v.signature and v.outcome is not Outcome.PASS:
+            print(f"signature: {v.signature}")
+        for line in v.excerpt:
+            print(f"  {line}")
+        if v.run_dir:
+            print(f"record: {v.run_dir}/sweep")
+    return v.exit_code
+
+
+def _sweep_table(res: sweeps.SweepResult) -> str:
+    rows = [("call", "callee", "fails as", "verdict", "signature")]
+    rows += [(f"{v.call.site} #{v.call.nth}", v.call.callee, v.call.result, str(v.outcome)
+              + (" (cached)" if v.cached else ""), v.signature[:90]) for v in res.verdicts]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True))
+                     + "  " + r[4] for r in rows)
+
+
+async def cmd_sweep(args: argparse.Namespace) -> int:
+    cfg = _sweep_config(args)
+    if args.count_only:
+        counted = await sweeps.count(cfg, only_sites=args.site, callees=args.callee,
+                                     aq=not args.no_aq, notify=_note)
+        plan = sweeps.plan_json(cfg, counted)
+        for c in plan["calls"]:
+            print(f"{c['site']} #{c['nth']} {c['callee']} -> {c['result']}")
+        _note(f"{cfg.op}: {counted.calls} catalogue calls, {counted.aq_commands} admin-queue "
+              f"commands; {len(plan['calls'])} scenarios")
+        if args.json is not None:
+            args.json.write_text(json.dumps(plan, indent=2) + "\n")
+        return 0
+    res = await sweeps.sweep(cfg, jobs=args.jobs, only_sites=args.site, callees=args.callee,
+                             use_cache=not args.no_cache, aq=not args.no_aq, notify=_note)
+    print(_sweep_table(res))
+    c = res.counted
+    print(f"\n{cfg.op}: {c.calls} catalogue calls at {len(c.sites)} of {c.catalogue_sites} "
+          f"catalogue sites, {c.aq_commands} admin-queue commands ({len(c.aq)} opcodes); "
+          f"{len(res.verdicts)} scenarios in {res.seconds:.0f} s")
+    for o in Outcome:
+        print(f"  {o}: {sum(v.outcome is o for v in res.verdicts)}")
+    print(f"findings (DRIVER-BUG, by site and signature): {len(res.findings)}")
+    for f in res.findings:
+        nths = ",".join(str(n) for n in f.nths)
+        print(f"\n* {f.site} ({f.callee} -> {f.result}), pass {nths}: {f.signature}")
+        print(f"  {f.summary}")
+        print(f"  reproduce: {f.reproducer}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(res.to_json(), indent=2) + "\n")
+        _note(f"sweep: JSON in {args.json}")
+    if res.findings:
+        return EXIT_CODES[Outcome.DRIVER_BUG]
+    if any(v.outcome is Outcome.HARNESS_ERROR for v in res.verdicts):
+        return EXIT_CODES[Outcome.HARNESS_ERROR]
+    return 0
+
+
 async def cmd_fault(args: argparse.Namespace) -> int:
     if args.site == "device":
         return await cmd_fault_device(args)
+    if args.site == "call":
+        return await cmd_fault_call(args)
     spec = make_spec(args.site, errno=args.errno, vector=getattr(args, "vector", None),
                      times=args.times, guest=args.variant, cpus=args.cpus)
     sc = _scenario_template(args, spec)
@@ -548,7 +699,8 @@ async def _command(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"build": cmd_build, "kernels": cmd_kernels, "boot": cmd_boot, "run": cmd_run,
-            "irqs": cmd_irqs, "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell}
+            "irqs": cmd_irqs, "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell,
+            "sweep": cmd_sweep}
 
 
 async def _main(coro: Coroutine[Any, Any, int]) -> int:
