@@ -14,7 +14,8 @@ ice_ethtool.c) on the emulated e810, the way a healthy E810 passes them.
 * Safe Mode: the driver offers no self-test there (``ice_ethtool_safe_mode_ops`` has no
   ``.self_test``), so ethtool's answer is EOPNOTSUPP, on real hardware as here.
 
-Every wait is for an event (a command's completion, an operstate); none is a duration.
+Every wait is for an event (a command's completion, an operstate); none is a duration. The
+self-test runs on the CPU the misc vector targets (``conftest.self_test_argv`` says why).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from icevm.artifacts import guest_artifacts
 from icevm.errors import BuildError
 from icevm.qemu.vm import VM
 
-from .conftest import restored, until
+from .conftest import restored, self_test_argv, until
 
 pytestmark = [pytest.mark.fidelity, pytest.mark.asyncio(loop_scope="class")]
 
@@ -76,7 +77,7 @@ async def _is(vm: VM, state: str) -> bool:
 async def self_test(vm: VM, mode: str) -> tuple[int, str, dict[str, int]]:
     """``ethtool -t eth0 mode``: (status, output, {test name: result})."""
     await vm.exec(["dmesg", "-c"], check=True)  # read and clear (busybox)
-    r = await vm.exec(["ethtool", "-t", "eth0", mode], timeout=180.0)
+    r = await vm.exec(await self_test_argv(vm, "eth0", mode), timeout=180.0)
     out = r.out + r.err
     results = {m.group(1).strip(): int(m.group(3)) for m in RESULT.finditer(r.out)}
     return r.rc, out, results
