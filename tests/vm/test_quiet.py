@@ -51,7 +51,7 @@ from .test_device_faults import (
     read_int,
 )
 
-pytestmark = [pytest.mark.fidelity, pytest.mark.asyncio]
+pytestmark = [pytest.mark.fidelity]
 
 SHORT_LIST = Path(__file__).with_name("e810-healthy-warnings.toml")
 KERNELS = ("default", "bookworm", "trixie-backports")
@@ -280,6 +280,7 @@ def booted(mode: str, kernel: str) -> VM:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kernel", [
     pytest.param(k, marks=[pytest.mark.kernels] if k != "default" else []) for k in KERNELS])
+@pytest.mark.asyncio
 async def test_healthy_device_quiet_driver(kernel: str, mode: str) -> None:
     entries = short_list()
     async with booted(mode, kernel) as vm:

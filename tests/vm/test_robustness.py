@@ -304,8 +304,12 @@ def icevm(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
      r"vector must be >= 0, not -1"),
     (("matrix", "--errnos", ","), r"matrix: --errnos is empty"),
     (("run", "--kernel", "jessie", "--", "true"), r"unknown kernel 'jessie': use default"),
-    (("fault", "misc", "--module", "patched", "--kernel", "bookworm"),
-     r"--module patched exists for the default kernel only, not bookworm"),
+    (("fault", "misc", "--module", "patched", "--kernel", "/"),
+     r"--module patched needs a Debian kernel; kernel / is your own build"),
+    (("fault", "misc", "--ice-ko", "/nonexistent/ice.ko"),
+     r"--ice-ko /nonexistent/ice\.ko: no such file"),
+    (("fault", "misc", "--ice-ko", "/etc/hostname"),
+     r"--ice-ko /etc/hostname: not a kernel module \(no \.modinfo\)"),
 ])
 def test_bad_fault_specs_are_one_line_usage_errors(args: tuple[str, ...], message: str) -> None:
     r = icevm(*args)
