@@ -21,7 +21,7 @@ def test_peer_is_virtio_net_on_its_own_dgram_pair(tmp_path: Path) -> None:
     assert netdevs[1] == (f"dgram,local.type=unix,local.path={q},remote.type=unix,"
                           f"remote.path={c},id=netpeer")
     assert pairs(argv, "-device")[-1] == (
-        f"virtio-net-pci,id=peer0,netdev=netpeer,mac={DEFAULT_PEER_MAC}")
+        f"virtio-net-pci,id=peer0,netdev=netpeer,mac={DEFAULT_PEER_MAC},romfile=")
     assert {cfg.files.peer_qemu_sock, cfg.files.peer_ctl_sock} <= set(cfg.files.sockets)
 
 
@@ -30,7 +30,7 @@ def test_peer_options_and_device() -> None:
                              peer=PeerConfig(mac="02:00:00:00:00:02", device="e1000e",
                                              options={"x-a": "1,2"})))
     assert pairs(argv, "-device")[-1] == (
-        "e1000e,id=peer0,netdev=netpeer,mac=02:00:00:00:00:02,x-a=1,,2")
+        "e1000e,id=peer0,netdev=netpeer,mac=02:00:00:00:00:02,romfile=,x-a=1,,2")
 
 
 def test_no_peer_no_second_netdev() -> None:

@@ -36,7 +36,7 @@ With ``VMConfig(peer=PeerConfig())`` (the socket backend only) a second NIC, vir
 
       -netdev dgram,local.type=unix,local.path=<run>/peer-qemu.sock,
               remote.type=unix,remote.path=<run>/peer-ctl.sock,id=netpeer
-      -device virtio-net-pci,id=peer0,netdev=netpeer,mac=52:54:00:12:34:57
+      -device virtio-net-pci,id=peer0,netdev=netpeer,mac=52:54:00:12:34:57,romfile=
 
 Two QMP monitors: ``qmp-ctl.sock`` is the controller's own, where *Python* listens and QEMU
 connects as a client (no polling for a socket file, no race with QEMU's start-up, and a QEMU that
@@ -327,7 +327,9 @@ def build_argv(cfg: VMConfig) -> list[str]:
             "-netdev", (f"dgram,local.type=unix,local.path={_unix_path(f.peer_qemu_sock)},"
                         f"remote.type=unix,remote.path={_unix_path(f.peer_ctl_sock)},"
                         "id=netpeer"),
-            "-device", f"{p.device},id={p.id},netdev=netpeer,mac={p.mac}{props}",
+            # No option ROM: qboot boots the kernel directly, and the firmware directory
+            # holds none for virtio.
+            "-device", f"{p.device},id={p.id},netdev=netpeer,mac={p.mac},romfile={props}",
         ]
     if cfg.incoming is not None:
         # Loads the state at start-up, then runs it (no -S): the guest carries on where it
