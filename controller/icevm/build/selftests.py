@@ -359,7 +359,7 @@ class CaseResult:
 
 
 @dataclass
-class TestRun:
+class SelftestRun:
     test: str
     cases: list[CaseResult]
     tap: Path
@@ -403,7 +403,7 @@ def parse_tap(test: str, text: str) -> list[CaseResult]:
     return [CaseResult(test, test, "fail", "no TAP result from the runner")]
 
 
-def junit_xml(runs: list[TestRun]) -> str:
+def junit_xml(runs: list[SelftestRun]) -> str:
     """A JUnit document: one testsuite per test, one testcase per case."""
     out = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
     for r in runs:
@@ -438,7 +438,7 @@ async def run_selftests(
     tests: list[str], *, kernel: Kernel | None = None, cpus: int = 4, accel: str = "auto",
     run_dir: Path | None = None, progress: Progress | None = None,
     on_case: Callable[[CaseResult], None] | None = None,
-) -> tuple[Path, list[TestRun]]:
+) -> tuple[Path, list[SelftestRun]]:
     """Boot the test guest, set up the peer, run ``tests`` (all when empty) one by one through
     ``run_kselftest.sh``; returns the run directory and the results. Under it, ``selftests/``
     holds ``<test>.tap`` and ``<test>.dmesg`` per test, ``results.tap`` and ``junit.xml``."""
@@ -447,7 +447,7 @@ async def run_selftests(
     chosen = check_tests(tests, test_names(g.tests))
     vm = VM(variant="full", kernel=g.vmlinux, initrd=g.initrd, memory_mb=MEMORY_MB, cpus=cpus,
             accel=accel, nic=NicConfig(backend="socket"), peer=PeerConfig(), run_dir=run_dir)
-    runs: list[TestRun] = []
+    runs: list[SelftestRun] = []
     async with vm:
         out = vm.run_dir / "selftests"
         out.mkdir(exist_ok=True)
@@ -471,7 +471,7 @@ async def run_selftests(
             tap, dm = out / f"{stem}.tap", out / f"{stem}.dmesg"
             tap.write_text(res.out)
             dm.write_text(dmesg.out)
-            run = TestRun(t, parse_tap(t, res.out), tap, dm)
+            run = SelftestRun(t, parse_tap(t, res.out), tap, dm)
             runs.append(run)
             for c in run.cases:
                 if on_case is not None:
