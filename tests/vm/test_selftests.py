@@ -29,8 +29,9 @@ NS = f"ip netns exec {peer.NETNS}"
 
 @pytest_asyncio.fixture
 async def guest() -> st.SelftestGuest:
+    g = await st.build_selftest_guest(log=log_path("selftests"))  # builds full if missing
     built("full")  # QEMU with the e810 (or the usual skip naming the make target)
-    return await st.build_selftest_guest(log=log_path("selftests"))
+    return g
 
 
 async def _boot(g: st.SelftestGuest, mtu: int | None = None) -> tuple[VM, str, str]:
@@ -114,6 +115,7 @@ async def test_the_kernel_selftests_against_the_e810() -> None:
     """queues.py, stats.py, ping.py and csum.py run against the e810 with the netns peer:
     every case passes or skips, or fails only for the reason :data:`KNOWN_FAILS` names; the
     run keeps TAP, JUnit and each test's dmesg."""
+    await st.build_selftest_guest(log=log_path("selftests"))
     built("full")
     tests = ["drivers/net/queues.py", "drivers/net/stats.py", "drivers/net/ping.py",
              "drivers/net/hw/csum.py"]
