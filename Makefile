@@ -8,7 +8,8 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 REPORTS := reports
 
-.PHONY: all venv deps qemu qemu-asan guest kernels patched-module build vm-test unit qtest test \
+.PHONY: all venv deps qemu qemu-asan guest kernels patched-module selftest-guest build vm-test \
+        unit qtest test \
         lint bench bench-boot bench-rx clean-build
 
 all: build
@@ -49,6 +50,12 @@ kernels: deps
 patched-module: deps
 	$(VPY) -m icevm.build patched-module
 
+# The guest the kernel's NIC selftests run in (`icevm selftests`, marker `selftests`): the full
+# image plus an add-on archive of python3, iproute2, … and the tests built from the kernel's
+# own linux-source (icevm.build.selftests).
+selftest-guest: guest
+	$(VPY) -m icevm.build.selftests guest
+
 build: qemu guest patched-module
 
 lint: venv
@@ -67,11 +74,11 @@ qtest: build qemu-asan
 	$(QTEST_ASAN) --junitxml=$(REPORTS)/qtest-asan.xml
 
 # The main job: build what is missing, run the VM suite, print its report.
-vm-test: build kernels
+vm-test: build kernels selftest-guest
 	$(PYTEST) tests/vm -rA --junitxml=$(REPORTS)/vm.xml
 
 # Every test: lint, unit, qtest, VM.
-test: lint build qemu-asan kernels
+test: lint build qemu-asan kernels selftest-guest
 	$(PYTEST) tests -rA --junitxml=$(REPORTS)/all.xml
 	$(QTEST_ASAN) --junitxml=$(REPORTS)/qtest-asan.xml
 

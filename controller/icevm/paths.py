@@ -24,6 +24,9 @@ KERNELS_DIR = GUEST_IMAGE_DIR / "kernels"
 #: ``module-build/<kernel>.lock`` (another kernel's) and ``patches/<X.Y>/``. They key the
 #: patched module, not the stock guest images (:func:`guest_key` leaves them out).
 MODULE_BUILD_INPUTS = ("module-build.lock", "module-build", "patches")
+#: The selftest guest's add-on packages: they key that guest (icevm.build.selftests), not the
+#: stock images.
+SELFTEST_INPUTS = ("selftest.lock",)
 STAMP = ".complete"
 GUEST_VARIANTS = ("safe", "full")
 
@@ -92,12 +95,12 @@ def guest_key() -> str:
     The kernel locks (``guest-image/kernels/``) are left out: each keys only its own kernel's
     images (:func:`guest_dir`), so pinning a kernel does not rebuild every other one. So are the
     patched module's inputs (:data:`MODULE_BUILD_INPUTS`): an image carrying that module is keyed
-    by the module's own hash."""
+    by the module's own hash; and the selftest guest's add-on lock, which keys that guest."""
     h = hashlib.sha256()
     for p in sorted(GUEST_IMAGE_DIR.rglob("*")):
         rel = p.relative_to(GUEST_IMAGE_DIR).parts
         if p.is_file() and "__pycache__" not in p.parts and rel[0] != KERNELS_DIR.name \
-                and rel[0] not in MODULE_BUILD_INPUTS:
+                and rel[0] not in (*MODULE_BUILD_INPUTS, *SELFTEST_INPUTS):
             h.update(p.relative_to(GUEST_IMAGE_DIR).as_posix().encode())
             h.update(p.read_bytes())
     for name in ("guest_image.py", "newc.py"):

@@ -30,6 +30,14 @@ directory instead of slirp, the controller holding the other end (:mod:`icevm.ne
       -netdev dgram,local.type=unix,local.path=<run>/net-qemu.sock,
               remote.type=unix,remote.path=<run>/net-ctl.sock,id=net0
 
+With ``VMConfig(peer=PeerConfig())`` (the socket backend only) a second NIC, virtio-net, gets a
+``dgram`` pair of its own, whose other end the controller relays to and from the e810's
+(:mod:`icevm.net.relay`), so the peer's every frame crosses the e810::
+
+      -netdev dgram,local.type=unix,local.path=<run>/peer-qemu.sock,
+              remote.type=unix,remote.path=<run>/peer-ctl.sock,id=netpeer
+      -device virtio-net-pci,id=peer0,netdev=netpeer,mac=52:54:00:12:34:57,romfile=
+
 Two QMP monitors: ``qmp-ctl.sock`` is the controller's own, where *Python* listens and QEMU
 connects as a client (no polling for a socket file, no race with QEMU's start-up, and a QEMU that
 dies before connecting is noticed through its exit status); ``qmp.sock`` is a plain server for a
@@ -85,6 +93,21 @@ class NicConfig:
     id: str = "nic0"
 
 
+DEFAULT_PEER_MAC = "52:54:00:12:34:57"
+
+
+@dataclass(frozen=True)
+class PeerConfig:
+    """A second guest NIC (``virtio-net-pci`` by default) on netdev ``netpeer``, a ``dgram``
+    socket pair the controller relays to the E810's wire; ``options`` are extra ``-device``
+    properties, in order."""
+
+    mac: str = DEFAULT_PEER_MAC
+    device: str = "virtio-net-pci"
+    options: Mapping[str, str] = field(default_factory=dict)
+    id: str = "peer0"
+
+
 @dataclass(frozen=True)
 class RunFiles:
     """The files of one VM inside its run directory."""
@@ -129,9 +152,20 @@ class RunFiles:
         return self.run_dir / "net-ctl.sock"
 
     @property
+    def peer_qemu_sock(self) -> Path:
+        """QEMU's end of the peer NIC's ``dgram`` netdev."""
+        return self.run_dir / "peer-qemu.sock"
+
+    @property
+    def peer_ctl_sock(self) -> Path:
+        """The controller's end of the peer NIC's netdev (bound before QEMU starts)."""
+        return self.run_dir / "peer-ctl.sock"
+
+    @property
     def sockets(self) -> tuple[Path, ...]:
         return (self.qmp_ctl_sock, self.qmp_sock, self.qga_sock, self.gdb_sock,
-                self.net_qemu_sock, self.net_ctl_sock)
+                self.net_qemu_sock, self.net_ctl_sock, self.peer_qemu_sock,
+                self.peer_ctl_sock)
 
 
 @dataclass(frozen=True)
@@ -158,6 +192,8 @@ class VMConfig:
     gdbstub: bool = True
     #: The guest agent's virtio-serial port.
     agent: bool = True
+    #: A peer NIC relayed to the E810 (needs ``nic`` with ``backend="socket"``).
+    peer: PeerConfig | None = None
     #: Appended verbatim at the end.
     extra_args: Sequence[str] = ()
     #: Start from this saved state (a migration stream in a file, :mod:`icevm.qemu.savestate`)
@@ -200,6 +236,9 @@ def validate(cfg: VMConfig) -> None:
         if cfg.nic.backend == "socket" and cfg.nic.netdev != NicConfig.netdev:
             raise UsageError(f"backend='socket' makes its own netdev; netdev={cfg.nic.netdev!r} "
                              "cannot be given with it")
+    if cfg.peer is not None and (cfg.nic is None or cfg.nic.backend != "socket"):
+        raise UsageError("a peer NIC is relayed to the e810's wire: it needs "
+                         "nic=NicConfig(backend='socket')")
     if cfg.incoming is not None and ("," in os.fspath(cfg.incoming)
                                      or not cfg.incoming.is_absolute()):
         # QEMU's file: URI ends at ",offset=": a comma cannot be escaped in it.
@@ -280,6 +319,17 @@ def build_argv(cfg: VMConfig) -> list[str]:
             "-device", "pcie-root-port,id=rp0,chassis=1,slot=1",
             "-netdev", netdev_arg(cfg),
             "-device", f"{n.device},id={n.id},bus=rp0,netdev=net0,mac={n.mac}{props}",
+        ]
+    if cfg.peer is not None:
+        p = cfg.peer
+        props = "".join(f",{k}={opt_value(v)}" for k, v in p.options.items())
+        argv += [
+            "-netdev", (f"dgram,local.type=unix,local.path={_unix_path(f.peer_qemu_sock)},"
+                        f"remote.type=unix,remote.path={_unix_path(f.peer_ctl_sock)},"
+                        "id=netpeer"),
+            # No option ROM: qboot boots the kernel directly, and the firmware directory
+            # holds none for virtio.
+            "-device", f"{p.device},id={p.id},netdev=netpeer,mac={p.mac},romfile={props}",
         ]
     if cfg.incoming is not None:
         # Loads the state at start-up, then runs it (no -S): the guest carries on where it

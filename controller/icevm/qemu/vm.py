@@ -16,6 +16,10 @@
         ...
         frames = (await vm.stop_pcap(pcap)).frames
 
+    async with VM(nic=NicConfig(backend="socket"), peer=PeerConfig()) as vm:
+        ...                                  # the guest's virtio-net peer talks to its e810:
+        vm.relay.to_peer.forwarded           # every frame is relayed through the controller
+
 Lifecycle: a run directory (``~/.cache/icevm/runs/<timestamp>-<pid>``) holds the console log,
 QEMU's own log and the sockets; QEMU runs in its own process group (and dies with this process
 through ``PR_SET_PDEATHSIG``); the controller's QMP connection is made race-free by listening in
@@ -54,15 +58,18 @@ from icevm.guest.console import ConsoleLog
 from icevm.guest.interrupts import Snapshot
 from icevm.net.netdev import Captured, FrameMatch, Responder, SocketNetdev
 from icevm.net.pcap import Pcap, read_pcap
+from icevm.net.relay import Relay
 from icevm.proc import die_with_parent
 from icevm.qemu import accel as accel_mod
-from icevm.qemu.cmdline import NicConfig, RunFiles, VMConfig, build_argv
+from icevm.qemu.cmdline import NicConfig, PeerConfig, RunFiles, VMConfig, build_argv
 
 T = TypeVar("T")
 
 _PANIC = re.compile(r"Kernel panic - not syncing:.*")
 
 DEFAULT_NIC = NicConfig()
+#: Frames the peer NIC's end keeps captured (the relay forwards them all regardless).
+PEER_KEEP = 20_000
 #: What the guest's /init writes to the console once its modules are loaded.
 READY_MARKER = "ICEVM-READY"
 #: The queue-targeted injection command the e810 registers (QAPI schema in qemu-device/).
@@ -139,6 +146,7 @@ class VM:
         incoming: Path | None = None,
         guest_kernel: str | None = None,
         guest_module: Path | None = None,
+        peer: PeerConfig | None = None,
     ) -> None:
         self.variant = variant
         #: Whose guest image boots when ``kernel`` is not given: a ``--kernel`` text
@@ -151,6 +159,8 @@ class VM:
         self.cpus = cpus
         self.memory_mb = memory_mb
         self.nic = nic
+        #: A second NIC whose frames the controller relays to and from the e810's wire.
+        self.peer = peer
         self.iommu = iommu
         self.append = tuple(append)
         self.extra_args = tuple(extra_args)
@@ -183,6 +193,8 @@ class VM:
         self._t0 = 0.0
         self._closed = False
         self._net: SocketNetdev | None = None
+        self._peer_net: SocketNetdev | None = None
+        self._relay: Relay | None = None
         self._pcaps: dict[Path, str] = {}
         self._pcap_seq = 0
         self._qmp_commands: frozenset[str] | None = None
@@ -259,6 +271,7 @@ class VM:
             qemu=qemu, firmware_dir=fw, kernel=kernel, initrd=initrd, run_dir=run_dir,
             accel=accel, cpus=self.cpus, memory_mb=self.memory_mb, variant=self.variant,
             append=self.append, nic=self.nic, iommu=self.iommu, extra_args=self.extra_args,
+            peer=self.peer,
         )
 
     async def resolve_config(self) -> VMConfig:
@@ -284,6 +297,11 @@ class VM:
                 # QMP is served from QEMU's main loop, so the netdevs exist by now.
                 await self._guard(self._net.connect(), "connecting to QEMU's netdev socket",
                                   QMP_CONNECT_TIMEOUT)
+            if self._peer_net is not None and self._net is not None:
+                await self._guard(self._peer_net.connect(),
+                                  "connecting to QEMU's peer netdev socket", QMP_CONNECT_TIMEOUT)
+                self._relay = Relay(self._net, self._peer_net)
+                self._relay.start()
             self._agent = Agent(self.files.qga_sock)
             if self.config.incoming is not None:
                 await self._guard(self._resume_incoming(), "loading the saved state",
@@ -329,6 +347,9 @@ class VM:
             # Bound before QEMU starts: the guest's first frame already has somewhere to go.
             self._net = SocketNetdev(f.net_ctl_sock, f.net_qemu_sock)
             self._net.open()
+        if self.config.peer is not None:
+            self._peer_net = SocketNetdev(f.peer_ctl_sock, f.peer_qemu_sock, keep=PEER_KEEP)
+            self._peer_net.open()
         (f.run_dir / "cmdline").write_text("\0".join(self.argv) + "\0")
         child_setup = die_with_parent()
         with f.qemu_log.open("ab") as log:
@@ -639,6 +660,21 @@ class VM:
                           'nic=NicConfig(backend="socket")')
         return self._net
 
+    @property
+    def peer_net(self) -> SocketNetdev:
+        """The controller's end of the peer NIC's wire (``peer=PeerConfig()`` only): what the
+        peer sent (``frames``/``wait``), and injection straight into the peer."""
+        if self._peer_net is None:
+            raise VMError("this VM has no peer NIC: start it with peer=PeerConfig()")
+        return self._peer_net
+
+    @property
+    def relay(self) -> Relay:
+        """The relay between the e810's wire and the peer's (counters, pcap)."""
+        if self._relay is None:
+            raise VMError("this VM has no peer NIC relay: start it with peer=PeerConfig()")
+        return self._relay
+
     async def inject(
         self, frames: bytes | Iterable[bytes], stall: float = 30.0, *, flush: bool = False,
     ) -> int:
@@ -793,8 +829,12 @@ class VM:
             if self._exit_task is not None and not self._exit_task.done():
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(asyncio.shield(self._exit_task), 5.0)
+            if self._relay is not None:
+                await self._relay.stop()
             if self._net is not None:
                 self._net.close()
+            if self._peer_net is not None:
+                self._peer_net.close()
             if self.config is not None:
                 for s in self.files.sockets:
                     with contextlib.suppress(FileNotFoundError):

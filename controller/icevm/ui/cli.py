@@ -36,7 +36,7 @@ from icevm.artifacts import (
     kernels,
     module_lock_path,
 )
-from icevm.build import guest_image, module_build
+from icevm.build import guest_image, module_build, selftests
 from icevm.build import qemu as build
 from icevm.errors import IcevmError, UsageError, VMError
 from icevm.inject import device as device_faults
@@ -240,7 +240,41 @@ def parser() -> argparse.ArgumentParser:
     sh.add_argument("--attach", metavar="RUN_DIR", default=None,
                     help="the run directory of a guest `icevm boot` runs (the VM options "
                          "are then ignored)")
+    st = sub.add_parser(
+        "selftests", help="the kernel's own NIC selftests against the e810, with a peer NIC",
+        description="Boots the selftest guest (the full image with python3, iproute2, … and a "
+                    "virtio-net peer whose frames the controller relays through the e810), "
+                    "moves the peer into a network namespace, writes net.config and runs the "
+                    "tests (drivers/net and drivers/net/hw of the guest kernel's own source; "
+                    "all by default) through the kselftest runner. One line per test case; "
+                    "TAP, JUnit and each test's dmesg are kept under <run dir>/selftests/. "
+                    "Exit status: 0 no case failed, 1 one did.")
+    st.add_argument("tests", nargs="*", metavar="TEST",
+                    help="e.g. drivers/net/ping.py drivers/net/hw/csum.py")
+    _add_kernel_option(st)
+    st.add_argument("--cpus", type=int, default=4, help="guest CPUs (default: %(default)s)")
+    st.add_argument("--accel", choices=ACCEL_CHOICES, default="auto",
+                    help="accelerator (default: %(default)s)")
     return p
+
+
+async def cmd_selftests(args: argparse.Namespace) -> int:
+    def progress(msg: str) -> None:
+        _note(msg)
+
+    def on_case(c: selftests.CaseResult) -> None:
+        why = f"  ({c.reason})" if c.reason and c.result != "ok" else ""
+        print(f"{c.result:<5} {c.test} {c.case}{why}", flush=True)
+
+    k = kernel_ref(args.kernel)
+    run_dir, runs = await selftests.run_selftests(
+        args.tests, kernel=k, cpus=args.cpus, accel=args.accel, progress=progress,
+        on_case=on_case)
+    cases = [c for r in runs for c in r.cases]
+    counts = {w: sum(c.result == w for c in cases) for w in ("ok", "fail", "skip")}
+    print(f"{counts['ok']} passed, {counts['fail']} failed, {counts['skip']} skipped "
+          f"(TAP, JUnit, dmesg: {run_dir / 'selftests'})", flush=True)
+    return 1 if counts["fail"] else 0
 
 
 VERDICT_EXIT_HELP = ("Exit status: 0 PASS, 1 DRIVER-BUG, 3 HARNESS-ERROR, 2 bad spec "
@@ -700,7 +734,8 @@ async def _command(args: argparse.Namespace) -> int:
 
 COMMANDS = {"build": cmd_build, "kernels": cmd_kernels, "boot": cmd_boot, "run": cmd_run,
             "irqs": cmd_irqs, "fault": cmd_fault, "matrix": cmd_matrix, "shell": cmd_shell,
-            "sweep": cmd_sweep}
+            "sweep": cmd_sweep,
+            "selftests": cmd_selftests}
 
 
 async def _main(coro: Coroutine[Any, Any, int]) -> int:
