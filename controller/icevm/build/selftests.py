@@ -134,7 +134,7 @@ async def relock(*, log: Path, progress: Progress | None = None) -> list[gi.Lock
 def _source_pin(kernel: Kernel) -> gi.LockedDeb:
     if not kernel.is_default:
         raise BuildError(f"selftests are built for the default kernel only, not {kernel}")
-    return mb.read_module_lock().source
+    return mb.read_module_lock(mb.target(kernel)).source
 
 
 def tests_dir(pin: gi.LockedDeb) -> Path:
@@ -169,7 +169,8 @@ async def build_tests(kernel: Kernel | None = None, *, log: Path,
     if paths.is_complete(final):
         return final
     await ensure_rsync(log)
-    deb = (await gi.fetch_debs([pin], log=log, progress=progress, relock=mb.RELOCK))[pin.name]
+    debs = await gi.fetch_debs([pin], log=log, progress=progress, relock=mb.target(k).relock)
+    deb = debs[pin.name]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
