@@ -398,6 +398,11 @@ async def reproduce(crash: Path, name: str, corpus: Path = fuzz.CORPUS_DIR,
     binary = find_binary()
     with tempfile.TemporaryDirectory(prefix="icevm-repro-") as tmp:
         t = Path(tmp)
+        # once as found (the report: the qtest log's GLib timer warnings would read as
+        # assertions), once with the qtest log the trace is made from
+        rep = t / "report.log"
+        await replay_inputs(binary, [crash], {}, rep, cwd=t)
+        report = rep.read_text(errors="replace")
         qlog = t / "qtest.log"
         with qlog.open("wb") as f:
             proc = await asyncio.create_subprocess_exec(
@@ -405,7 +410,6 @@ async def reproduce(crash: Path, name: str, corpus: Path = fuzz.CORPUS_DIR,
                 stdout=asyncio.subprocess.DEVNULL, stderr=f,
                 env={**os.environ, **fuzz_env(), "QTEST_LOG": "1", "FUZZ_SERIALIZE_QTEST": "1"})
             await proc.wait()
-        report = qlog.read_text(errors="replace")
         trace = t / "trace"
         with trace.open("wb") as f:
             p = await asyncio.create_subprocess_exec(
