@@ -36,6 +36,7 @@ qemu-asan: venv
 # scripts/fuzz-generic runs. Not part of `make test`: CI replays the corpus on qemu/qemu-asan.
 qemu-fuzz: venv
 	$(VPY) -m icevm.build qemu-fuzz
+	$(PYTEST) tests/qtest/test_fuzz_generic.py -q -rfE
 
 # Line coverage of qemu-device/*.c (clang source-based, build-coverage): replays the qtests,
 # the corpus and the fuzzers' corpora, writes reports/coverage/ (table + HTML).
