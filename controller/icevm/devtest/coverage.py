@@ -107,10 +107,15 @@ async def _run(argv: list[str], out: Path | None = None) -> str:
     return so.decode(errors="replace")
 
 
-async def merge(profdirs: list[Path], out: Path) -> Path:
+async def merge(profdirs: list[Path], out: Path, extra: list[Path] | None = None) -> Path:
+    """Merge the raw profiles of ``profdirs`` (and the merged profiles ``extra``) into
+    ``out``; kept as it is when nothing is newer than it."""
     raws = [str(p) for d in profdirs for p in sorted(d.glob("*.profraw")) if p.stat().st_size]
+    raws += [str(p) for p in extra or []]
     if not raws:
         raise BuildError(f"no profiles in {', '.join(map(str, profdirs))}")
+    if out.exists() and all(Path(r).stat().st_mtime < out.stat().st_mtime for r in raws):
+        return out
     listing = out.with_suffix(".list")
     listing.write_text("\n".join(raws) + "\n")
     await _run([llvm_tool("llvm-profdata"), "merge", "-sparse", f"-input-files={listing}",
@@ -154,20 +159,21 @@ async def table(profdata: Path) -> list[FileCov]:
     return sorted(out, key=lambda c: c.name)
 
 
-async def uncovered_lines(profdata: Path, source: str) -> list[int]:
-    """Line numbers of ``hw/net/e810/<source>`` with code that no run reached."""
+async def uncovered_lines(profdata: Path) -> dict[str, list[int]]:
+    """Per device source file, the line numbers with code that no run reached (one export)."""
+    sources = sorted(str(p) for p in (paths.qemu_src_dir() / "hw/net/e810").glob("*.c"))
     text = await _run([llvm_tool("llvm-cov"), "export", f"-instr-profile={profdata}",
-                       "-skip-expansions", "-skip-functions", *await _objects_args(),
-                       str(paths.qemu_src_dir() / "hw/net/e810" / source)])
+                       "-skip-expansions", "-skip-functions", *await _objects_args(), *sources])
     data = json.loads(text)
-    lines: dict[int, bool] = {}
+    out: dict[str, list[int]] = {}
     for f in data["data"][0]["files"]:
+        lines: dict[int, bool] = {}
         for seg in f["segments"]:
-            line, _col, count, has_count, is_entry = seg[0], seg[1], seg[2], seg[3], seg[4]
+            line, count, has_count = seg[0], seg[2], seg[3]
             if has_count:
                 lines[line] = lines.get(line, False) or count > 0
-            del is_entry
-    return sorted(n for n, hit in lines.items() if not hit)
+        out[Path(f["filename"]).name] = sorted(n for n, hit in lines.items() if not hit)
+    return out
 
 
 async def html(profdata: Path, outdir: Path) -> Path:

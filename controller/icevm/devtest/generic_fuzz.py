@@ -224,15 +224,16 @@ def seed_from_qtest_log(cmds: Iterable[str], max_len: int = 1 << 16) -> bytes:
 
 _TRACE = re.compile(r"memory_region_ops_(read|write) .*?addr (0x[0-9a-f]+) value (0x[0-9a-f]+) "
                     r"size (\d+) name '([^']+)'")
-_TRACE_REGIONS = {"e810-mmio": REGION_MMIO, "msix-table": REGION_MSIX_TABLE,
-                  "msix-pba": REGION_MSIX_PBA}
+#: Only BAR0: other devices' MSI-X regions (virtio's) carry the same names in the trace.
+_TRACE_REGIONS = {"e810-mmio": REGION_MMIO}
 
 
 def seed_from_mmio_trace(lines: Iterable[str], max_len: int = 1 << 16) -> bytes:
-    """A generic-fuzz input replaying a real guest's e810 register accesses, from QEMU's
-    ``-trace memory_region_ops_read,memory_region_ops_write`` output (offsets are already
-    region-relative there). The bytes the device DMA'd are not in that trace, so none are
-    replayed: the fuzzer's own DMA patterns take their place."""
+    """A generic-fuzz input replaying a real guest's e810 BAR0 accesses, from QEMU's
+    ``-trace memory_region_ops_read,memory_region_ops_write`` output (guest-physical addresses;
+    BAR0 is size-aligned, so the offset is the address modulo its size). The bytes the device
+    DMA'd are not in that trace, so none are replayed: the fuzzer's own DMA patterns take their
+    place."""
     inp = Input()
     size = 0
     for line in lines:
@@ -242,6 +243,7 @@ def seed_from_mmio_trace(lines: Iterable[str], max_len: int = 1 << 16) -> bytes:
         kind, off, val, n = m.group(1), _int(m.group(2)), _int(m.group(3)), int(m.group(4))
         if n not in _SIZES:
             continue
+        off &= MMIO_SIZE - 1  # the trace has the guest-physical address; BAR0 is aligned
         reg = _TRACE_REGIONS[m.group(5)]
         if kind == "read":
             inp.read(reg, off, n)
