@@ -8,9 +8,8 @@ VPY    := $(VENV)/bin/python
 PYTEST := $(VPY) -m pytest
 REPORTS := reports
 
-.PHONY: all venv deps qemu qemu-asan guest kernels patched-module selftest-guest build vm-test \
-        unit qtest test \
-        lint bench bench-boot bench-rx clean-build
+.PHONY: all venv deps qemu qemu-asan qemu-fuzz coverage guest kernels patched-module \
+        selftest-guest build vm-test unit qtest test lint bench bench-boot bench-rx clean-build
 
 all: build
 
@@ -31,6 +30,20 @@ qemu: venv
 # scripts/fuzz-device and tests/qtest/test_fuzz.py run.
 qemu-asan: venv
 	$(VPY) -m icevm.build qemu-asan
+
+# QEMU's libFuzzer targets (qemu-fuzz-x86_64, generic-fuzz) with ASan+UBSan, built by Debian's
+# clang-19 (installed by the deps step, as root): a third cached build, build-fuzz, that
+# scripts/fuzz-generic runs. Not part of `make test`: CI replays the corpus on qemu/qemu-asan.
+qemu-fuzz: venv
+	$(VPY) -m icevm.build qemu-fuzz
+	$(PYTEST) tests/qtest/test_fuzz_generic.py -q -rfE
+
+# Line coverage of qemu-device/*.c (clang source-based, build-coverage): replays the qtests,
+# the corpus and the fuzzers' corpora, writes reports/coverage/ (table + HTML).
+# COVERAGE_ARGS: e.g. `--vm` to add one VM-suite run, `--fuzz-corpus DIR`.
+coverage: venv
+	$(VPY) -m icevm.build coverage
+	$(VPY) scripts/fuzz-coverage $(COVERAGE_ARGS)
 
 guest: venv
 	$(VPY) -m icevm.build guest safe full
@@ -58,9 +71,12 @@ selftest-guest: guest
 
 build: qemu guest patched-module
 
+# The scripts have no .py suffix and each is a __main__: mypy takes them one at a time.
 lint: venv
 	$(VPY) -m ruff check controller tests scripts scripts/*
 	$(VPY) -m mypy
+	for f in scripts/*; do head -1 $$f | grep -q python || continue; \
+	    $(VPY) -m mypy --no-error-summary $$f || exit 1; done
 
 unit: venv
 	$(PYTEST) tests/unit -q

@@ -58,6 +58,8 @@ def qemu_src_dir() -> Path:
 
 #: The build trees inside the source tree: the plain build and the ASan+UBSan one.
 QEMU_BUILD, QEMU_ASAN_BUILD = "build", "build-asan"
+#: clang builds: libFuzzer's ``qemu-fuzz-x86_64`` with ASan+UBSan, and the line-coverage build.
+QEMU_FUZZ_BUILD, QEMU_COVERAGE_BUILD = "build-fuzz", "build-coverage"
 
 
 def qemu_build_dir(subdir: str = QEMU_BUILD) -> Path:

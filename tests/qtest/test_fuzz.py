@@ -39,17 +39,27 @@ def asan_target() -> fuzz.Target:
 CORPUS = fuzz.corpus_files()
 
 
+def plain_target() -> fuzz.Target:
+    try:
+        return fuzz.Target.find(asan=False)
+    except BuildError as e:
+        pytest.skip(str(e))
+
+
 @pytest.mark.asyncio
+@pytest.mark.parametrize("build", ["asan", "plain"])
 @pytest.mark.parametrize("trace", CORPUS, ids=[p.stem for p in CORPUS])
-async def test_saved_finding_replays_clean(trace: Path) -> None:
-    """A minimised trace of a bug the fuzzer found (header: seed, what failed) runs to the end
-    on the ASan build with QEMU still answering and nothing on its stderr."""
+async def test_saved_finding_replays_clean(trace: Path, build: str) -> None:
+    """A minimised trace of a bug a fuzzer found (``scripts/fuzz-device`` or libFuzzer's
+    generic-fuzz; header: what failed) runs to the end on the ASan build with QEMU still
+    answering and nothing on its stderr, and on the plain build with QEMU alive."""
     text = trace.read_text()
     assert text.startswith(fuzz.TRACE_MAGIC)
     assert "failure" in fuzz.trace_header(text), "a corpus trace says what it provoked"
     actions = fuzz.parse_trace(text)
     assert actions and actions[0].name == "setup"
-    failure = await fuzz.replay(asan_target(), fuzz.lines_of(actions))
+    target = (asan_target() if build == "asan" else plain_target()).for_trace(text)
+    failure = await fuzz.replay(target, fuzz.lines_of(actions))
     assert failure is None, f"{trace.name} fails again: {failure.signature}\n{failure.detail}"
 
 

@@ -10,9 +10,12 @@ ninja itself is incremental (a change in ``qemu-device/`` rebuilds in seconds).
 
 A second variant, ``make qemu-asan``, builds the same overlaid tree with AddressSanitizer and
 UBSan into its own build directory (``build-asan``) under its own configure stamp and lock, so
-the two never collide; the fuzzer (:mod:`icevm.devtest.fuzz`) runs it.
+the two never collide; the fuzzer (:mod:`icevm.devtest.fuzz`) runs it. Two more variants use
+Debian's clang (:data:`CLANG_DEPS`): ``make qemu-fuzz`` (``build-fuzz``: QEMU's libFuzzer
+``qemu-fuzz-x86_64`` with ASan+UBSan, for :mod:`icevm.devtest.generic_fuzz`) and
+``make coverage``'s build (``build-coverage``: source-based line coverage).
 
-Run as ``python -m icevm.build.qemu {deps,qemu,qemu-asan,guest,all}``.
+Run as ``python -m icevm.build.qemu {deps,qemu,qemu-asan,qemu-fuzz,coverage,guest,all}``.
 """
 
 from __future__ import annotations
@@ -63,6 +66,23 @@ CONFIGURE_ARGS = (
 )
 #: ``make qemu-asan``: the same build plus the sanitizers (QEMU's own meson options).
 ASAN_CONFIGURE_ARGS = (*CONFIGURE_ARGS, "--enable-asan", "--enable-ubsan")
+#: The clang of Debian bookworm the fuzz and coverage builds use (``--enable-fuzzing`` needs
+#: clang's ``-fsanitize=fuzzer``), with its libFuzzer/compiler-rt and llvm-cov/llvm-profdata.
+CLANG_VERSION = "19"
+CLANG_DEPS = (f"clang-{CLANG_VERSION}", f"libclang-rt-{CLANG_VERSION}-dev",
+              f"libfuzzer-{CLANG_VERSION}-dev", f"llvm-{CLANG_VERSION}")
+_CLANG = (f"--cc=clang-{CLANG_VERSION}", f"--cxx=clang++-{CLANG_VERSION}")
+#: ``make qemu-fuzz``: QEMU's libFuzzer targets (``qemu-fuzz-x86_64 --fuzz-target=generic-fuzz``)
+#: with ASan and UBSan, so a fuzzer-found over-read is a crash, not silent corruption. The same
+#: build's ``qemu-system-x86_64`` (the objects are shared: one more link) runs the qtests whose
+#: ``-qtest-log`` become the seed corpus, and replays a finding's trace.
+FUZZ_CONFIGURE_ARGS = (*CONFIGURE_ARGS, *_CLANG, "--enable-fuzzing", "--enable-asan",
+                       "--enable-ubsan")
+#: ``make coverage``: clang source-based line coverage of the same tree, no sanitizers; it builds
+#: both the fuzzer (to replay its corpus) and ``qemu-system-x86_64`` (qtests, the VM suite).
+COVERAGE_CONFIGURE_ARGS = (*CONFIGURE_ARGS, *_CLANG, "--enable-fuzzing",
+                           "--extra-cflags=-fprofile-instr-generate -fcoverage-mapping",
+                           "--extra-ldflags=-fprofile-instr-generate")
 OVERLAY_SKIP = {"qemu-source.lock", "README.md"}
 OVERLAY_DIR = Path("hw/net/e810")
 CONFIG_STAMP = ".icevm-configured"
@@ -79,10 +99,10 @@ def _lock() -> dict[str, dict[str, object]]:
 
 # --------------------------------------------------------------------------- host dependencies
 
-def missing_build_deps() -> list[str]:
-    """The packages of :data:`BUILD_DEPS` that dpkg does not list as installed."""
+def missing_build_deps(extra: tuple[str, ...] = ()) -> list[str]:
+    """The packages of :data:`BUILD_DEPS` (and ``extra``) that dpkg does not list as installed."""
     missing = []
-    for pkg in BUILD_DEPS:
+    for pkg in (*BUILD_DEPS, *extra):
         r = _dpkg_status(pkg)
         if "install ok installed" not in r:
             missing.append(pkg)
@@ -97,9 +117,11 @@ def _dpkg_status(pkg: str) -> str:
     return r.stdout
 
 
-async def ensure_build_deps(progress: Progress | None = None) -> None:
-    """Install missing host build dependencies when root; otherwise say the exact command."""
-    missing = missing_build_deps()
+async def ensure_build_deps(progress: Progress | None = None,
+                            extra: tuple[str, ...] = ()) -> None:
+    """Install missing host build dependencies (and ``extra``, e.g. :data:`CLANG_DEPS`) when
+    root; otherwise say the exact command."""
+    missing = missing_build_deps(extra)
     if not missing:
         return
     cmd = "apt-get install -y " + " ".join(missing)
@@ -281,17 +303,26 @@ class QemuVariant:
     build_subdir: str
     configure_args: tuple[str, ...]
     what: str
+    targets: tuple[str, ...] = ("qemu-system-x86_64",)  # ninja targets; the first is binary()
+    deps: tuple[str, ...] = ()  # host packages beyond BUILD_DEPS
 
     def build_dir(self) -> Path:
         return paths.qemu_build_dir(self.build_subdir)
 
     def binary(self) -> Path:
-        return paths.qemu_binary(self.build_subdir)
+        return self.build_dir() / self.targets[0]
 
 
 PLAIN = QemuVariant("qemu", paths.QEMU_BUILD, CONFIGURE_ARGS, "x86_64-softmmu, TCG+KVM, slirp")
 ASAN = QemuVariant("qemu-asan", paths.QEMU_ASAN_BUILD, ASAN_CONFIGURE_ARGS,
                    "x86_64-softmmu with AddressSanitizer and UBSan")
+FUZZ = QemuVariant("qemu-fuzz", paths.QEMU_FUZZ_BUILD, FUZZ_CONFIGURE_ARGS,
+                   f"libFuzzer targets, clang-{CLANG_VERSION}, ASan and UBSan",
+                   targets=("qemu-fuzz-x86_64", "qemu-system-x86_64"), deps=CLANG_DEPS)
+COVERAGE = QemuVariant("coverage", paths.QEMU_COVERAGE_BUILD, COVERAGE_CONFIGURE_ARGS,
+                       f"clang-{CLANG_VERSION} source-based coverage",
+                       targets=("qemu-system-x86_64", "qemu-fuzz-x86_64"), deps=CLANG_DEPS)
+VARIANTS = {v.name: v for v in (PLAIN, ASAN, FUZZ, COVERAGE)}
 
 
 def _configure_key(py: Path, args: tuple[str, ...] = CONFIGURE_ARGS) -> str:
@@ -339,7 +370,7 @@ async def build_qemu(progress: Progress | None = None, jobs: int | None = None,
     The shared source tree is unpacked and overlaid under the ``qemu-src`` lock (held only for
     that); configure and ninja run under the variant's own lock in its own build directory.
     """
-    await ensure_build_deps(progress)
+    await ensure_build_deps(progress, variant.deps)
     py = await ensure_tools_venv(progress)
     async with _build_lock("qemu-src", progress):
         src = await fetch_qemu_source(progress)
@@ -348,7 +379,7 @@ async def build_qemu(progress: Progress | None = None, jobs: int | None = None,
         build = await configure(src, py, progress, variant)
         say(progress, f"compiling QEMU ({variant.name}, ninja)")
         n = jobs or os.cpu_count() or 2
-        await run(["ninja", "-C", build, f"-j{n}", "qemu-system-x86_64"],
+        await run(["ninja", "-C", build, f"-j{n}", *variant.targets],
                   log=log_path(f"{variant.name}-build"), what=f"QEMU build ({variant.name}, ninja)")
         await fetch_firmware(progress)
     return variant.binary()
@@ -401,8 +432,8 @@ async def build_all(progress: Progress | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``deps``, ``qemu``, ``qemu-asan``, ``guest [VARIANT…] [--kernel K[,K…]] [--repin]``,
-    ``all``."""
+    """``deps [--clang]``, ``qemu``, ``qemu-asan``, ``qemu-fuzz``, ``coverage``,
+    ``guest [VARIANT…] [--kernel K[,K…]] [--repin]``, ``all``."""
     args = list(sys.argv[1:] if argv is None else argv)
     kernels: list[Kernel | None] = [None]
     repin = "--repin" in args
@@ -426,11 +457,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if what == "deps":
-            asyncio.run(ensure_build_deps(say))
-        elif what == "qemu":
-            print(asyncio.run(build_qemu(say)))
-        elif what == "qemu-asan":
-            print(asyncio.run(build_qemu(say, variant=ASAN)))
+            asyncio.run(ensure_build_deps(say, CLANG_DEPS if "--clang" in args else ()))
+        elif what in VARIANTS:
+            print(asyncio.run(build_qemu(say, variant=VARIANTS[what])))
         elif what == "guest":
             for k in kernels:
                 for v in args[1:] or list(paths.GUEST_VARIANTS):
@@ -439,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         elif what == "all":
             asyncio.run(build_all(say))
         else:
-            print(f"icevm build: unknown target {what!r} (deps, qemu, qemu-asan, guest, all)",
+            print(f"icevm build: unknown target {what!r} "
+                  f"(deps, {', '.join(VARIANTS)}, guest, all)",
                   file=sys.stderr)
             return 2
     except BuildError as e:

@@ -189,6 +189,9 @@ class Target:
     env: dict[str, str]
     asan: bool
     timeout: float = 5.0  # per qtest command and per watchdog ping
+    #: a slirp backend behind the e810: the machine of QEMU's generic-fuzz
+    #: (:mod:`icevm.devtest.generic_fuzz`), whose findings replay on it
+    netdev: bool = False
 
     @classmethod
     def find(cls, asan: bool, timeout: float = 5.0) -> Target:
@@ -201,10 +204,18 @@ class Target:
                    timeout * (3 if asan else 1))
 
     def args(self, qmp_sock: Path) -> list[str]:
+        net = ["-netdev", "user,id=n0,restrict=on"] if self.netdev else []
+        nd = ",netdev=n0" if self.netdev else ""
         return ["-machine", "q35", "-m", str(RAM_SIZE >> 20), "-bios",
-                str(self.firmware / "qboot.rom"), "-L", str(self.firmware),
-                "-device", f"e810,id=nic0,mac={MAC},msix-vectors={MSIX_VECTORS}",
+                str(self.firmware / "qboot.rom"), "-L", str(self.firmware), *net,
+                "-device", f"e810,id=nic0{nd},mac={MAC},msix-vectors={MSIX_VECTORS}",
                 "-qmp", f"unix:{qmp_sock},server=on,wait=off"]
+
+    def for_trace(self, text: str) -> Target:
+        """This target, on the machine the trace was recorded on (its ``machine:`` header)."""
+        if trace_header(text).get("machine", "").startswith("generic-fuzz"):
+            return dataclasses.replace(self, netdev=True)
+        return self
 
 
 class FuzzSession:
@@ -1186,8 +1197,9 @@ async def save_finding(target: Target, opts: FuzzOptions, sess_seed: int, setup:
 
 async def replay_file(path: Path, asan: bool = True, cmd_timeout: float = 5.0
                       ) -> Failure | None:
-    target = Target.find(asan, cmd_timeout)
-    return await replay(target, lines_of(parse_trace(path.read_text())))
+    text = path.read_text()
+    target = Target.find(asan, cmd_timeout).for_trace(text)
+    return await replay(target, lines_of(parse_trace(text)))
 
 
 def write_report(result: FuzzResult, path: Path, extra: dict[str, Any] | None = None) -> None:

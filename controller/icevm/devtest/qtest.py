@@ -74,6 +74,21 @@ def report_excerpt(text: str, start: int, n: int = 60) -> str:
     return "\n".join(text[start:].splitlines()[:n])
 
 
+#: A directory where every QEMU started here writes its ``-qtest-log`` (one file each): what
+#: :mod:`icevm.devtest.generic_fuzz` turns into libFuzzer seeds. Unset: ``/dev/null``.
+QTEST_LOG_DIR_ENV = "ICEVM_QTEST_LOG_DIR"
+
+
+def _qtest_log() -> Path:
+    d = os.environ.get(QTEST_LOG_DIR_ENV)
+    if not d:
+        return Path("/dev/null")
+    Path(d).mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix="qtest-", suffix=".log", dir=d)
+    os.close(fd)
+    return Path(name)
+
+
 class QTest:
     """One QEMU process under ``-accel qtest`` with a qtest socket and its stderr captured."""
 
@@ -121,7 +136,7 @@ class QTest:
                 accepted.set_result((r, w))
 
         server = await asyncio.start_unix_server(on_conn, path=str(sock), limit=1 << 24)
-        argv = [str(self.qemu), "-qtest", f"unix:{sock}", "-qtest-log", "/dev/null",
+        argv = [str(self.qemu), "-qtest", f"unix:{sock}", "-qtest-log", str(_qtest_log()),
                 "-display", "none", "-nodefaults", "-no-user-config", *self.args,
                 "-accel", "qtest"]
         child_setup = die_with_parent()
