@@ -840,6 +840,11 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
                 "every queue vector was freed" if not names else
                 f"{len(names)} queue vector{'s' if len(names) != 1 else ''} leaked after the "
                 f"failed {o.name}", names)
+        if f.rc == 0 and o.unloads and obs.after is not None:
+            ice = obs.after.ice_lines()
+            add("no vector left by the faulted unload", "driver", not ice,
+                "no ice vector" if not ice else f"{len(ice)} ice vector(s) after {o.name}",
+                [obs.after.describe(ln) for ln in ice])
         if f.rc is not None and obs.follow_up_skipped is not None:
             add("follow-up without the fault succeeds", "harness", True, obs.follow_up_skipped)
         elif f.rc is not None:
