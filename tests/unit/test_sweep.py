@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import re
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,29 @@ def test_after_an_oops_the_follow_up_is_not_run_and_the_oops_decides() -> None:
     assert [c.name for c in v.checks if not c.ok] == ["kernel log clean"]
     assert v.signature.startswith("BUG: kernel NULL pointer dereference, address: N < "
                                   "ice_add_vlan_internal")
+
+
+def test_the_rebuild_wait_ends_on_the_pf_vsi_or_a_failure() -> None:
+    done = re.compile(sw.REBUILD_DONE)
+    assert done.search("ice 0000:01:00.0: VSI rebuilt. VSI index 0, type ICE_VSI_PF")
+    assert done.search("ice 0000:01:00.0: Rebuild failed, unload and reload driver")
+    assert not done.search("ice 0000:01:00.0: VSI rebuilt. VSI index 1, type ICE_VSI_CTRL")
+    assert not done.search("ice 0000:01:00.0: rebuilding PF after reset_type=1")
+    [cmd] = sw.OPS["corer"].commands(sw.OPS["corer"].run, "eth0", 4, mark=423)
+    assert "tail -n +423 " in cmd and "{" not in cmd
+    assert sw.OPS["corer"].device == "reset:corer"
+
+
+def test_an_unload_that_leaves_a_vector_is_a_driver_bug() -> None:
+    rmmod = sw.Call("ice_vsi_delete_from_hw+0x26", "__kmalloc_cache_noprof", 1, "null", None)
+    clean = obs(call=rmmod, faulted=sw._Cmd("rmmod ice", 0), after=parse_irq_state(irqs()),
+                follow_up=[sw._Cmd("rmmod ice", 0)])
+    v = sw.judge_call(clean, sw.OPS["rmmod"])
+    assert v.outcome is Outcome.PASS, v.summary
+    assert "no vector left by the faulted unload" in {c.name for c in v.checks if c.ok}
+    left = obs(call=rmmod, faulted=sw._Cmd("rmmod ice", 0),
+               after=parse_irq_state(irqs("ice-0000:01:00.0:misc")),
+               follow_up=[sw._Cmd("rmmod ice", 0)])
+    v = sw.judge_call(left, sw.OPS["rmmod"])
+    assert v.outcome is Outcome.DRIVER_BUG and v.signature == "no vector left by the " \
+        "faulted unload", v.summary

@@ -85,3 +85,44 @@ async def test_ifup_sweep_finds_no_leak_with_the_patched_module() -> None:
     assert [v.outcome for v in res.verdicts] == [Outcome.PASS] * 4, \
         [v.summary for v in res.verdicts if v.outcome is not Outcome.PASS]
     assert res.findings == []
+
+
+# ------------------------------------------------------------------------------ corer, rmmod
+
+REBUILD_SITE = "ice_vsi_rebuild+0xc7"  # krealloc of the VSI's Tx ring stats (6.12)
+LIST_BUG = "kernel BUG at lib/list_debug.c:N! < __list_del_entry_valid_or_report.cold < " \
+    "ice_flow_rem_entry"
+
+
+async def test_corer_sweep_fails_a_call_in_the_rebuild() -> None:
+    """The device's core reset drives the driver's rebuild; the counting run traps a call
+    ``ice_vsi_rebuild`` makes, and failing its first pass ends in the stock driver's list
+    corruption (README: Findings)."""
+    cfg = sw.SweepConfig(op="corer", guest="full", cpus=4, max_nth=1)
+    built("full")
+    res = await sw.sweep(cfg, jobs=1, only_sites=[REBUILD_SITE], aq=False, use_cache=False)
+    assert {c.site.name for c in res.counted.sites} == {REBUILD_SITE}, res.counted.to_json()
+    assert "VSI rebuilt" in res.counted.op_result, res.counted.op_result
+    [v] = res.verdicts
+    assert v.call.site == REBUILD_SITE and v.call.result == "NULL"
+    assert v.outcome is Outcome.DRIVER_BUG, v.summary
+    assert v.signature.startswith(LIST_BUG), v.signature
+    assert any("list_del corruption" in ln for ln in v.excerpt), v.excerpt
+
+
+async def test_rmmod_sweep_judges_the_unload_and_the_reload() -> None:
+    """rmmod from up: an allocation and an admin-queue command of the VSI's teardown, each
+    failed once; the follow-up reloads ice and unloads it again, and nothing is left."""
+    cfg = sw.SweepConfig(op="rmmod", guest="full", cpus=4, max_nth=1)
+    built("full")
+    res = await sw.sweep(cfg, jobs=2, only_sites=["ice_vsi_delete_from_hw", "aq:free_vsi"],
+                         use_cache=False)
+    assert [c.site.name for c in res.counted.sites] == ["ice_vsi_delete_from_hw+0x26"]
+    assert [sw.aq_site(a.opcode) for a in res.counted.aq] == ["aq:free_vsi"]
+    assert sorted(v.call.site for v in res.verdicts) == ["aq:free_vsi",
+                                                          "ice_vsi_delete_from_hw+0x26"]
+    for v in res.verdicts:
+        assert v.outcome is Outcome.PASS, (v.call.label, v.summary)
+        ran = {c.name for c in v.checks if c.ok and c.kind == "driver"}
+        assert {"follow-up without the fault succeeds", "nothing left after rmmod",
+                "no vector left by the faulted unload"} <= ran, (v.call.label, ran)

@@ -74,6 +74,9 @@ AQ_FUNCTION = "ice_sq_send_cmd"
 #: ice_aq_err``); the driver turns any code into -EIO and keeps it in ``sq_last_status``.
 AQ_ERROR = 5
 AQ_PREFIX = "aq:"
+#: A bound on the operation in the counting run: a stop at every catalogue site and every
+#: admin-queue command slows it down (``rmmod`` counted: about a minute for 0.5 s unfaulted).
+COUNT_TIMEOUT = 600.0
 
 
 def aq_site(opcode: int) -> str:
@@ -101,11 +104,30 @@ class Op:
     no_vectors_on_failure: bool = False
     #: after the follow-up, the queue vectors must be back, each once
     vectors_after: bool = False
+    #: a device fault (:func:`icevm.inject.device.parse`) armed over QMP right before each
+    #: ``run``; ``{mark}`` in ``run`` is then the first kernel-log line after the arming
+    device: str = ""
+    #: the operation unloads ice: its follow-up is the rmmod that is judged (no second one)
+    unloads: bool = False
     summary: str = ""
 
-    def commands(self, which: Sequence[str] | str, ifname: str, queues: int) -> list[str]:
+    def commands(self, which: Sequence[str] | str, ifname: str, queues: int,
+                 mark: int = 1) -> list[str]:
         items = [which] if isinstance(which, str) else list(which)
-        return [c.replace("{if}", ifname).replace("{q}", str(queues)) for c in items]
+        return [c.replace("{if}", ifname).replace("{q}", str(queues))
+                .replace("{mark}", str(mark)) for c in items]
+
+
+#: The end of a reset's rebuild in the kernel log: the PF's VSI rebuilt (``ice_vsi_rebuild_by_
+#: type``), or one of ``ice_rebuild``'s failures (each unwind ends in "Rebuild failed, unload
+#: and reload driver"; "Error during VSI rebuild" is ``ice_vsi_rebuild_by_type``'s own).
+REBUILD_DONE = r"VSI rebuilt\. VSI index [0-9]+, type (ICE_VSI_)?PF\b|Rebuild failed|" \
+    r"Error during VSI rebuild|Rebuild of main VSI failed again"
+#: A guest command that returns once the rebuild after ``{mark}`` has ended: 0 when the PF's
+#: VSI was rebuilt, 1 when the rebuild failed; it does not return if the rebuild never ends.
+WAIT_REBUILD = (f"until dmesg | tail -n +{{mark}} | grep -qE '{REBUILD_DONE}'; do sleep 0.2; "
+                f"done; dmesg | tail -n +{{mark}} | grep -E '{REBUILD_DONE}' | head -n 1 | "
+                f"grep 'VSI rebuilt'")
 
 
 OPS: dict[str, Op] = {o.name: o for o in (
@@ -126,6 +148,13 @@ OPS: dict[str, Op] = {o.name: o for o in (
     Op("ethtool-K", "ethtool -K {if} rxvlan off", setup=("ip link set {if} up",),
        undo=("ethtool -K {if} rxvlan on",),
        summary="ethtool -K IF rxvlan off (from up: VLAN stripping off)"),
+    # the device signals a core reset as hardware does; the driver's service task rebuilds
+    Op("corer", WAIT_REBUILD, setup=("ip link set {if} up",), device="reset:corer",
+       vectors_after=True, summary="CORER from the device, up to the PF VSI's rebuild (from up)"),
+    # probe is synchronous (register_netdev in ice_probe): the netdev is there when it returns
+    Op("rmmod", "rmmod ice", setup=("ip link set {if} up",),
+       undo=("modprobe ice", "ip link set {if} up"), unloads=True,
+       summary="rmmod ice (from up); the follow-up reloads it and unloads it again"),
 )}
 
 
@@ -320,9 +349,18 @@ class _Session:
         assert self.dev is not None and self.dev.ifname is not None
         return self.dev.ifname
 
-    def cmds(self, which: Sequence[str] | str) -> list[str]:
+    def cmds(self, which: Sequence[str] | str, mark: int = 1) -> list[str]:
         assert self.dev is not None
-        return op(self.cfg.op).commands(which, self.ifname, self.dev.queue_vectors)
+        return op(self.cfg.op).commands(which, self.ifname, self.dev.queue_vectors, mark)
+
+    async def operation(self, timeout: float | None = None) -> _Cmd:  # noqa: ASYNC109
+        """The operation's ``run``: its device fault armed first, if it has one."""
+        o = op(self.cfg.op)
+        if not o.device:
+            return await self.run(self.cmds(o.run)[0], timeout)
+        mark = len(await self.dmesg()) + 1
+        await devfaults.arm(self.vm, devfaults.parse(o.device))
+        return await self.run(self.cmds(o.run, mark)[0], timeout)
 
     async def run(self, command: str, timeout: float | None = None) -> _Cmd:  # noqa: ASYNC109
         try:
@@ -495,7 +533,7 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
                                                        on_call=seen.append, inspect=hooks))
         try:
             await _started(vm, mark, task)
-            result = await s.run(s.cmds(o.run)[0])
+            result = await s.operation(COUNT_TIMEOUT)
         finally:
             err = await _stop(task, stub)
         if err:
@@ -649,7 +687,7 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
                     rax=call.failable.rax()))
             try:
                 await _started(vm, mark, task)
-                obs.faulted = await s.run(s.cmds(o.run)[0])
+                obs.faulted = await s.operation()
             finally:
                 obs.injection_error = await _stop(task, stub)
                 obs.injected = len(injections)
@@ -664,12 +702,11 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
                 obs.after = await s.irqs()
                 for c in s.cmds(o.undo):
                     await s.run(c)
-                for c in s.cmds(o.run):
-                    obs.follow_up.append(await s.run(c))
-                    if not obs.follow_up[-1].ok:
-                        break
+                obs.follow_up.append(await s.operation())
                 obs.recovered = await s.irqs()
-                if scan((await s.dmesg())[dmesg_mark:], kinds=FATAL):
+                if o.unloads:
+                    obs.rmmod = obs.follow_up[-1]  # the follow-up is the rmmod
+                elif scan((await s.dmesg())[dmesg_mark:], kinds=FATAL):
                     # an Oops killed a task that may hold RTNL: rmmod would only hang
                     obs.rmmod_skipped = "not run: the kernel oopsed"
                 else:
@@ -803,6 +840,11 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
                 "every queue vector was freed" if not names else
                 f"{len(names)} queue vector{'s' if len(names) != 1 else ''} leaked after the "
                 f"failed {o.name}", names)
+        if f.rc == 0 and o.unloads and obs.after is not None:
+            ice = obs.after.ice_lines()
+            add("no vector left by the faulted unload", "driver", not ice,
+                "no ice vector" if not ice else f"{len(ice)} ice vector(s) after {o.name}",
+                [obs.after.describe(ln) for ln in ice])
         if f.rc is not None and obs.follow_up_skipped is not None:
             add("follow-up without the fault succeeds", "harness", True, obs.follow_up_skipped)
         elif f.rc is not None:
