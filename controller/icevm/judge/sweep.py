@@ -149,8 +149,14 @@ OPS: dict[str, Op] = {o.name: o for o in (
        undo=("ethtool -K {if} rxvlan on",),
        summary="ethtool -K IF rxvlan off (from up: VLAN stripping off)"),
     # the device signals a core reset as hardware does; the driver's service task rebuilds
+    # A rebuild that gave up says "Rebuild failed, unload and reload driver" and sets
+    # ICE_NEEDS_RESTART: by design no later reset is rebuilt until the driver is reloaded, so
+    # the follow-up (a CORER that must be rebuilt) comes after the reload the driver asks for.
     Op("corer", WAIT_REBUILD, setup=("ip link set {if} up",), device="reset:corer",
-       vectors_after=True, summary="CORER from the device, up to the PF VSI's rebuild (from up)"),
+       undo=("if dmesg | grep -q 'unload and reload driver'; then rmmod ice && modprobe ice && "
+             "ip link set {if} up; fi",),
+       vectors_after=True, summary="CORER from the device, up to the PF VSI's rebuild (from up); "
+                                   "after a failed rebuild the driver is reloaded first"),
     # probe is synchronous (register_netdev in ice_probe): the netdev is there when it returns
     Op("rmmod", "rmmod ice", setup=("ip link set {if} up",),
        undo=("modprobe ice", "ip link set {if} up"), unloads=True,
