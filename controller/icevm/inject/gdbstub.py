@@ -963,6 +963,19 @@ async def fail_call_site(stub: GdbStub, call_addr: int, call_length: int, errno:
                          ret_addr)
 
 
+async def _next_stop(stub: GdbStub, waiting: str) -> tuple[StopReply, int, dict[str, int]]:
+    """Resume the target and wait for its next stop: the stop, its thread (-1: none named) and
+    that thread's registers; a GdbError when the target exited instead (``waiting``: what for,
+    in that message)."""
+    await stub.resume()
+    stop = await stub.wait_stop()
+    if stop.exited:
+        stub.breakpoints.clear()
+        raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while {waiting}")
+    thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
+    return stop, thread, await stub.read_registers(thread if thread > 0 else None)
+
+
 async def _inject(stub: GdbStub, addr: int, errno: int, times: int, match: Match | None,
                   hardware: bool,
                   on_inject: Callable[[Injection], None] | None,
@@ -979,14 +992,7 @@ async def _inject(stub: GdbStub, addr: int, errno: int, times: int, match: Match
     count = 0
     try:
         while len(done) < times:
-            await stub.resume()
-            stop = await stub.wait_stop()
-            if stop.exited:
-                stub.breakpoints.clear()
-                raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while waiting for "
-                               f"{addr:#x} to be reached")
-            thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
-            regs = await stub.read_registers(thread if thread > 0 else None)
+            stop, thread, regs = await _next_stop(stub, f"waiting for {addr:#x} to be reached")
             if regs.get("rip") != addr:
                 log.info("%s: stop %s at rip=%#x, not at %#x; resuming", stub.name, stop.raw,
                          regs.get("rip", 0), addr)
@@ -1054,13 +1060,8 @@ async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0
         for a in want:
             await stub.insert_breakpoint(a)
         while True:
-            await stub.resume()
-            stop = await stub.wait_stop()
-            if stop.exited:
-                stub.breakpoints.clear()
-                raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while counting")
-            thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
-            rip = await stub.read_register("rip", thread if thread > 0 else None)
+            stop, thread, regs = await _next_stop(stub, "counting")
+            rip = regs.get("rip", 0)
             if (0, rip, 1) not in stub.breakpoints:
                 log.info("%s: stop %s at rip=%#x, not a counted call; resuming", stub.name,
                          stop.raw, rip)
@@ -1069,7 +1070,6 @@ async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0
             detail: str | None = None
             hook = hooks.get(rip)
             if hook is not None:
-                regs = await stub.read_registers(thread if thread > 0 else None)
                 detail = await hook(Hit(stub, thread, hits[rip], regs, 0))
             c = CountedCall(rip, thread, len(calls) + 1, detail)
             calls.append(c)
@@ -1102,14 +1102,7 @@ async def act_at(stub: GdbStub, addr: int, match: Match,
     count = 0
     try:
         while True:
-            await stub.resume()
-            stop = await stub.wait_stop()
-            if stop.exited:
-                stub.breakpoints.clear()
-                raise GdbError(f"{stub.name}: the target exited ({stop.raw}) while waiting for "
-                               f"{addr:#x}")
-            thread = stop.thread if stop.thread is not None and stop.thread > 0 else -1
-            regs = await stub.read_registers(thread if thread > 0 else None)
+            _, thread, regs = await _next_stop(stub, f"waiting for {addr:#x}")
             if regs.get("rip") != addr:
                 continue
             count += 1
