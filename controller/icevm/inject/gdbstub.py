@@ -963,6 +963,37 @@ async def fail_call_site(stub: GdbStub, call_addr: int, call_length: int, errno:
                          ret_addr)
 
 
+async def _release(stub: GdbStub, breakpoints: Iterable[tuple[int, bool]] | None) -> None:
+    """After a wait ended by an error or a cancel: the target running again without
+    ``breakpoints`` ((address, hardware) pairs; None: every one), unless the stub is gone or the
+    target ended. The stub's own errors are swallowed here: the caller re-raises its own."""
+    if stub.closed or stub.exited:
+        return
+    with contextlib.suppress(GdbError):
+        if stub.running:
+            await stub.interrupt()
+        if breakpoints is None:
+            await stub.remove_all_breakpoints()
+        else:
+            for addr, hardware in breakpoints:
+                if ((1 if hardware else 0), addr, 1) in stub.breakpoints:
+                    await stub.remove_breakpoint(addr, hardware=hardware)
+        await stub.resume()
+
+
+async def finish(task: asyncio.Task[Any]) -> GdbError | None:
+    """Cancel ``task`` (an injecting or counting loop) if it still runs and wait for it to end;
+    the GdbError it ended with, if any."""
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await task
+        except GdbError as e:
+            return e
+    return None
+
+
 async def _next_stop(stub: GdbStub, waiting: str) -> tuple[StopReply, int, dict[str, int]]:
     """Resume the target and wait for its next stop: the stop, its thread (-1: none named) and
     that thread's registers; a GdbError when the target exited instead (``waiting``: what for,
@@ -1015,14 +1046,7 @@ async def _inject(stub: GdbStub, addr: int, errno: int, times: int, match: Match
         await stub.resume()
         return done
     except BaseException:
-        with contextlib.suppress(GdbError):
-            if stub.closed or stub.exited:
-                raise
-            if stub.running:
-                await stub.interrupt()
-            if ((1 if hardware else 0), addr, 1) in stub.breakpoints:
-                await stub.remove_breakpoint(addr, hardware=hardware)
-            await stub.resume()
+        await _release(stub, [(addr, hardware)])
         raise
 
 
@@ -1080,13 +1104,7 @@ async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0
             else:
                 await stub.step_over(rip, thread)
     except BaseException:
-        with contextlib.suppress(GdbError):
-            if stub.closed or stub.exited:
-                raise
-            if stub.running:
-                await stub.interrupt()
-            await stub.remove_all_breakpoints()
-            await stub.resume()
+        await _release(stub, None)
         raise
 
 
@@ -1115,12 +1133,5 @@ async def act_at(stub: GdbStub, addr: int, match: Match,
                 return hit
             await stub.step_over(addr, thread)
     except BaseException:
-        with contextlib.suppress(GdbError):
-            if stub.closed or stub.exited:
-                raise
-            if stub.running:
-                await stub.interrupt()
-            if (0, addr, 1) in stub.breakpoints:
-                await stub.remove_breakpoint(addr)
-            await stub.resume()
+        await _release(stub, [(addr, False)])
         raise

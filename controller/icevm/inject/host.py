@@ -41,7 +41,6 @@ injections, or when the scenario disarms it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno as errno_mod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -505,13 +504,9 @@ class ArmedFault:
         task, self._task = self._task, None
         try:
             if task is not None:
-                if not task.done():
-                    task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    try:
-                        await task
-                    except GdbError as e:
-                        self.error = self.error or str(e)
+                err = await gdbstub.finish(task)
+                if err is not None:
+                    self.error = self.error or str(err)
         finally:
             await self.stub.close()
 

@@ -36,7 +36,6 @@ side, and :func:`plan` gives the list a pytest parametrisation spreads over xdis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno as errno_mod
 import hashlib
 import json
@@ -50,7 +49,7 @@ from typing import Any
 
 from icevm import paths
 from icevm.artifacts import GuestArtifacts
-from icevm.errors import GdbError, IcevmError, UsageError, VMError
+from icevm.errors import IcevmError, UsageError, VMError
 from icevm.guest.console import Finding, scan, strip_timestamp
 from icevm.guest.interrupts import IrqState, queue_vector_name
 from icevm.guest.probe import IDENTIFY, IRQ_STATE, Device, parse_identify, parse_irq_state
@@ -403,18 +402,11 @@ async def _started(vm: VM, mark: int, task: asyncio.Task[Any]) -> None:
 
 async def _stop(task: asyncio.Task[Any], stub: gdbstub.GdbStub) -> str | None:
     """Cancel an injecting/counting task, close the stub; the task's error, if it had one."""
-    err: str | None = None
     try:
-        if not task.done():
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            try:
-                await task
-            except GdbError as e:
-                err = str(e)
+        err = await gdbstub.finish(task)
     finally:
         await stub.close()
-    return err
+    return str(err) if err is not None else None
 
 
 # ------------------------------------------------------------------------------ counting
