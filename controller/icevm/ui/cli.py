@@ -350,7 +350,7 @@ async def _ensure_guest(args: argparse.Namespace) -> None:
     if ice_ko is not None:
         if module != "stock":
             raise UsageError("--ice-ko replaces the stock ice.ko: not with --module patched")
-        args.ice_ko = str(check_ice_ko(Path(ice_ko), k))  # a UsageError before anything boots
+        ice_ko = args.ice_ko = str(check_ice_ko(Path(ice_ko), k))  # a UsageError first
     if module == "patched":
         module_lock_path(k)  # a UsageError for a kernel of the user's own, before any build
     if k.is_default and module == "stock" and ice_ko is None:
@@ -364,10 +364,10 @@ async def _ensure_guest(args: argparse.Namespace) -> None:
             await build.build_guest(args.variant, progress, k)
         if module == "patched":
             await module_build.build_for(k, variants=[args.variant], progress=progress)
-        if args.ice_ko is not None:
+        if ice_ko is not None:
             await guest_image.build_guest(
                 args.variant, log=log_path(f"guest-{args.variant}-ice-ko"), progress=progress,
-                module=Path(args.ice_ko), kernel=k)
+                module=Path(ice_ko), kernel=k)
 
 
 # --------------------------------------------------------------------------- commands
