@@ -457,6 +457,8 @@ class CountResult:
     op_result: str
     seconds: float
     aq: list[CountedAq] = field(default_factory=list)
+    #: a loading operation's section bases, as learned at the driver registration
+    bases: dict[str, int] = field(default_factory=dict)
 
     @property
     def aq_commands(self) -> int:
@@ -480,7 +482,9 @@ class CountResult:
                 "aq_commands": self.aq_commands,
                 "aq": [{"site": aq_site(a.opcode), "opcode": f"{a.opcode:#06x}",
                         "hits": a.hits, "first": a.first} for a in self.aq],
-                "op_result": self.op_result, "seconds": round(self.seconds, 1)}
+                "op_result": self.op_result, "seconds": round(self.seconds, 1),
+                **({"bases": {n: f"{b:#x}" for n, b in self.bases.items()}}
+                   if self.bases else {})}
 
 
 def _select(sites: list[FailableSite], only_sites: Sequence[str] | None,
@@ -598,7 +602,7 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
     aqs = sorted((CountedAq(o, n, aq_first[o]) for o, n in aq_hits.items()),
                  key=lambda a: a.first)
     return CountResult(cfg.op, counted, sum(hits.values()), len(every), str(result),
-                       time.monotonic() - t0, aqs)
+                       time.monotonic() - t0, aqs, {n: b.base for n, b in learned.items()})
 
 
 def _check_learned(elf: ModuleElf, learned: dict[str, SectionBase], ks: Any) -> None:
@@ -642,6 +646,7 @@ class CallObservation:
     after_unload: IrqState | None = None
     netdev_after_unload: bool | None = None
     netdev_after_load: bool | None = None
+    netdev_after_faulted: bool | None = None
     kernel_log: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
     error: str | None = None
@@ -824,6 +829,7 @@ async def _follow_load(s: _Session, obs: CallObservation) -> None:
     """The follow-up of a faulted load: unload whatever it left (judged), load without a fault
     (a netdev and ice's vectors must appear), and the usual rmmod after it."""
     obs.after = await s.irqs()
+    obs.netdev_after_faulted = await _has_netdev(s, obs.bdf)
     if (await s.run("test -d /sys/module/ice")).ok:
         obs.unload = await s.run("rmmod ice")
         if obs.unload.rc is None:
@@ -1027,6 +1033,11 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
         outcome, sig = Outcome.PASS, ""
         summary = (f"{o.name} " + ("succeeded" if obs.faulted and obs.faulted.ok else
                                   "failed cleanly") + ", recovered, rmmod clean")
+        if o.loads and obs.faulted is not None:
+            summary = (f"`{obs.faulted.command}` -> {obs.faulted.rc}, "
+                       + ("the device probed" if obs.netdev_after_faulted else
+                          "no netdev (the probe failed)")
+                       + "; cleaned up, reloaded, rmmod clean")
     return CallVerdict(obs.call, outcome, summary, sig, tuple(checks), tuple(excerpt),
                        obs.run_dir, obs.seconds)
 
