@@ -8,6 +8,10 @@ calls itself. For one operation (``ifup``: ``ip link set eth0 up``, …):
    (:func:`icevm.inject.gdbstub.count_calls`); the operation runs; every trap is one call
    (site, callee, order). A site passed ``max_nth`` times stops being counted, so a loop of
    thousands of page allocations costs ``max_nth`` stops.
+   ``probe`` (``modprobe ice``) starts from a guest booted without ice instead: its call
+   sites get their addresses during the load itself, learned where ice registers its PCI
+   driver (:func:`icevm.inject.host.learn_load_bases`), in the counting run and in each
+   scenario.
 2. **Fail each call.** One scenario per (site, n) for n up to what the count saw: a fresh
    restore, a breakpoint at that call instruction only, the n-th pass skipped with the
    catalogue's result (``NULL``, ``-errno``, ``ERR_PTR``), the operation, then the follow-up:
@@ -114,6 +118,9 @@ class Op:
     #: (:func:`icevm.inject.host.learn_load_bases`), and the follow-up unloads what the faulted
     #: load left (judged), loads again (a netdev and ice's vectors must appear) and unloads
     loads: bool = False
+    #: seconds ``run`` may take before it counts as hung (default: the sweep's
+    #: ``command_timeout``)
+    timeout: float | None = None
     summary: str = ""
 
     def commands(self, which: Sequence[str] | str, ifname: str, queues: int,
@@ -163,7 +170,9 @@ OPS: dict[str, Op] = {o.name: o for o in (
        vectors_after=True, summary="CORER from the device, up to the PF VSI's rebuild (from up); "
                                    "after a failed rebuild the driver is reloaded first"),
     # probe is synchronous (register_netdev in ice_probe): the netdev is there when it returns
-    Op("probe", "modprobe ice", loads=True,
+    # a full-mode probe downloads the DDP package (129 admin-queue commands): 1-2 s alone, but
+    # 20-40 s under TCG on a loaded host, more when a failed command makes the driver retry
+    Op("probe", "modprobe ice", loads=True, timeout=180.0,
        summary="modprobe ice (booted without it); the follow-up unloads what it left, loads "
                "ice again (netdev and vectors back) and unloads it"),
     Op("rmmod", "rmmod ice", setup=("ip link set {if} up",),
@@ -380,6 +389,7 @@ class _Session:
     async def operation(self, timeout: float | None = None) -> _Cmd:  # noqa: ASYNC109
         """The operation's ``run``: its device fault armed first, if it has one."""
         o = op(self.cfg.op)
+        timeout = timeout or o.timeout
         if not o.device:
             return await self.run(self.cmds(o.run)[0], timeout)
         mark = len(await self.dmesg()) + 1
