@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from icevm.errors import UsageError
+from icevm.errors import SymbolError, UsageError
 from icevm.guest.console import scan
 from icevm.guest.probe import SYSFS_MARK, parse_irq_state
+from icevm.inject import host as faults
+from icevm.inject.symbols import ModuleElf
 from icevm.judge import sweep as sw
 from icevm.judge.verdicts import COMPLAINTS, Outcome
 
@@ -227,3 +229,111 @@ def test_an_unload_that_leaves_a_vector_is_a_driver_bug() -> None:
     v = sw.judge_call(left, sw.OPS["rmmod"])
     assert v.outcome is Outcome.DRIVER_BUG and v.signature == "no vector left by the " \
         "faulted unload", v.summary
+
+
+# ------------------------------------------------------------------------------ probe
+
+#: Where 6.12's ice.ko was loaded in a full-mode guest (``icevm sweep --op probe --count-only``:
+#: learned at ``__pci_register_driver`` and equal to its kallsyms once loaded).
+TEXT = 0xffffffffc020c000
+UNLIKELY = 0xffffffffc0293c30
+DRIVER = 0xffffffffc02a0760 + 32
+
+
+@pytest.fixture(scope="module")
+def ice(stock_ice_ko: Path) -> ModuleElf:
+    return ModuleElf(stock_ice_ko)
+
+
+def driver_struct(elf: ModuleElf, probe: int, remove: int) -> bytes:
+    """``ice_driver``'s bytes as the loader leaves them: the probe and remove words at the
+    offsets the ELF's relocations name (16 and 24 in 6.12's ``struct pci_driver``)."""
+    _, _, size = elf.object("ice_driver")
+    raw = bytearray(size)
+    fields = {v: k for k, v in elf.pointers_in("ice_driver").items()}
+    for name, value in (("ice_probe", probe), ("ice_remove", remove)):
+        fn = elf.function(name)
+        at = fields[(fn.section, fn.offset)]
+        raw[at:at + 8] = value.to_bytes(8, "little")
+    return bytes(raw)
+
+
+def test_the_driver_struct_points_at_probe_and_remove(ice: ModuleElf) -> None:
+    ptrs = ice.pointers_in("ice_driver")
+    assert ptrs[16] == (".text", ice.function("ice_probe").offset)
+    assert ptrs[24] == (".text", ice.function("ice_remove").offset)
+    layout = ice.core_text_layout()
+    assert layout[".text"] == 0 and layout[".text.unlikely"] == UNLIKELY - TEXT
+    assert ".init.text" not in layout
+
+
+def test_section_bases_from_the_driver_struct(ice: ModuleElf) -> None:
+    probe = TEXT + ice.function("ice_probe").offset
+    remove = TEXT + ice.function("ice_remove").offset
+    bases = faults.bases_from_driver(ice, DRIVER, driver_struct(ice, probe, remove))
+    assert bases[".text"].base == TEXT
+    assert bases[".text.unlikely"].base == UNLIKELY
+    assert bases[".data"].base == DRIVER - ice.object("ice_driver")[1]
+    # a call site in a .cold unwind resolves from the learned base
+    leak = next(s for s in ice.find_call_sites("ice_vsi_req_irq_msix", "devm_free_irq")
+                if s.section == ".text.unlikely")
+    assert bases[leak.section].base + leak.offset > UNLIKELY
+
+
+def test_pointers_that_disagree_are_refused(ice: ModuleElf) -> None:
+    probe = TEXT + ice.function("ice_probe").offset
+    raw = driver_struct(ice, probe, TEXT + 0x1000 + ice.function("ice_remove").offset)
+    with pytest.raises(SymbolError, match="disagree on the text base"):
+        faults.bases_from_driver(ice, DRIVER, raw)
+    with pytest.raises(SymbolError, match="read 8 bytes"):
+        faults.bases_from_driver(ice, DRIVER, raw[:8])
+
+
+MISC = sw.Call("ice_req_irq_msix_misc+0x297", "devm_request_threaded_irq", 1, "errno",
+               errno.EBUSY)
+
+
+def load_obs(**kw: object) -> sw.CallObservation:
+    """A probe whose misc vector failed: modprobe 0, no netdev, ice left loaded."""
+    base: dict[str, object] = dict(
+        call=MISC, ifname=None, queues=0, faulted=sw._Cmd("modprobe ice", 0),
+        after=parse_irq_state(irqs()), netdev_after_faulted=False,
+        unload=sw._Cmd("rmmod ice", 0), after_unload=parse_irq_state(irqs()),
+        netdev_after_unload=False, follow_up=[sw._Cmd("modprobe ice", 0)],
+        recovered=parse_irq_state(irqs("ice-0000:01:00.0:misc")), netdev_after_load=True)
+    base.update(kw)
+    return obs(**base)
+
+
+def test_a_probe_that_fails_cleanly_passes() -> None:
+    v = sw.judge_call(load_obs(), sw.OPS["probe"])
+    assert v.outcome is Outcome.PASS, v.summary
+    assert "no netdev (the probe failed)" in v.summary
+    ran = {c.name for c in v.checks if c.ok}
+    assert {"rmmod after the faulted load", "nothing left after that rmmod",
+            "netdev and vectors after the load", "nothing left after rmmod"} <= ran, ran
+    gone = sw.judge_call(load_obs(faulted=sw._Cmd("modprobe ice", 1, "Cannot allocate memory"),
+                                  unload=None, after_unload=None), sw.OPS["probe"])
+    assert gone.outcome is Outcome.PASS, gone.summary
+    assert "nothing left by the failed load" in {c.name for c in gone.checks if c.ok}
+
+
+def test_what_a_faulted_probe_leaves_is_a_driver_bug() -> None:
+    stuck = sw.judge_call(load_obs(unload=sw._Cmd("rmmod ice", 1, "Resource busy"),
+                                   after_unload=parse_irq_state(irqs("ice-0000:01:00.0:misc")),
+                                   follow_up=[], rmmod=None, after_rmmod=None,
+                                   follow_up_skipped="not run", rmmod_skipped="not run"),
+                          sw.OPS["probe"])
+    assert stuck.outcome is Outcome.DRIVER_BUG
+    assert {c.name for c in stuck.checks if not c.ok} == {
+        "rmmod after the faulted load", "nothing left after that rmmod"}
+    left = sw.judge_call(load_obs(faulted=sw._Cmd("modprobe ice", 1), unload=None,
+                                  after=parse_irq_state(irqs("ice-0000:01:00.0:misc"))),
+                         sw.OPS["probe"])
+    assert left.outcome is Outcome.DRIVER_BUG
+    assert left.signature == "nothing left by the failed load"
+    no_dev = sw.judge_call(load_obs(netdev_after_load=False), sw.OPS["probe"])
+    assert no_dev.outcome is Outcome.DRIVER_BUG
+    assert no_dev.signature == "netdev and vectors after the load"
+    assert sw.judge_call(load_obs(recovered=parse_irq_state(irqs())),
+                         sw.OPS["probe"]).outcome is Outcome.DRIVER_BUG

@@ -126,3 +126,33 @@ async def test_rmmod_sweep_judges_the_unload_and_the_reload() -> None:
         ran = {c.name for c in v.checks if c.ok and c.kind == "driver"}
         assert {"follow-up without the fault succeeds", "nothing left after rmmod",
                 "no vector left by the faulted unload"} <= ran, (v.call.label, ran)
+
+
+# ------------------------------------------------------------------------------ probe
+
+PROBE_PATH = ("ice_probe", "ice_init_dev", "ice_req_irq_msix_misc", "ice_init_hw")
+
+
+async def test_probe_sweep_counts_the_probe_path_and_fails_the_misc_vector_cleanly() -> None:
+    """The guest boots without ice; the counting run learns ice's addresses as it registers its
+    PCI driver and traps the calls of the probe path (filtered to four of its functions, one
+    pass each); failing the misc vector's request is PASS, as for the ``misc`` fault: the probe
+    fails with -EBUSY, nothing is left, ice loads again with its netdev and vectors."""
+    cfg = sw.SweepConfig(op="probe", guest="full", cpus=4, max_nth=1)
+    built("full")
+    counted = await sw.count(cfg, only_sites=list(PROBE_PATH), aq=False)
+    functions = {c.site.site.function for c in counted.sites}
+    assert functions == set(PROBE_PATH), counted.to_json()
+    # the learned bases were checked against kallsyms after the load; .cold unwinds have one
+    assert {".text", ".text.unlikely"} <= set(counted.bases), counted.bases
+    [misc] = [c for c in counted.calls_to_fail(cfg)
+              if c.site.startswith("ice_req_irq_msix_misc+") and c.callee == CALLEE]
+    v = await sw.run_call(cfg, misc)
+    assert v.outcome is Outcome.PASS, v.summary
+    ok = {c.name for c in v.checks if c.ok}
+    assert {"call reached", "rmmod after the faulted load", "nothing left after that rmmod",
+            "netdev and vectors after the load", "nothing left after rmmod"} <= ok, ok
+    assert "no netdev (the probe failed)" in v.summary
+    assert v.run_dir is not None
+    log = (Path(v.run_dir) / "sweep" / "kernel.log").read_text()
+    assert "probe with driver ice failed with error -16" in log

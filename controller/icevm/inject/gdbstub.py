@@ -1135,3 +1135,30 @@ async def act_at(stub: GdbStub, addr: int, match: Match,
     except BaseException:
         await _release(stub, [(addr, False)])
         raise
+
+
+async def stop_at(stub: GdbStub, addr: int, match: Match) -> Hit:
+    """Break at ``addr`` until ``match`` accepts a hit and return it with every vCPU still
+    stopped there and the breakpoint removed: the caller reads what it needs and inserts the
+    breakpoints the code about to run will reach before anything resumes (:func:`count_calls`
+    and :func:`fail_call_site` start from a stopped target without interrupting it). Cancel to
+    give up (the breakpoint is removed and the target resumed)."""
+    if stub.running:
+        await stub.interrupt()
+    await stub.insert_breakpoint(addr)
+    count = 0
+    try:
+        while True:
+            _, thread, regs = await _next_stop(stub, f"waiting for {addr:#x}")
+            if regs.get("rip") != addr:
+                continue
+            count += 1
+            hit = Hit(stub, thread, count, regs,
+                      await stub.read_u64(regs["rsp"], thread if thread > 0 else None))
+            if await _evaluate(match, hit):
+                await stub.remove_breakpoint(addr)
+                return hit
+            await stub.step_over(addr, thread)
+    except BaseException:
+        await _release(stub, [(addr, False)])
+        raise

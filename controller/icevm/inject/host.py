@@ -36,6 +36,20 @@ yet (``misc``), the callee's entry returns at once (:func:`icevm.inject.gdbstub.
 restricted to callers in that function with ``called_from`` when their addresses are known).
 Each attempt of the trigger counts calls afresh; the breakpoint is removed after ``times``
 injections, or when the scenario disarms it.
+
+**ice's addresses during its own load** (:func:`learn_load_bases`, for the sweep's ``probe``):
+a breakpoint on the kernel's ``__pci_register_driver`` (vmlinux, known before ice exists) stops
+the load where ``ice_module_init`` registers ``ice_driver``, before any device is probed. Its
+``rdi`` is ``&ice_driver`` (the check that it is ice's: ``rdx``, the ``KBUILD_MODNAME`` string);
+the struct's words, read through the gdbstub, hold the pointers the loader relocated, and the
+ELF's ``R_X86_64_64`` relocations of ``ice_driver`` say which word is ``ice_probe`` and which
+``ice_remove`` (no ``struct pci_driver`` layout, so no BTF or DWARF, is needed). Both must give
+the same ``.text`` base; the other text sections follow from the loader's layout rule
+(:meth:`~icevm.inject.symbols.ModuleElf.core_text_layout`). This rather than trapping
+``do_init_module`` and reading ``struct module`` (its layout needs the kernel's BTF) or trapping
+every callee's entry in vmlinux and filtering callers (shared with every driver; each call site's
+address still unknown). Calls ``ice_module_init`` makes before the registration (in
+``.init.text``, freed after the load) are not reachable this way.
 """
 
 from __future__ import annotations
@@ -49,7 +63,14 @@ from typing import Any
 
 from icevm.errors import GdbError, SymbolError, UsageError, VMError
 from icevm.inject import gdbstub
-from icevm.inject.symbols import VMLINUX, CallSite, Kallsyms, ModuleElf, RuntimeCallSite
+from icevm.inject.symbols import (
+    VMLINUX,
+    CallSite,
+    Kallsyms,
+    ModuleElf,
+    RuntimeCallSite,
+    SectionBase,
+)
 
 #: The guest variants: Safe Mode caps MSI-X at 2 (misc + one queue vector); in full mode the
 #: driver decides how many queue vectors the PF VSI gets (6.12: one per online CPU; 7.3: fewer),
@@ -278,7 +299,8 @@ ARM_TIMEOUT = 60.0
 
 #: Runtime symbols read from the guest's kallsyms: all of ice's, and the callees in vmlinux
 #: (fixed strings: ``grep -E`` over the ~150,000 lines takes 10 s under TCG, ``-F`` 2 s).
-_KALLSYMS_GREP = ("[ice]", " devm_request_threaded_irq", " irq_cpu_rmap_add")
+_KALLSYMS_GREP = ("[ice]", " devm_request_threaded_irq", " irq_cpu_rmap_add",
+                  " __pci_register_driver")
 
 
 async def read_kallsyms(vm: Any) -> Kallsyms:
@@ -573,3 +595,70 @@ async def arm(vm: Any, spec: FaultSpec, ko: ModuleElf | Path, *, ifname: str | N
         await armed.disarm()
         raise
     return armed
+
+
+# ------------------------------------------------------------------------------ load bases
+
+#: The kernel function ``pci_register_driver(drv)`` expands to: ``(drv, THIS_MODULE,
+#: KBUILD_MODNAME)``.
+PCI_REGISTER = "__pci_register_driver"
+#: ice's ``struct pci_driver`` and the two functions its words must agree on.
+DRIVER_OBJECT = "ice_driver"
+DRIVER_FUNCTIONS = ("ice_probe", "ice_remove")
+
+
+def bases_from_driver(elf: ModuleElf, address: int, raw: bytes, *,
+                      driver: str = DRIVER_OBJECT,
+                      functions: Sequence[str] = DRIVER_FUNCTIONS) -> dict[str, SectionBase]:
+    """The loaded module's section bases from its driver struct: ``address`` is where the
+    struct ``driver`` is (``rdi`` of the registration), ``raw`` its bytes in guest memory. The
+    words the ELF relocates to ``functions`` give the text base, each on its own; they must
+    agree. Returns the text sections (:meth:`ModuleElf.core_text_layout`) and the struct's
+    section; :class:`SymbolError` names the disagreement."""
+    shndx, start, size = elf.object(driver)
+    if len(raw) < size:
+        raise SymbolError(f"{driver}: read {len(raw)} bytes of its {size}")
+    fields = elf.pointers_in(driver)
+    layout = elf.core_text_layout()
+    text: dict[str, int] = {}
+    for name in functions:
+        fn = elf.function(name)
+        at = [off for off, (sec, value) in fields.items()
+              if sec == fn.section and value == fn.offset]
+        if len(at) != 1:
+            raise SymbolError(f"{driver} has {len(at)} pointers to {name} in {elf.path.name}")
+        if fn.section not in layout:
+            raise SymbolError(f"{name} is in {fn.section}, not in the module's core text")
+        word = int.from_bytes(raw[at[0]:at[0] + 8], "little")
+        text[name] = word - fn.offset - layout[fn.section]
+    if len(set(text.values())) != 1:
+        got = ", ".join(f"{n} gives {b:#x}" for n, b in text.items())
+        raise SymbolError(f"{driver} at {address:#x}: its function pointers disagree on the "
+                          f"text base of {elf.name} ({got}): not the same build of the module?")
+    base = next(iter(text.values()))
+    out = {name: SectionBase(name, base + off, len(functions)) for name, off in layout.items()}
+    data = elf.section_names[shndx]
+    out[data] = SectionBase(data, address - start, 1)
+    return out
+
+
+async def learn_load_bases(stub: gdbstub.GdbStub, register: int, elf: ModuleElf
+                           ) -> dict[str, SectionBase]:
+    """Stop the load of ``elf`` where it registers its PCI driver (``register``: the address of
+    :data:`PCI_REGISTER`) and return its section bases (:func:`bases_from_driver`) with the
+    guest still stopped there, so the caller's breakpoints are in before the probe runs.
+    Registrations by other modules are let through. A struct that does not check out is a
+    :class:`GdbError` (the guest resumed): the scenario's HARNESS-ERROR."""
+    want = elf.name.encode() + b"\0"
+
+    async def mine(hit: gdbstub.Hit) -> bool:
+        return await hit.read_memory(hit.arg(2), len(want)) == want
+
+    hit = await gdbstub.stop_at(stub, register, mine)
+    try:
+        _, _, size = elf.object(DRIVER_OBJECT)
+        raw = await hit.read_memory(hit.arg(0), size)
+        return bases_from_driver(elf, hit.arg(0), raw)
+    except SymbolError as e:
+        await stub.resume()
+        raise GdbError(f"learning {elf.name}'s load address at {PCI_REGISTER}: {e}") from None

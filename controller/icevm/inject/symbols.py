@@ -293,6 +293,9 @@ def decode_range(code: bytes | memoryview, start: int, end: int) -> list[Instruc
 
 R_X86_64_PC32 = 2
 R_X86_64_PLT32 = 4
+R_X86_64_64 = 1
+#: ``SHF_ALLOC | SHF_EXECINSTR``: a section the loader places in the module's text.
+_EXEC_ALLOC = 0x2 | 0x4
 _RELOC_NAMES = {R_X86_64_PC32: "R_X86_64_PC32", R_X86_64_PLT32: "R_X86_64_PLT32"}
 
 #: Inline wrappers (never symbols in the binary) and what the compiler really calls.
@@ -613,6 +616,52 @@ class ModuleElf:
             bad = [n for n, d in pairs if d != base]
             name = self.section_names[shndx]
             out[name] = SectionBase(name, base, agreeing, bad)
+        return out
+
+    def object(self, name: str) -> tuple[int, int, int]:
+        """A data object's (section index, offset, size): ``ice_driver`` in ``.data``."""
+        sec = self._elf.get_section_by_name(".symtab")
+        assert isinstance(sec, SymbolTableSection)
+        found = [(s["st_shndx"], s["st_value"], s["st_size"]) for s in sec.get_symbol_by_name(name)
+                 or () if s["st_info"]["type"] == "STT_OBJECT" and isinstance(s["st_shndx"], int)]
+        if len(found) != 1:
+            raise SymbolError(f"{self.path.name} has {len(found)} data objects named {name}")
+        return found[0]
+
+    def pointers_in(self, name: str) -> dict[int, tuple[str, int]]:
+        """The absolute pointers (``R_X86_64_64``) the loader writes into data object ``name``:
+        offset in the object -> (target section, offset in it). ``struct pci_driver``'s
+        ``probe`` is the field whose relocation names ``ice_probe``, with no struct layout (no
+        BTF) needed."""
+        shndx, start, size = self.object(name)
+        out: dict[int, tuple[str, int]] = {}
+        for sec in self._sections:
+            if sec["sh_type"] != "SHT_RELA" or sec["sh_info"] != shndx:
+                continue
+            for r_offset, r_info, r_addend in struct.iter_unpack("<QQq", sec.data()):
+                if r_info & 0xFFFFFFFF != R_X86_64_64 or not start <= r_offset < start + size:
+                    continue
+                _, sym_shndx, value, _ = self._symtab[r_info >> 32]
+                if sym_shndx:
+                    out[r_offset - start] = (self.section_names[sym_shndx], value + r_addend)
+        return out
+
+    def core_text_layout(self) -> dict[str, int]:
+        """Each executable section's offset in the module's core text (``MOD_TEXT``), as the
+        kernel's ``__layout_sections`` (``kernel/module/main.c``) places them: every
+        ``SHF_ALLOC|SHF_EXECINSTR`` section not named ``.init*``, in ELF order, each aligned to
+        its ``sh_addralign`` after the previous one (x86 prepends nothing). So one known base
+        (``.text``'s) gives ``.text.unlikely``'s, where GCC puts the ``.cold`` unwinds."""
+        out: dict[str, int] = {}
+        size = 0
+        for sec in self._sections:
+            flags = sec["sh_flags"]
+            if flags & _EXEC_ALLOC != _EXEC_ALLOC or sec.name.startswith(".init"):
+                continue
+            align = sec["sh_addralign"] or 1
+            off = (size + align - 1) // align * align
+            out[sec.name] = off
+            size = off + sec["sh_size"]
         return out
 
     def resolve(self, sites: Iterable[CallSite], kallsyms: Kallsyms,

@@ -8,6 +8,10 @@ calls itself. For one operation (``ifup``: ``ip link set eth0 up``, …):
    (:func:`icevm.inject.gdbstub.count_calls`); the operation runs; every trap is one call
    (site, callee, order). A site passed ``max_nth`` times stops being counted, so a loop of
    thousands of page allocations costs ``max_nth`` stops.
+   ``probe`` (``modprobe ice``) starts from a guest booted without ice instead: its call
+   sites get their addresses during the load itself, learned where ice registers its PCI
+   driver (:func:`icevm.inject.host.learn_load_bases`), in the counting run and in each
+   scenario.
 2. **Fail each call.** One scenario per (site, n) for n up to what the count saw: a fresh
    restore, a breakpoint at that call instruction only, the n-th pass skipped with the
    catalogue's result (``NULL``, ``-errno``, ``ERR_PTR``), the operation, then the follow-up:
@@ -55,9 +59,10 @@ from icevm.guest.interrupts import IrqState, queue_vector_name
 from icevm.guest.probe import IDENTIFY, IRQ_STATE, Device, parse_identify, parse_irq_state
 from icevm.inject import catalogue, gdbstub
 from icevm.inject import device as devfaults
+from icevm.inject import host as faults
 from icevm.inject.catalogue import Failable, FailableSite
 from icevm.inject.host import FaultSpec
-from icevm.inject.symbols import ModuleElf
+from icevm.inject.symbols import VMLINUX, ModuleElf, SectionBase
 from icevm.judge import scenarios
 from icevm.judge.verdicts import COMPLAINTS, FATAL, MAX_EVIDENCE, NOTABLE, Outcome, brief
 from icevm.qemu import savestate as snapshot
@@ -108,6 +113,14 @@ class Op:
     device: str = ""
     #: the operation unloads ice: its follow-up is the rmmod that is judged (no second one)
     unloads: bool = False
+    #: the operation loads ice: the guest boots without it (:data:`icevm.inject.host.NO_LOAD`),
+    #: ice's addresses are learned at its driver registration
+    #: (:func:`icevm.inject.host.learn_load_bases`), and the follow-up unloads what the faulted
+    #: load left (judged), loads again (a netdev and ice's vectors must appear) and unloads
+    loads: bool = False
+    #: seconds ``run`` may take before it counts as hung (default: the sweep's
+    #: ``command_timeout``)
+    timeout: float | None = None
     summary: str = ""
 
     def commands(self, which: Sequence[str] | str, ifname: str, queues: int,
@@ -157,6 +170,11 @@ OPS: dict[str, Op] = {o.name: o for o in (
        vectors_after=True, summary="CORER from the device, up to the PF VSI's rebuild (from up); "
                                    "after a failed rebuild the driver is reloaded first"),
     # probe is synchronous (register_netdev in ice_probe): the netdev is there when it returns
+    # a full-mode probe downloads the DDP package (129 admin-queue commands): 1-2 s alone, but
+    # 20-40 s under TCG on a loaded host, more when a failed command makes the driver retry
+    Op("probe", "modprobe ice", loads=True, timeout=180.0,
+       summary="modprobe ice (booted without it); the follow-up unloads what it left, loads "
+               "ice again (netdev and vectors back) and unloads it"),
     Op("rmmod", "rmmod ice", setup=("ip link set {if} up",),
        undo=("modprobe ice", "ip link set {if} up"), unloads=True,
        summary="rmmod ice (from up); the follow-up reloads it and unloads it again"),
@@ -309,7 +327,8 @@ async def _aq_opcode(hit: gdbstub.Hit) -> int:
 def _new_vm(cfg: SweepConfig, art: GuestArtifacts, notify: Notify | None) -> VM:
     """The VM ``icevm fault`` starts for a fault at ``ip link set up`` (same saved state)."""
     return VM(variant=cfg.guest, accel=cfg.accel, cpus=cfg.cpus, memory_mb=cfg.memory_mb,
-              iommu=False, append=[], kernel=art.vmlinux, initrd=art.initrd, notify=notify)
+              iommu=False, append=[faults.NO_LOAD] if op(cfg.op).loads else [],
+              kernel=art.vmlinux, initrd=art.initrd, notify=notify)
 
 
 @dataclass
@@ -341,13 +360,21 @@ class _Session:
         self.dev: Device | None = None
 
     async def start(self) -> Device:
-        r = await self.vm.sh(IDENTIFY, 60.0, check=True)
-        dev = parse_identify(r.out)
-        if dev.bdf is None or dev.ifname is None:
+        dev = await self.identify()
+        if op(self.cfg.op).loads:
+            if dev.bdf is None or dev.bound:
+                raise VMError(f"expected an e810 with no driver bound (booted with "
+                              f"{faults.NO_LOAD}), found {dev} (console log: "
+                              f"{self.vm.files.console_log})")
+        elif dev.bdf is None or dev.ifname is None:
             raise VMError(f"no ice netdev in the guest (console log: "
                           f"{self.vm.files.console_log})")
-        self.dev = dev
         return dev
+
+    async def identify(self) -> Device:
+        r = await self.vm.sh(IDENTIFY, 60.0, check=True)
+        self.dev = parse_identify(r.out)
+        return self.dev
 
     @property
     def ifname(self) -> str:
@@ -356,11 +383,13 @@ class _Session:
 
     def cmds(self, which: Sequence[str] | str, mark: int = 1) -> list[str]:
         assert self.dev is not None
-        return op(self.cfg.op).commands(which, self.ifname, self.dev.queue_vectors, mark)
+        return op(self.cfg.op).commands(which, self.dev.ifname or "", self.dev.queue_vectors,
+                                        mark)
 
     async def operation(self, timeout: float | None = None) -> _Cmd:  # noqa: ASYNC109
         """The operation's ``run``: its device fault armed first, if it has one."""
         o = op(self.cfg.op)
+        timeout = timeout or o.timeout
         if not o.device:
             return await self.run(self.cmds(o.run)[0], timeout)
         mark = len(await self.dmesg()) + 1
@@ -438,6 +467,8 @@ class CountResult:
     op_result: str
     seconds: float
     aq: list[CountedAq] = field(default_factory=list)
+    #: a loading operation's section bases, as learned at the driver registration
+    bases: dict[str, int] = field(default_factory=dict)
 
     @property
     def aq_commands(self) -> int:
@@ -461,7 +492,9 @@ class CountResult:
                 "aq_commands": self.aq_commands,
                 "aq": [{"site": aq_site(a.opcode), "opcode": f"{a.opcode:#06x}",
                         "hits": a.hits, "first": a.first} for a in self.aq],
-                "op_result": self.op_result, "seconds": round(self.seconds, 1)}
+                "op_result": self.op_result, "seconds": round(self.seconds, 1),
+                **({"bases": {n: f"{b:#x}" for n, b in self.bases.items()}}
+                   if self.bases else {})}
 
 
 def _select(sites: list[FailableSite], only_sites: Sequence[str] | None,
@@ -514,21 +547,40 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
             if not r.ok:
                 raise VMError(f"setting up {cfg.op}: {r}")
         ks = await scenarios.saved_kallsyms(vm)
-        # .init.text is freed once ice is loaded: its calls (module init) are not reachable
-        loaded = elf.section_bases(ks)
-        sites = [f for f in sites if f.site.section in loaded]
-        rt = elf.resolve([f.site for f in sites], ks)
-        by_addr = {r.address: f for r, f in zip(rt, sites, strict=True)}
+        # .init.text is freed once ice is loaded (and a separate allocation while it loads):
+        # its calls (module init) are not reachable
+        text = elf.core_text_layout()
+        sites = [f for f in sites if f.site.section in text]
+        by_addr: dict[int, FailableSite] = {}
         hooks: dict[int, gdbstub.Inspect] = {}
-        if aq_any:
-            async def opcode(hit: gdbstub.Hit) -> str:
-                return f"{await _aq_opcode(hit):#06x}"
-            hooks[_aq_address(elf, loaded)] = opcode
+
+        async def opcode(hit: gdbstub.Hit) -> str:
+            return f"{await _aq_opcode(hit):#06x}"
+
+        def place(bases: dict[str, SectionBase]) -> None:
+            by_addr.update({bases[f.site.section].base + f.site.offset: f for f in sites})
+            if aq_any:
+                hooks[_aq_address(elf, bases)] = opcode
+
+        learned: dict[str, SectionBase] = {}
+        if not o.loads:
+            loaded = elf.section_bases(ks)
+            sites = [f for f in sites if f.site.section in loaded]
+            elf.resolve([f.site for f in sites], ks)  # checks every base against kallsyms
+            place(loaded)
         seen: list[gdbstub.CountedCall] = []
+
+        async def counting() -> None:
+            if o.loads:
+                learned.update(await faults.learn_load_bases(
+                    stub, ks.address(faults.PCI_REGISTER, VMLINUX), elf))
+                place(learned)
+            await gdbstub.count_calls(stub, by_addr, limit=cfg.max_nth, on_call=seen.append,
+                                      inspect=hooks)
+
         mark = vm.events_mark()
         stub = await _connect(vm)
-        task = asyncio.create_task(gdbstub.count_calls(stub, by_addr, limit=cfg.max_nth,
-                                                       on_call=seen.append, inspect=hooks))
+        task = asyncio.create_task(counting())
         try:
             await _started(vm, mark, task)
             result = await s.operation(COUNT_TIMEOUT)
@@ -538,6 +590,8 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
             raise VMError(f"counting: {err}")
         if not result.ok:
             raise VMError(f"{cfg.op} fails without a fault: {result}")
+        if o.loads:
+            _check_learned(elf, learned, await faults.read_kallsyms(vm))
     finally:
         await vm.close()
     hits: dict[int, int] = {}
@@ -558,7 +612,21 @@ async def count(cfg: SweepConfig, *, only_sites: Sequence[str] | None = None,
     aqs = sorted((CountedAq(o, n, aq_first[o]) for o, n in aq_hits.items()),
                  key=lambda a: a.first)
     return CountResult(cfg.op, counted, sum(hits.values()), len(every), str(result),
-                       time.monotonic() - t0, aqs)
+                       time.monotonic() - t0, aqs, {n: b.base for n, b in learned.items()})
+
+
+def _check_learned(elf: ModuleElf, learned: dict[str, SectionBase], ks: Any) -> None:
+    """The bases learned at the driver registration against the loaded module's kallsyms:
+    every section both know must agree (the layout rule and the struct's reading checked on
+    every counting run)."""
+    if not learned:
+        raise VMError(f"{faults.PCI_REGISTER} was not reached for {elf.name} while loading it")
+    known = elf.section_bases(ks)
+    bad = [f"{n}: {b.base:#x} learned, {known[n].base:#x} in kallsyms"
+           for n, b in learned.items() if n in known and known[n].base != b.base]
+    if bad or ".text" not in known:
+        raise VMError(f"the section bases learned at {faults.PCI_REGISTER} do not match "
+                      f"{elf.name}'s kallsyms: {'; '.join(bad) or 'no .text symbol listed'}")
 
 
 # ------------------------------------------------------------------------------ one call
@@ -582,6 +650,13 @@ class CallObservation:
     follow_up_skipped: str | None = None  # why the follow-up was not run
     after_rmmod: IrqState | None = None
     netdev_after_rmmod: bool | None = None
+    #: a loading operation's: the rmmod of what the faulted load left, what it left behind,
+    #: and whether the unfaulted load after it made a netdev
+    unload: _Cmd | None = None
+    after_unload: IrqState | None = None
+    netdev_after_unload: bool | None = None
+    netdev_after_load: bool | None = None
+    netdev_after_faulted: bool | None = None
     kernel_log: list[str] = field(default_factory=list)
     console: list[str] = field(default_factory=list)
     error: str | None = None
@@ -651,6 +726,9 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
                  if f.site.function == func and f.site.function_offset == off]
         if not found:
             raise UsageError(f"{call.site} is no call to {call.callee} in {elf.path.name}")
+        if found[0].site.section not in elf.core_text_layout():
+            raise UsageError(f"{call.site} is in {found[0].site.section}, which no sweep "
+                             f"reaches (module init; freed after the load)")
     made: list[VM] = []
 
     def factory() -> VM:
@@ -674,15 +752,25 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
             mark = vm.events_mark()
             stub = await _connect(vm)
             injections: list[gdbstub.Injection] = []
-            task: asyncio.Task[Any]
-            if call.is_aq:
-                task = asyncio.create_task(_fail_aq(vm, stub, elf, elf.section_bases(ks), call))
-            else:
-                site = elf.resolve([found[0].site], ks)[0]
-                task = asyncio.create_task(gdbstub.fail_call_site(
-                    stub, site.address, site.site.length, call.errno or 0,
+
+            async def inject() -> None:
+                if o.loads:
+                    bases = await faults.learn_load_bases(
+                        stub, ks.address(faults.PCI_REGISTER, VMLINUX), elf)
+                else:
+                    bases = elf.section_bases(ks)
+                if call.is_aq:
+                    await _fail_aq(vm, stub, elf, bases, call)
+                    return
+                site = found[0].site
+                if not o.loads:
+                    elf.resolve([site], ks)  # checks the base against kallsyms
+                await gdbstub.fail_call_site(
+                    stub, bases[site.section].base + site.offset, site.length, call.errno or 0,
                     match=gdbstub.nth(call.nth), on_inject=injections.append,
-                    rax=call.failable.rax()))
+                    rax=call.failable.rax())
+
+            task = asyncio.create_task(inject())
             try:
                 await _started(vm, mark, task)
                 obs.faulted = await s.operation()
@@ -696,6 +784,8 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
             if oopsed:
                 # the verdict is made; a follow-up would wait on the RTNL the dead task held
                 obs.rmmod_skipped = obs.follow_up_skipped = "not run: the kernel oopsed"
+            elif obs.faulted.rc is not None and o.loads:
+                await _follow_load(s, obs)
             elif obs.faulted.rc is not None:
                 obs.after = await s.irqs()
                 for c in s.cmds(o.undo):
@@ -712,8 +802,7 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
             if obs.rmmod is not None:
                 if obs.rmmod.rc is not None:
                     obs.after_rmmod = await s.irqs()
-                    r = await s.run(f"test -e /sys/class/net/{s.ifname}")
-                    obs.netdev_after_rmmod = r.ok
+                    obs.netdev_after_rmmod = await _has_netdev(s, obs.bdf)
             obs.kernel_log = (await s.dmesg())[dmesg_mark:]
         except BaseException:
             obs.vm_alive = vm.running
@@ -738,6 +827,35 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
     if notify is not None:
         notify(f"{call.label}: {v.outcome} ({obs.seconds:.1f} s) {v.signature}")
     return v
+
+
+async def _has_netdev(s: _Session, bdf: str | None) -> bool:
+    """A netdev under the PCI function (or, without its address, the session's netdev)."""
+    where = f"/sys/bus/pci/devices/{bdf}/net/*" if bdf else f"/sys/class/net/{s.ifname}"
+    return (await s.run(f"test -e {where}")).ok
+
+
+async def _follow_load(s: _Session, obs: CallObservation) -> None:
+    """The follow-up of a faulted load: unload whatever it left (judged), load without a fault
+    (a netdev and ice's vectors must appear), and the usual rmmod after it."""
+    obs.after = await s.irqs()
+    obs.netdev_after_faulted = await _has_netdev(s, obs.bdf)
+    if (await s.run("test -d /sys/module/ice")).ok:
+        obs.unload = await s.run("rmmod ice")
+        if obs.unload.rc is None:
+            obs.follow_up_skipped = obs.rmmod_skipped = "not run: rmmod after the load hung"
+            return
+        obs.after_unload = await s.irqs()
+        obs.netdev_after_unload = await _has_netdev(s, obs.bdf)
+        if not obs.unload.ok:
+            obs.follow_up_skipped = obs.rmmod_skipped = \
+                "not run: ice stayed loaded after the faulted load"
+            return
+    obs.follow_up.append(await s.operation())
+    dev = await s.identify()
+    obs.recovered = await s.irqs()
+    obs.netdev_after_load = dev.ifname is not None
+    obs.rmmod = await s.run("rmmod ice")
 
 
 async def _fail_aq(vm: VM, stub: gdbstub.GdbStub, elf: ModuleElf, bases: dict[str, Any],
@@ -804,6 +922,26 @@ def _quote(lines: Iterable[str], limit: int = MAX_EVIDENCE) -> tuple[str, ...]:
     return tuple(out[:limit] + ([f"… {len(out) - limit} more"] if len(out) > limit else []))
 
 
+def _judge_load(obs: CallObservation, add: Callable[..., None]) -> None:
+    """A faulted load's own checks: a load that failed left nothing (no ice vector), and the
+    ``rmmod`` of a load that left ice loaded is clean and leaves no vector nor netdev."""
+    if obs.unload is None:
+        ice = obs.after.ice_lines() if obs.after is not None else []
+        add("nothing left by the failed load", "driver", not ice,
+            "ice not loaded, no ice vector" if not ice else
+            f"ice not loaded but {len(ice)} ice vector(s) left",
+            [obs.after.describe(ln) for ln in ice] if obs.after is not None else ())
+        return
+    add("rmmod after the faulted load", "driver", obs.unload.ok, str(obs.unload))
+    if obs.after_unload is not None:
+        ice = obs.after_unload.ice_lines()
+        clean = not ice and not obs.netdev_after_unload
+        add("nothing left after that rmmod", "driver", clean,
+            "no ice vector, no netdev" if clean else
+            f"{len(ice)} ice vector(s){', the netdev' if obs.netdev_after_unload else ''} "
+            "still there", [obs.after_unload.describe(ln) for ln in ice])
+
+
 def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
     """The rules of the module docstring, applied to one failed call."""
     checks: list[CallCheck] = []
@@ -843,12 +981,20 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
             add("no vector left by the faulted unload", "driver", not ice,
                 "no ice vector" if not ice else f"{len(ice)} ice vector(s) after {o.name}",
                 [obs.after.describe(ln) for ln in ice])
+        if f.rc is not None and o.loads:
+            _judge_load(obs, add)
         if f.rc is not None and obs.follow_up_skipped is not None:
             add("follow-up without the fault succeeds", "harness", True, obs.follow_up_skipped)
         elif f.rc is not None:
             ok = bool(obs.follow_up) and all(c.ok for c in obs.follow_up)
             add("follow-up without the fault succeeds", "driver", ok,
                 "; ".join(str(c) for c in obs.follow_up) or "no follow-up ran")
+            if ok and o.loads and obs.recovered is not None:
+                ice = obs.recovered.ice_lines()
+                add("netdev and vectors after the load", "driver",
+                    bool(obs.netdev_after_load and ice),
+                    f"netdev {'present' if obs.netdev_after_load else 'missing'}, "
+                    f"{len(ice)} ice vector(s)", [obs.recovered.describe(ln) for ln in ice])
             if ok and o.vectors_after and obs.recovered is not None and obs.ifname:
                 rx = queue_vector_name(obs.ifname)
                 idx = sorted(int(m.group(1)) for ln in obs.recovered.queue_lines(obs.ifname)
@@ -897,6 +1043,11 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
         outcome, sig = Outcome.PASS, ""
         summary = (f"{o.name} " + ("succeeded" if obs.faulted and obs.faulted.ok else
                                   "failed cleanly") + ", recovered, rmmod clean")
+        if o.loads and obs.faulted is not None:
+            summary = (f"`{obs.faulted.command}` -> {obs.faulted.rc}, "
+                       + ("the device probed" if obs.netdev_after_faulted else
+                          "no netdev (the probe failed)")
+                       + "; cleaned up, reloaded, rmmod clean")
     return CallVerdict(obs.call, outcome, summary, sig, tuple(checks), tuple(excerpt),
                        obs.run_dir, obs.seconds)
 
