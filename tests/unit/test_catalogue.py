@@ -47,6 +47,18 @@ def test_errno_callees_and_their_register_values() -> None:
         Failable("x", ERRNO, None, "test").rax()
 
 
+def test_each_kernels_spelling_is_listed() -> None:
+    """What the three pinned kernels' ice.ko import (``nm -u``): 6.1's names, 6.12's
+    ``_noprof`` family, 7.3's ``krealloc_node_align_noprof``, page pool's netmem allocators
+    and the core's rmap that replaced the driver's own ``irq_cpu_rmap_add``."""
+    for name in ("__kmalloc", "kmalloc_trace", "krealloc_noprof", "krealloc_node_align_noprof",
+                 "alloc_workqueue_noprof", "page_pool_alloc_netmems", "devlink_alloc_ns"):
+        assert CATALOGUE[name].fails == NULL, name
+    for name in ("netif_enable_cpu_rmap", "libeth_rx_fq_create"):
+        assert CATALOGUE[name].result == "-ENOMEM", name
+    assert CATALOGUE["kthread_create_worker_on_node"].fails == ERR_PTR
+
+
 def test_parse_site() -> None:
     assert catalogue.parse_site("ice_vsi_req_irq_msix+0x6d") == ("ice_vsi_req_irq_msix", 0x6D)
     assert catalogue.parse_site("ice_print_link_msg.part.0+0x129") == \

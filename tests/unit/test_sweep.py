@@ -92,6 +92,28 @@ def test_a_hang_and_a_dirty_rmmod_are_driver_bugs() -> None:
     assert missing.signature == "vectors back after the follow-up"
 
 
+def test_a_hang_names_the_blocked_task_and_where_it_sleeps() -> None:
+    """6.1's ``ethtool -L`` with ``ice_vsi_alloc_q_vectors`` failing: the rebuild's unwind
+    calls ``unregister_netdev`` under the RTNL ethtool already holds (SysRq ``w`` of that run)."""
+    log = (DATA / "sweep-hang-6.1-kernel.log").read_text().splitlines()
+    blocked = sw.blocked_tasks(log)
+    assert blocked[0] == "task:ethtool state:D"  # the task with ice frames first
+    assert blocked[1].strip().startswith("__mutex_lock")
+    assert " ice_vsi_rebuild+0x1d0/0x6a0 [ice]" in blocked
+    assert "task:kworker/u8:1 state:D" in blocked
+    assert not any(ln.lstrip().startswith(("?", "<TASK>", "schedule+")) for ln in blocked)
+    hang = sw.judge_call(obs(faulted=sw._Cmd("ethtool -L eth0 combined 1", None, "timed out"),
+                             follow_up=[], rmmod=None, after_rmmod=None, kernel_log=log),
+                         sw.OPS["ethtool-L"])
+    assert hang.outcome is Outcome.DRIVER_BUG
+    assert hang.signature == \
+        "hang: ethtool blocked in __mutex_lock.constprop.0 < unregister_netdev < ice_vsi_rebuild"
+    assert " unregister_netdev+0xe/0x20" in hang.excerpt
+    assert sw.blocked_tasks(["[ 1.0] sysrq: Show Blocked State", "[ 1.1] ice: next"]) == \
+        ("sysrq w: no task blocked in D state",)
+    assert sw.blocked_tasks(LEAK_LOG) == () and sw.hang_signature(()) == "hang"
+
+
 def verdict(call: sw.Call, sig: str, outcome: Outcome = Outcome.DRIVER_BUG) -> sw.CallVerdict:
     return sw.CallVerdict(call, outcome, f"summary of {call.label}", sig, (), ("excerpt",))
 

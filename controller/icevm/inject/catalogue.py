@@ -30,7 +30,9 @@ the kernel's own fault-injection framework (Linux 6.12, ``include/asm-generic/er
 The kernel's spelling of the allocators is its own: 6.12's allocation profiling renamed the
 kmalloc family (``__kmalloc_noprof``, ``__kmalloc_cache_noprof`` — 6.10's
 ``kmalloc_trace_noprof`` —, ``__kmalloc_node_noprof``, ``kvmalloc_node_noprof``…), so both
-spellings and the older ones (6.1's ``__kmalloc``, ``kmalloc_trace``) are listed; what a given
+spellings, the older ones (6.1's ``__kmalloc``, ``kmalloc_trace``) and the newer ones (7.3's
+``krealloc_node_align_noprof``, ``alloc_workqueue_noprof``, page pool's ``*_netmem(s)``, the
+core's ``netif_enable_cpu_rmap`` that replaced the driver's own rmap calls) are listed; what a given
 ``ice.ko`` calls is read from its relocations (:func:`failable_sites`).
 
 Left out on purpose: ``pci_msix_alloc_irq_at`` returns a ``struct msi_map`` by value (its
@@ -113,19 +115,28 @@ def _entries() -> list[Failable]:
          "__kvmalloc_node_noprof", "devm_kmalloc", "devm_kmemdup", "devm_kstrdup",
          "bitmap_zalloc", "bitmap_alloc", "memdup_user_nul", "pcpu_alloc_noprof",
          "alloc_cpu_rmap", "__kmalloc", "kmalloc_trace", "__kmalloc_node", "kvmalloc_node",
-         "kmemdup", "krealloc")
+         "kmemdup", "krealloc", "krealloc_node_align_noprof", "devlink_alloc_ns",
+         "gnss_allocate_device")
     null(_PAGE, "__alloc_pages_noprof", "alloc_pages_noprof", "__get_free_pages",
          "get_zeroed_page", "vzalloc_noprof", "vmalloc_noprof", "vzalloc", "vmalloc",
          "dma_alloc_attrs", "dmam_alloc_attrs", "__alloc_pages", "alloc_etherdev_mqs",
-         "alloc_workqueue", "napi_alloc_skb", "__napi_alloc_skb", "__netdev_alloc_skb",
+         "alloc_workqueue", "alloc_workqueue_noprof", "napi_alloc_skb", "__napi_alloc_skb",
+         "__netdev_alloc_skb",
          "metadata_dst_alloc")
     null(_POOL, "page_pool_alloc_pages")
+    null("page_pool_alloc_pages (annotated NULL) returns what this returns: 0 when the pool "
+         "and the page allocator are empty (net/core/page_pool.c)", "page_pool_alloc_netmems",
+         "page_pool_alloc_frag_netmem")
     src = "returns -{0} on failure ({1})"
     err(E.EBUSY, src.format("EBUSY", "kernel/irq/manage.c: __setup_irq, line taken"),
         "request_threaded_irq", "devm_request_threaded_irq")
     err(E.ENOSPC, src.format("ENOSPC", "drivers/pci/msi/api.c"),
         "pci_alloc_irq_vectors_affinity", "pci_alloc_irq_vectors")
     err(E.ENOMEM, src.format("ENOMEM", "lib/cpu_rmap.c: its kzalloc"), "irq_cpu_rmap_add")
+    err(E.ENOMEM, src.format("ENOMEM", "net/core/dev.c: its alloc_irq_cpu_rmap"),
+        "netif_enable_cpu_rmap")
+    err(E.ENOMEM, src.format("ENOMEM", "drivers/net/ethernet/intel/libeth/rx.c"),
+        "libeth_rx_fq_create")
     err(E.ENOMEM, src.format("ENOMEM", "net/core/xdp.c"), "__xdp_rxq_info_reg",
         "xdp_rxq_info_reg", "xdp_rxq_info_reg_mem_model")
     err(E.ENOMEM, src.format("ENOMEM", "net/core/dev.c: register_netdevice"),
@@ -138,7 +149,7 @@ def _entries() -> list[Failable]:
     err(E.ENOMEM, src.format("ENOMEM", "lib/xarray.c, lib/idr.c"), "__xa_alloc",
         "__xa_alloc_cyclic", "__xa_insert", "idr_alloc", "idr_alloc_cyclic", "ida_alloc_range")
     err(E.ENOMEM, src.format("ENOMEM", "lib/rhashtable.c"), "rhashtable_init_noprof",
-        "rhashtable_init")
+        "__rhashtable_init_noprof", "rhashtable_init")
     err(E.ENOMEM, src.format("ENOMEM", "drivers/base/auxiliary.c"), "__auxiliary_device_add",
         "auxiliary_device_init")
     err(E.ENOMEM, src.format("ENOMEM", "net/devlink"), "devl_port_register_with_ops",
@@ -150,7 +161,7 @@ def _entries() -> list[Failable]:
         "dpll_pin_register", "dpll_pin_on_pin_register")
     err(E.ENOMEM, src.format("ENOMEM", "drivers/gnss/core.c"), "gnss_register_device")
     errptr(E.ENOMEM, "returns ERR_PTR(-ENOMEM) (kernel/kthread.c)", "kthread_create_worker",
-           "kthread_create_worker_on_cpu")
+           "kthread_create_worker_on_cpu", "kthread_create_worker_on_node")
     errptr(E.ENOMEM, "returns ERR_PTR(-ENOMEM) (drivers/ptp/ptp_clock.c)",
            "ptp_clock_register")
     errptr(E.ENOMEM, "returns ERR_PTR(-ENOMEM) (drivers/hwmon/hwmon.c)",

@@ -164,7 +164,10 @@ OPS: dict[str, Op] = {o.name: o for o in (
     # A rebuild that gave up says "Rebuild failed, unload and reload driver" and sets
     # ICE_NEEDS_RESTART: by design no later reset is rebuilt until the driver is reloaded, so
     # the follow-up (a CORER that must be rebuilt) comes after the reload the driver asks for.
+    # the rebuild downloads the DDP package again and the reload after a failed one probes
+    # anew: both take what a probe takes (see probe below)
     Op("corer", WAIT_REBUILD, setup=("ip link set {if} up",), device="reset:corer",
+       timeout=180.0,
        undo=("if dmesg | grep -q 'unload and reload driver'; then rmmod ice && modprobe ice && "
              "ip link set {if} up; fi",),
        vectors_after=True, summary="CORER from the device, up to the PF VSI's rebuild (from up); "
@@ -176,7 +179,7 @@ OPS: dict[str, Op] = {o.name: o for o in (
        summary="modprobe ice (booted without it); the follow-up unloads what it left, loads "
                "ice again (netdev and vectors back) and unloads it"),
     Op("rmmod", "rmmod ice", setup=("ip link set {if} up",),
-       undo=("modprobe ice", "ip link set {if} up"), unloads=True,
+       undo=("modprobe ice", "ip link set {if} up"), unloads=True, timeout=180.0,
        summary="rmmod ice (from up); the follow-up reloads it and unloads it again"),
 )}
 
@@ -395,6 +398,11 @@ class _Session:
         mark = len(await self.dmesg()) + 1
         await devfaults.arm(self.vm, devfaults.parse(o.device))
         return await self.run(self.cmds(o.run, mark)[0], timeout)
+
+    async def show_blocked(self) -> None:
+        """After an operation that did not return: the kernel's own account of why, the
+        stacks of the tasks blocked in D state (SysRq ``w``), into the kernel log."""
+        await self.run("echo w > /proc/sysrq-trigger", 30.0)
 
     async def run(self, command: str, timeout: float | None = None) -> _Cmd:  # noqa: ASYNC109
         try:
@@ -777,6 +785,8 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
             finally:
                 obs.injection_error = await _stop(task, stub)
                 obs.injected = len(injections)
+            if obs.faulted.rc is None:
+                await s.show_blocked()
             if call.is_aq:
                 await devfaults.clear(vm)  # if the command never reached the device
                 obs.injected = len(devfaults.fired(vm, mark, "aq-error"))
@@ -789,7 +799,7 @@ async def run_call(cfg: SweepConfig, call: Call, *, notify: Notify | None = None
             elif obs.faulted.rc is not None:
                 obs.after = await s.irqs()
                 for c in s.cmds(o.undo):
-                    await s.run(c)
+                    await s.run(c, o.timeout)
                 obs.follow_up.append(await s.operation())
                 obs.recovered = await s.irqs()
                 if o.unloads:
@@ -887,6 +897,59 @@ _NUMBERS = re.compile(r"\b\d+\b|0x[0-9a-f]+")
 #: Frames that say nothing about where a complaint came from.
 _GENERIC = frozenset({"dump_stack_lvl", "__warn", "report_bug", "handle_bug", "exc_invalid_op",
                       "asm_exc_invalid_op", "warn_slowpath_fmt", "__warn_printk"})
+
+
+#: SysRq ``w``'s header; how many frames of each blocked task, and of tasks, are kept.
+_BLOCKED = "sysrq: Show Blocked State"
+_BLOCKED_FRAMES = 8
+_BLOCKED_TASKS = 3
+_REPORT_LINE = re.compile(r"^(task:|Workqueue:|Call Trace:|RIP:|RSP:|R[A-Z0-9]{2}:|\s)")
+_SCHEDULER = re.compile(r"^\s*(__schedule|schedule\w*|__mutex_lock\S*|rwsem_down\S*)\+")
+
+
+def blocked_tasks(kernel_log: Sequence[str]) -> tuple[str, ...]:
+    """What SysRq ``w`` (:meth:`_Session.show_blocked`) said last: the tasks blocked in D state,
+    those with a frame in a module (``[ice]``) first, each as its ``task:`` line and its first
+    frames below the scheduler's (the lock or wait it sleeps in, then who took it); one line
+    saying none was blocked (the operation was slow or spinning, not waiting) when the report
+    is empty."""
+    starts = [i for i, ln in enumerate(kernel_log) if _BLOCKED in ln]
+    if not starts:
+        return ()
+    tasks: list[list[str]] = []
+    for ln in kernel_log[starts[-1] + 1:]:
+        text = strip_timestamp(ln).rstrip()
+        if not _REPORT_LINE.match(text):
+            break
+        if text.startswith("task:"):
+            tasks.append([" ".join(text.split()[:2])])
+        elif tasks and text.startswith(" ") and not text.lstrip().startswith(("?", "<", "</")):
+            tasks[-1].append(text)
+    if not tasks:
+        return ("sysrq w: no task blocked in D state",)
+    tasks.sort(key=lambda t: not any(ln.endswith("]") for ln in t[1:]))
+    out: list[str] = []
+    for t in tasks[:_BLOCKED_TASKS]:
+        frames = t[1:]
+        kept = [f for f in frames if not _SCHEDULER.match(f)]
+        lock = [f for f in frames if _SCHEDULER.match(f)][-1:]
+        out += [t[0], *lock, *kept[:_BLOCKED_FRAMES]]
+    return tuple(out)
+
+
+def hang_signature(blocked: Sequence[str]) -> str:
+    """``hang: ethtool blocked in __mutex_lock < unregister_netdev < ice_vsi_rebuild``: the
+    first blocked task of :func:`blocked_tasks` and its first three frames; ``hang`` alone
+    without a SysRq report."""
+    if not blocked or not blocked[0].startswith("task:"):
+        return "hang"
+    name = blocked[0].split()[0].removeprefix("task:")
+    frames: list[str] = []
+    for ln in blocked[1:]:
+        if ln.startswith("task:") or len(frames) == 3:
+            break
+        frames.append(ln.strip().split("+")[0])
+    return f"hang: {name} blocked in " + " < ".join(frames) if frames else "hang"
 
 
 def signature(f: Finding) -> str:
@@ -1037,8 +1100,9 @@ def judge_call(obs: CallObservation, o: Op) -> CallVerdict:
             sig, excerpt = signature(findings[0]), findings[0].excerpt
         else:
             c = driver_bad[0]
-            sig = c.name if c.name != "operation returns" else "hang"
-            excerpt = tuple(ln for ln in obs.kernel_log if NOTABLE.search(ln))[:20]
+            blocked = blocked_tasks(obs.kernel_log)
+            sig = c.name if c.name != "operation returns" else hang_signature(blocked)
+            excerpt = tuple(ln for ln in obs.kernel_log if NOTABLE.search(ln))[:8] + blocked
     else:
         outcome, sig = Outcome.PASS, ""
         summary = (f"{o.name} " + ("succeeded" if obs.faulted and obs.faulted.ok else
