@@ -44,7 +44,7 @@ from icevm.artifacts import Kernel, kernel_key, kernel_ref
 from icevm.build import guest_image as gi
 from icevm.build import module_build as mb
 from icevm.build.apt import Apt
-from icevm.errors import BuildError, UsageError
+from icevm.errors import BuildError, IcevmError, UsageError
 from icevm.net import peer
 from icevm.proc import Progress, log_path, run, say
 from icevm.qemu.cmdline import NicConfig, PeerConfig
@@ -80,9 +80,11 @@ GUEST_KSFT = "opt/ksft"
 SKIP_DIRS = ("usr/share/doc/", "usr/share/man/", "usr/share/locale/", "usr/share/info/",
              "usr/share/lintian/", "usr/share/bug/", "usr/share/bash-completion/")
 BIN_DIRS = {"usr/bin": "usr/sbin", "usr/sbin": "usr/bin"}
-#: What the selftests' build needs from the source tarball.
-SOURCE_PARTS = ("Makefile", "tools", "scripts", "Documentation/netlink", "include/uapi",
-                "arch/x86/include/uapi")
+#: What the selftests' build needs from the source tarball (``MAINTAINERS``: YNL's code
+#: generator finds the tree's top by it; 7.3's looks for it past ``/`` forever without it).
+#: ``make headers`` needs the top Kbuild files, ``include`` and ``arch/x86``.
+SOURCE_PARTS = ("Makefile", "MAINTAINERS", "Kbuild", "Kconfig", "tools", "scripts",
+                "Documentation/netlink", "include", "arch/x86")
 #: The test guest boots with this much memory: the initramfs lives in it.
 MEMORY_MB = 2048
 
@@ -132,9 +134,34 @@ async def relock(*, log: Path, progress: Progress | None = None) -> list[gi.Lock
 # =========================================================================== the tests
 
 def _source_pin(kernel: Kernel) -> gi.LockedDeb:
-    if not kernel.is_default:
-        raise BuildError(f"selftests are built for the default kernel only, not {kernel}")
+    """The kernel's ``linux-source`` as its module-build lock pins it (a UsageError for a
+    kernel build tree of the user's own: it has no source package)."""
     return mb.read_module_lock(mb.target(kernel)).source
+
+
+#: In a source's cache directory in place of the install when the source has no NIC tests:
+#: what its ``drivers/net`` holds instead, one name a line.
+NO_TESTS = "no-tests"
+
+
+def missing_targets(selftests_dir: Path) -> list[str]:
+    """The :data:`TARGETS` a source's ``tools/testing/selftests`` has no Makefile for."""
+    return [t for t in TARGETS if not (selftests_dir / t / "Makefile").is_file()]
+
+
+def net_subdirs(selftests_dir: Path) -> list[str]:
+    """The directories of a source's ``tools/testing/selftests/drivers/net``."""
+    net = selftests_dir / "drivers/net"
+    return sorted(d.name for d in net.iterdir() if d.is_dir()) if net.is_dir() else []
+
+
+def no_tests_reason(release: str, pin: gi.LockedDeb, subdirs: list[str]) -> str:
+    """Why a source without the NIC tests has nothing to run, naming what its ``drivers/net``
+    holds instead (tests of particular devices and of software drivers)."""
+    held = f"only {', '.join(subdirs)}" if subdirs else "nothing"
+    return (f"{release}'s source ({pin.name} {pin.version}) has no drivers/net NIC tests: its "
+            f"tools/testing/selftests/drivers/net holds {held}, none for a generic NIC (the "
+            "NIC test framework, drivers/net/lib/py, came in 6.10)")
 
 
 def tests_dir(pin: gi.LockedDeb) -> Path:
@@ -150,13 +177,44 @@ def build_env() -> dict[str, str]:
     return env
 
 
-async def ensure_rsync(log: Path) -> None:
-    """kselftest's ``install`` copies with rsync."""
-    if shutil.which("rsync"):
-        return
-    if os.geteuid() != 0:
-        raise BuildError("the selftests' install needs rsync: apt-get install rsync")
-    await run(["apt-get", "install", "-y", "-q", "rsync"], log=log, what="apt-get install rsync")
+def find_clang() -> str | None:
+    """A clang on PATH (``clang``, else the newest ``clang-NN``): it compiles the tests'
+    BPF programs (the ``*.bpf.c`` of newer kernels' ``net/lib``)."""
+    if shutil.which("clang"):
+        return "clang"
+    found = [(int(m.group(1)), m.group(0)) for d in os.environ.get("PATH", "").split(":")
+             if os.path.isdir(d) for n in os.listdir(d)
+             if (m := re.fullmatch(r"clang-(\d+)", n)) and os.access(os.path.join(d, n), os.X_OK)]
+    return max(found)[1] if found else None
+
+
+def missing_build_tools() -> list[str]:
+    """The host's Debian packages the selftests' build lacks: rsync (kselftest's install
+    copies with it), libelf's headers and clang (libbpf and the BPF programs)."""
+    need = []
+    if not shutil.which("rsync"):
+        need.append("rsync")
+    if not Path("/usr/include/libelf.h").is_file():
+        need.append("libelf-dev")
+    if find_clang() is None:
+        need.append("clang")
+    return need
+
+
+async def ensure_build_tools(log: Path, progress: Progress | None = None) -> str:
+    """Installs what :func:`missing_build_tools` names (as root); returns the clang to use."""
+    need = missing_build_tools()
+    if need:
+        if os.geteuid() != 0:
+            raise BuildError(f"the selftests' build needs {', '.join(need)}: "
+                             f"apt-get install {' '.join(need)}")
+        say(progress, f"selftests: installing {', '.join(need)} on the host")
+        await run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *need],
+                  log=log, what=f"apt-get install {' '.join(need)}")
+    clang = find_clang()
+    if clang is None:
+        raise BuildError(f"apt-get install clang left no clang on PATH; see {log}")
+    return clang
 
 
 async def build_tests(kernel: Kernel | None = None, *, log: Path,
@@ -167,9 +225,18 @@ async def build_tests(kernel: Kernel | None = None, *, log: Path,
     pin = _source_pin(k)
     final = tests_dir(pin)
     if paths.is_complete(final):
+        if (final / NO_TESTS).is_file():
+            subdirs = (final / NO_TESTS).read_text().split()
+            raise UsageError(no_tests_reason(mb.target(k).release, pin, subdirs))
         return final
-    await ensure_rsync(log)
-    debs = await gi.fetch_debs([pin], log=log, progress=progress, relock=mb.target(k).relock)
+    clang = await ensure_build_tools(log, progress)
+    tgt = mb.target(k)
+    apt = None
+    if not (paths.debs_dir() / pin.filename).is_file():
+        apt = tgt.apt()  # the kernel's own suite (and its base), like the module build's
+        say(progress, f"refreshing the private {'+'.join((apt.suite, *apt.also))} package lists")
+        await apt.update(log)
+    debs = await gi.fetch_debs([pin], log=log, progress=progress, apt=apt, relock=tgt.relock)
     deb = debs[pin.name]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -186,19 +253,35 @@ async def build_tests(kernel: Kernel | None = None, *, log: Path,
                    *(f"{top}/{p}" for p in SOURCE_PARTS)], log=log,
                   what=f"tar -x {tarball.name}")
         shutil.rmtree(tmp / "deb")
+        ksft = src / "tools/testing/selftests"
+        if missing_targets(ksft):
+            subdirs = net_subdirs(ksft)
+            none = tmp / "none"
+            none.mkdir()
+            (none / NO_TESTS).write_text("".join(f"{d}\n" for d in subdirs))
+            (none / paths.STAMP).write_text(f"{pin.name} {pin.version}\n")
+            if final.exists():
+                shutil.rmtree(final)
+            none.rename(final)
+            raise UsageError(no_tests_reason(tgt.release, pin, subdirs))
+        # the source's own uapi headers in usr/include, where kselftest looks first: the
+        # tests and YNL's generated code include headers newer than the host's
+        say(progress, "selftests: make headers")
+        await run(["make", "-C", src, "headers"], log=log, env=build_env(), what="make headers")
         say(progress, f"selftests: building {' '.join(TARGETS)}")
         install = tmp / "install"
-        await run(["make", "-C", src / "tools/testing/selftests", f"TARGETS={' '.join(TARGETS)}",
+        await run(["make", "-C", ksft, f"TARGETS={' '.join(TARGETS)}", f"CLANG={clang}",
                    f"INSTALL_PATH={install}", "install"], log=log, env=build_env(),
                   what="make -C tools/testing/selftests install")
         if not (install / "kselftest-list.txt").is_file():
             raise BuildError(f"the selftests' install left no kselftest-list.txt; see {log}")
+        # complete as it lands: the scratch tree below takes a while to remove
+        (install / paths.STAMP).write_text(f"{pin.name} {pin.version}\n")
         if final.exists():
             shutil.rmtree(final)
         install.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    (final / paths.STAMP).write_text(f"{pin.name} {pin.version}\n")
     return final
 
 
@@ -293,23 +376,33 @@ def _write_addon(root: Path, owned: dict[str, str], kroot: Path, full: Path, tes
         t.write(f)
 
 
+async def _kernel_debs(k: Kernel, *, log: Path,
+                       progress: Progress | None = None) -> dict[str, Path]:
+    """The kernel's own packages (where its modules are): the default kernel's image package
+    of packages.lock, another kernel's whole lock."""
+    if k.is_default:
+        kdebs = [d for d in gi.read_lock() if d.name == gi.KERNEL_PACKAGE]
+        return await gi.fetch_debs(kdebs, log=log, progress=progress)
+    kl = gi.read_kernel_lock(k)
+    return await gi.fetch_debs(kl.debs, log=log, progress=progress, suite=kl.suite,
+                               relock=gi.kernel_relock(k.name))
+
+
 async def build_selftest_guest(kernel: Kernel | None = None, *, log: Path,
                                progress: Progress | None = None,
                                force: bool = False) -> SelftestGuest:
     """The test guest of ``kernel`` (default: ``$ICEVM_KERNEL``, else the default kernel),
     building the full image, the tests and the add-on archive when missing."""
     k = kernel if kernel is not None else kernel_ref()
-    _source_pin(k)
+    tests = await build_tests(k, log=log, progress=progress)  # first: it may have none
     full = await gi.build_guest("full", log=log, progress=progress, kernel=k)
-    tests = await build_tests(k, log=log, progress=progress)
     lock_text = LOCK.read_text() if LOCK.is_file() else ""
     debs = read_selftest_lock()
     out = paths.cache_dir() / "guest-selftest" / (kernel_key(k) or "default") / guest_key(
         full, tests, lock_text)
     if not paths.is_complete(out) or force:
         files = await gi.fetch_debs(debs, log=log, progress=progress, relock=RELOCK)
-        kdebs = [d for d in gi.read_lock() if d.name == gi.KERNEL_PACKAGE]
-        kfiles = await gi.fetch_debs(kdebs, log=log, progress=progress)
+        kfiles = await _kernel_debs(k, log=log, progress=progress)
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="icevm-selftest-", dir=out.parent) as tmp:
             root, kroot = Path(tmp) / "root", Path(tmp) / "kroot"
@@ -514,9 +607,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"icevm.build.selftests: unknown target {what!r} (lock, tests or guest)",
                   file=sys.stderr)
             return 2
-    except BuildError as e:
+    except IcevmError as e:
         print(f"icevm.build.selftests: {e}", file=sys.stderr)
-        return 1
+        return e.exit_code
     return 0
 
 
