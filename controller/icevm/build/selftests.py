@@ -450,7 +450,7 @@ class CaseResult:
 
     test: str
     case: str
-    result: str  # "ok", "fail", "skip"
+    result: str  # "ok", "fail", "skip", "xfail" (a failure the test itself expects)
     reason: str = ""
 
 
@@ -465,7 +465,8 @@ class SelftestRun:
 def parse_tap(test: str, text: str) -> list[CaseResult]:
     """The cases of one test from the kselftest runner's output: the test's own KTAP lines
     (``# ok 1 ping.test_v4``, ``# ok 3 stats.x # SKIP reason``), or, when it printed none, the
-    runner's line for the whole test."""
+    runner's line for the whole test. A failing case's reason is the last line the test
+    printed before it, less the ``Exception|`` prefix of the framework's traceback."""
     cases: list[CaseResult] = []
     last_comment = ""
     for line in text.splitlines():
@@ -474,7 +475,9 @@ def parse_tap(test: str, text: str) -> list[CaseResult]:
             not_ok, name, directive, why = m.groups()
             if directive == "SKIP":
                 cases.append(CaseResult(test, name, "skip", why.strip() or last_comment))
-            elif not_ok and directive != "XFAIL":
+            elif directive == "XFAIL":
+                cases.append(CaseResult(test, name, "xfail", why.strip() or last_comment))
+            elif not_ok:
                 cases.append(CaseResult(test, name, "fail", last_comment))
             else:
                 cases.append(CaseResult(test, name, "ok"))
@@ -483,6 +486,7 @@ def parse_tap(test: str, text: str) -> list[CaseResult]:
         if line.startswith("# ") and not line.startswith(("# TAP", "# 1..", "# timeout",
                                                           "# overriding", "# Totals")):
             body = line[2:].strip().removeprefix("#").strip()
+            body = body.removeprefix("Exception|").strip()
             if body and not body.startswith(("ok ", "not ok ")):
                 last_comment = body[:200]
     if cases:
@@ -500,11 +504,12 @@ def parse_tap(test: str, text: str) -> list[CaseResult]:
 
 
 def junit_xml(runs: list[SelftestRun]) -> str:
-    """A JUnit document: one testsuite per test, one testcase per case."""
+    """A JUnit document: one testsuite per test, one testcase per case (an expected failure
+    is skipped, its message saying so)."""
     out = ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>"]
     for r in runs:
         fails = sum(c.result == "fail" for c in r.cases)
-        skips = sum(c.result == "skip" for c in r.cases)
+        skips = sum(c.result in ("skip", "xfail") for c in r.cases)
         out.append(f"  <testsuite name={quoteattr(r.test)} tests=\"{len(r.cases)}\" "
                    f"failures=\"{fails}\" skipped=\"{skips}\">")
         for c in r.cases:
@@ -513,10 +518,29 @@ def junit_xml(runs: list[SelftestRun]) -> str:
                 out.append(head + "/>")
             else:
                 tag = "failure" if c.result == "fail" else "skipped"
-                out.append(head + f"><{tag} message={quoteattr(c.reason)}/></testcase>")
+                why = f"expected failure: {c.reason}" if c.result == "xfail" else c.reason
+                out.append(head + f"><{tag} message={quoteattr(why)}/></testcase>")
         out.append("  </testsuite>")
     out.append("</testsuites>")
     return "\n".join(out) + "\n"
+
+
+def results_tap(runs: list[SelftestRun]) -> str:
+    """Every case of ``runs`` as one TAP document (an expected failure is TAP's ``TODO``)."""
+    lines = ["TAP version 13", f"1..{sum(len(r.cases) for r in runs)}"]
+    n = 0
+    for r in runs:
+        for c in r.cases:
+            n += 1
+            if c.result == "ok":
+                lines.append(f"ok {n} {c.test} {c.case}")
+            elif c.result == "skip":
+                lines.append(f"ok {n} {c.test} {c.case} # SKIP {c.reason}")
+            elif c.result == "xfail":
+                lines.append(f"not ok {n} {c.test} {c.case} # TODO {c.reason}")
+            else:
+                lines.append(f"not ok {n} {c.test} {c.case} # {c.reason}")
+    return "\n".join(lines) + "\n"
 
 
 def check_tests(requested: list[str], available: list[str]) -> list[str]:
@@ -572,18 +596,7 @@ async def run_selftests(
             for c in run.cases:
                 if on_case is not None:
                     on_case(c)
-        lines = ["TAP version 13", f"1..{sum(len(r.cases) for r in runs)}"]
-        n = 0
-        for run in runs:
-            for c in run.cases:
-                n += 1
-                if c.result == "ok":
-                    lines.append(f"ok {n} {c.test} {c.case}")
-                elif c.result == "skip":
-                    lines.append(f"ok {n} {c.test} {c.case} # SKIP {c.reason}")
-                else:
-                    lines.append(f"not ok {n} {c.test} {c.case} # {c.reason}")
-        (out / "results.tap").write_text("\n".join(lines) + "\n")
+        (out / "results.tap").write_text(results_tap(runs))
         (out / "junit.xml").write_text(junit_xml(runs))
     return vm.run_dir, runs
 
