@@ -98,3 +98,13 @@ def test_an_expected_failure_is_neither_ok_nor_a_failure(tmp_path: Path) -> None
         "not ok 2 drivers/net/gro.py gro.test.hw_ipv4_data_same "
         "# TODO Device does not support rx-gro-hw",
     ]
+
+
+def test_a_skipped_shell_test_says_what_it_lacks() -> None:
+    out = """# TEST: mausezahn not installed                                       [SKIP]
+ok 1 selftests: drivers/net/hw: ethtool.sh # SKIP
+# 1 skipped test(s) detected.  Consider enabling relevant config options to improve coverage.
+"""
+    assert parse_tap("drivers/net/hw/ethtool.sh", out) == [
+        CaseResult("drivers/net/hw/ethtool.sh", "drivers/net/hw/ethtool.sh", "skip",
+                   "mausezahn not installed")]
