@@ -476,7 +476,8 @@ def parse_tap(test: str, text: str) -> list[CaseResult]:
     """The cases of one test from the kselftest runner's output: the test's own KTAP lines
     (``# ok 1 ping.test_v4``, ``# ok 3 stats.x # SKIP reason``), or, when it printed none, the
     runner's line for the whole test. A failing case's reason is the last line the test
-    printed before it, less the ``Exception|`` prefix of the framework's traceback."""
+    printed before it, less the ``Exception|`` (``Defer Exception|``) prefix of the framework's
+    traceback."""
     cases: list[CaseResult] = []
     last_comment = last_skip = ""
     for line in text.splitlines():
@@ -496,7 +497,7 @@ def parse_tap(test: str, text: str) -> list[CaseResult]:
         if line.startswith("# ") and not line.startswith(("# TAP", "# 1..", "# timeout",
                                                           "# overriding", "# Totals")):
             body = line[2:].strip().removeprefix("#").strip()
-            body = body.removeprefix("Exception|").strip()
+            body = body.removeprefix("Defer ").removeprefix("Exception|").strip()
             if body.endswith("[SKIP]"):  # a shell test's `TEST: mausezahn not installed [SKIP]`
                 last_skip = body.removeprefix("TEST:").removesuffix("[SKIP]").strip()[:200]
             elif body and not body.startswith(("ok ", "not ok ")) \
