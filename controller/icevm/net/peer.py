@@ -35,8 +35,9 @@ ADDRS = PeerAddrs()
 def setup_script(addrs: PeerAddrs = ADDRS, netns: str = NETNS, mtu: int | None = None) -> str:
     """A guest bash script (not busybox sh: its standalone shell runs busybox's own ``ip``
     applet before iproute2's) that finds the e810 and the peer by driver, moves the peer into
-    ``netns``, gives both their addresses (no DAD: the v6 addresses are usable at once), brings
-    them up (with ``mtu`` on both when given) and prints ``<nic> <peer>``."""
+    ``netns``, gives both their addresses (no DAD: the v6 addresses are usable at once; kept
+    when a test takes the link down and up), brings them up (with ``mtu`` on both when given)
+    and prints ``<nic> <peer>``."""
     ns = shlex.quote(netns)
     mtu_nic = f" mtu {mtu}" if mtu else ""
     return f"""set -e
@@ -55,6 +56,9 @@ fi
 ip netns add {ns}
 ip link set "$peer" netns {ns}
 ip -n {ns} link set lo up
+# the addresses outlive a test's `ip link set down` (IPv6 drops them on down by default)
+echo 1 > "/proc/sys/net/ipv6/conf/$nic/keep_addr_on_down"
+ip netns exec {ns} bash -c "echo 1 > /proc/sys/net/ipv6/conf/$peer/keep_addr_on_down"
 ip -n {ns} addr add {addrs.remote_v4}/{addrs.prefix_v4} dev "$peer"
 ip -n {ns} addr add {addrs.remote_v6}/{addrs.prefix_v6} dev "$peer" nodad
 ip -n {ns} link set "$peer"{mtu_nic} up

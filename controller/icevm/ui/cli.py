@@ -271,9 +271,10 @@ async def cmd_selftests(args: argparse.Namespace) -> int:
         args.tests, kernel=k, cpus=args.cpus, accel=args.accel, progress=progress,
         on_case=on_case)
     cases = [c for r in runs for c in r.cases]
-    counts = {w: sum(c.result == w for c in cases) for w in ("ok", "fail", "skip")}
-    print(f"{counts['ok']} passed, {counts['fail']} failed, {counts['skip']} skipped "
-          f"(TAP, JUnit, dmesg: {run_dir / 'selftests'})", flush=True)
+    counts = {w: sum(c.result == w for c in cases) for w in ("ok", "fail", "skip", "xfail")}
+    print(f"{counts['ok']} passed, {counts['fail']} failed, {counts['skip']} skipped, "
+          f"{counts['xfail']} expected failures (TAP, JUnit, dmesg: {run_dir / 'selftests'})",
+          flush=True)
     return 1 if counts["fail"] else 0
 
 
