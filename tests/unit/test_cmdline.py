@@ -44,6 +44,7 @@ def test_shape_tcg_defaults() -> None:
     for flag in ("-nodefaults", "-no-user-config", "-no-reboot"):
         assert flag in argv
     assert pairs(argv, "-display") == ["none"]
+    assert pairs(argv, "-d") == ["guest_errors,unimp"]  # the device's complaints, in qemu.log
     assert pairs(argv, "-bios") == ["/fw/qboot.rom"]
     assert pairs(argv, "-L") == ["/fw"]
     assert pairs(argv, "-kernel") == ["/g/vmlinuz"]

@@ -283,6 +283,9 @@ def build_argv(cfg: VMConfig) -> list[str]:
         "-m", str(cfg.memory_mb),
         "-smp", str(cfg.cpus),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        # the device's own reports of a request it refuses (LOG_GUEST_ERROR) or does not model
+        # (LOG_UNIMP) go to stderr, i.e. the run's qemu.log: evidence beside the guest's log
+        "-d", "guest_errors,unimp",
         "-bios", os.fspath(fw / "qboot.rom"),
         "-L", os.fspath(fw),
         "-kernel", os.fspath(cfg.kernel),
