@@ -5,7 +5,8 @@ The coverage build (``build-coverage``) holds both ``qemu-system-x86_64`` and
 that should count writes raw profiles (``LLVM_PROFILE_FILE``, one per process) into a directory
 of its own -- the qtests, the corpus traces, a VM-suite run with the real driver, generic-fuzz's
 corpus, ``scripts/fuzz-device`` -- and :func:`report` merges them with ``llvm-profdata`` and
-asks ``llvm-cov`` for the per-file line table of the device (JSON export, parsed here) and the
+asks ``llvm-cov`` for the per-file line table of the device (JSON export, parsed here), the
+lines no run reached (``llvm-cov show``'s own per-line counts, :func:`function_lines`) and the
 HTML report.
 
 Runs that look QEMU up by path (the qtests, the VM suite, ``scripts/fuzz-device``) are pointed at
