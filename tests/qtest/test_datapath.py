@@ -329,6 +329,28 @@ async def test_tx_garbage_ring_is_bounded_and_qemu_lives(rig: Rig, aq: AdminQ) -
     assert done == DTYPE_DESC_DONE
 
 
+async def test_one_doorbell_walks_a_full_ring_of_unbacked_buffers_once(rig: Rig,
+                                                                       aq: AdminQ) -> None:
+    """The most Tx work one doorbell can ask for: the largest ring (8191 descriptors), each
+    a frame of one 4 KiB buffer in memory nothing backs (generic-fuzz's 5,120-descriptor
+    timeout, without its DMA-fill hook). Every descriptor is read once and completed, the
+    walk ends at the tail, and the device answers the next access."""
+    qt, qlen = rig.qt, 8191
+    ring = rig.arena.alloc(qlen * TX_DESC, align=128)
+    await add_txq(aq, 0, ring, qlen)
+    wild = 0xD000_0000_0000_0000
+    await qt.memwrite(ring, b"".join(
+        struct.pack("<QQ", wild + 4096 * i, ((TX_CMD_EOP | TX_CMD_RS) << 4) | (4096 << 34))
+        for i in range(qlen)))
+    await qt.writel(rig.reg(QTX_COMM_DBELL), qlen - 1)
+    assert await qt.readl(rig.reg(QTX_COMM_HEAD)) == qlen - 1
+    wb = await qt.memread(ring, (qlen - 1) * TX_DESC)
+    assert {struct.unpack_from("<Q", wb, TX_DESC * i + 8)[0] & 0xF
+            for i in range(qlen - 1)} == {DTYPE_DESC_DONE}
+    last = struct.unpack("<Q", await qt.memread(ring + (qlen - 1) * TX_DESC + 8, 8))[0]
+    assert last & 0xF != DTYPE_DESC_DONE, "the descriptor at the tail is not the device's"
+
+
 async def test_doorbell_on_a_queue_never_added_is_ignored(rig: Rig) -> None:
     with contextlib.suppress(Exception):
         await rig.qt.writel(rig.reg(QTX_COMM_DBELL + 4 * 7), 5)

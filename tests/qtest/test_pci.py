@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import tempfile
+
 import pytest
 
 from icevm.devtest.qtest import PciDevice, QTest
 from icevm.errors import QTestError
 
 from .e810_qtest import E810_DEVICE, E810_VENDOR, qemu_or_skip, qtest_args
+from .test_device_faults import EventQmp
 
 pytestmark = [pytest.mark.qtest, pytest.mark.asyncio]
 
@@ -84,3 +88,58 @@ async def test_bad_msix_vectors_property_is_a_clean_error() -> None:
             # command finds it gone, and the error carries QEMU's own message.
             await q.find(E810_VENDOR, E810_DEVICE)
     assert q.proc is not None and q.proc.returncode == 1
+
+
+async def test_bad_queues_property_is_a_clean_error() -> None:
+    q = qemu_or_skip()
+    q.args = qtest_args("queues=0")
+    with pytest.raises(QTestError, match="queues must be in 1"):
+        async with q:
+            await q.find(E810_VENDOR, E810_DEVICE)
+    assert q.proc is not None and q.proc.returncode == 1
+
+
+# PCI Express slot control (pci_regs.h): power controller off, power indicator off
+PCI_EXP_SLTCTL, PCI_EXP_SLTCTL_PIC, PCI_EXP_SLTCTL_PCC = 0x18, 0x0300, 0x0400
+ROOT_PORT_BDF = 3 << 3
+
+
+async def test_unplug_tears_the_device_down() -> None:
+    """The device behind a PCIe root port whose slot the guest powers off (what pciehp does
+    after ``device_del``'s attention button) is unrealized: the device and its QMP commands go
+    away, and QEMU carries on (under the ASan build, with no sanitizer report)."""
+    q = qemu_or_skip()
+    with tempfile.TemporaryDirectory(prefix="e810unplug-") as tmp:
+        sock = f"{tmp}/qmp.sock"
+        base = qtest_args("id=nic0", "bus=rp0")
+        # native PCIe hotplug on the port (q35 defaults to ACPI hotplug there)
+        q.args = [*base[:-2], "-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+                  "-device", f"pcie-root-port,id=rp0,chassis=1,addr={3:#x}",
+                  *base[-2:], "-qmp", f"unix:{sock},server=on,wait=off"]
+        async with q:
+            await q.enable_ecam()
+            port = PciDevice(q, ROOT_PORT_BDF)
+            exp = (await port.capabilities())[PCI_CAP_EXP]
+            qmp = await EventQmp.open(sock)
+            try:
+                assert [f["kind"] for f in await qmp.cmd("e810-query-faults")] == []
+                await qmp.cmd("device_del", id="nic0")
+                ctl = await port.cfg_read(exp + PCI_EXP_SLTCTL, 2)
+                await q.cfg_write32(ROOT_PORT_BDF, exp + PCI_EXP_SLTCTL,
+                                    ctl | PCI_EXP_SLTCTL_PIC | PCI_EXP_SLTCTL_PCC)
+                for _ in range(400):  # finalized after an RCU grace period, on its thread
+                    if any(e["event"] == "DEVICE_DELETED" and
+                           e["data"].get("device") == "nic0" for e in qmp.events):
+                        break
+                    await qmp.cmd("query-status")  # reads the events sent before it
+                    await asyncio.sleep(0.025)
+                else:
+                    raise AssertionError(f"no DEVICE_DELETED for nic0: {qmp.events}")
+                ans = await qmp.call("e810-query-faults")
+                assert "no e810 device" in ans["error"]["desc"]
+                pci = await qmp.cmd("query-pci")
+                ids = [(d["id"]["vendor"], d["id"]["device"]) for bus in pci
+                       for d in bus["devices"]]
+                assert (E810_VENDOR, E810_DEVICE) not in ids
+            finally:
+                await qmp.close()

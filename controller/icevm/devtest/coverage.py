@@ -5,7 +5,8 @@ The coverage build (``build-coverage``) holds both ``qemu-system-x86_64`` and
 that should count writes raw profiles (``LLVM_PROFILE_FILE``, one per process) into a directory
 of its own -- the qtests, the corpus traces, a VM-suite run with the real driver, generic-fuzz's
 corpus, ``scripts/fuzz-device`` -- and :func:`report` merges them with ``llvm-profdata`` and
-asks ``llvm-cov`` for the per-file line table of the device (JSON export, parsed here) and the
+asks ``llvm-cov`` for the per-file line table of the device (JSON export, parsed here), the
+lines no run reached (``llvm-cov show``'s own per-line counts, :func:`function_lines`) and the
 HTML report.
 
 Runs that look QEMU up by path (the qtests, the VM suite, ``scripts/fuzz-device``) are pointed at
@@ -159,26 +160,85 @@ async def table(profdata: Path) -> list[FileCov]:
     return sorted(out, key=lambda c: c.name)
 
 
-async def uncovered_lines(profdata: Path) -> dict[str, list[int]]:
-    """Per device source file, the line numbers with code that no run reached (one export)."""
-    sources = sorted(str(p) for p in (paths.qemu_src_dir() / "hw/net/e810").glob("*.c"))
-    text = await _run([llvm_tool("llvm-cov"), "export", f"-instr-profile={profdata}",
-                       "-skip-expansions", "-skip-functions", *await _objects_args(), *sources])
-    data = json.loads(text)
-    out: dict[str, list[int]] = {}
-    for f in data["data"][0]["files"]:
-        lines: dict[int, bool] = {}
-        for seg in f["segments"]:
-            line, count, has_count = seg[0], seg[2], seg[3]
-            if has_count:
-                lines[line] = lines.get(line, False) or count > 0
-        out[Path(f["filename"]).name] = sorted(n for n, hit in lines.items() if not hit)
+@dataclass
+class FunctionLines:
+    """One function's lines as ``llvm-cov show`` counts them: ``hits`` maps each line that
+    holds code to whether it ran (llvm-cov's line rule: a line ran when a region that runs
+    starts on it or covers it, so a zero-count region starting mid-line does not unrun it)."""
+    file: str
+    function: str
+    hits: dict[int, bool]
+
+    @property
+    def unreached(self) -> list[int]:
+        return sorted(n for n, ran in self.hits.items() if not ran)
+
+
+def parse_function_views(text: str) -> list[tuple[str, list[tuple[int, bool, str]]]]:
+    """The function views of ``llvm-cov show -name-regex=.`` (text format): per function, its
+    name and the (line, ran, source text) of every line llvm-cov gives a count."""
+    out: list[tuple[str, list[tuple[int, bool, str]]]] = []
+    for raw in text.splitlines():
+        num, bar, rest = raw.partition("|")
+        if bar and num.strip().isdigit():
+            count, bar2, src = rest.partition("|")
+            if bar2 and count.strip() and out:
+                out[-1][1].append((int(num), count.strip() != "0", src))
+        elif raw.strip().endswith(":") and not raw.startswith(" "):
+            out.append((raw.strip()[:-1], []))
     return out
+
+
+def _attribute(name: str, rows: list[tuple[int, bool, str]], sources: dict[str, list[str]]
+               ) -> str:
+    """The source file a function view belongs to: the one whose lines read as the view's (a
+    static function's name also carries its file, ``file.c:name``)."""
+    prefix, _, _ = name.rpartition(":")
+    cands = [f for f in sources if not prefix or Path(f).name == prefix]
+    hits = [f for f in cands
+            if all(0 < n <= len(sources[f]) and sources[f][n - 1].rstrip() == src.rstrip()
+                   for n, _, src in rows)]
+    if len(hits) != 1:
+        raise BuildError(f"llvm-cov function view {name!r} matches {len(hits)} source files")
+    return hits[0]
+
+
+async def function_lines(profdata: Path, objects: list[Path], sources: list[Path]
+                         ) -> list[FunctionLines]:
+    """Per function of ``sources``, the lines with code and whether they ran, computed by
+    ``llvm-cov show`` itself (function views, the same lines ``llvm-cov report`` and
+    ``export -summary-only`` count: a macro's ``#define`` line is no line of its own)."""
+    text = await _run([llvm_tool("llvm-cov"), "show", "-name-regex=.",
+                       f"-instr-profile={profdata}", str(objects[0]),
+                       *(f"-object={o}" for o in objects[1:]), *map(str, sources)])
+    srcs = {str(p): p.read_text(errors="replace").splitlines() for p in sources}
+    merged: dict[tuple[str, str], dict[int, bool]] = {}
+    for name, rows in parse_function_views(text):
+        if not rows:
+            continue
+        f = _attribute(name, rows, srcs)
+        hits = merged.setdefault((f, name.rpartition(":")[2]), {})
+        for n, ran, _ in rows:
+            hits[n] = hits.get(n, False) or ran
+    return [FunctionLines(Path(f).name, fn, h) for (f, fn), h in sorted(merged.items())]
+
+
+def device_sources() -> list[Path]:
+    return sorted((paths.qemu_src_dir() / "hw/net/e810").glob("*.c"))
+
+
+async def uncovered_lines(profdata: Path) -> dict[str, dict[str, list[int]]]:
+    """Per device source file and function, the lines with code that no run reached."""
+    out: dict[str, dict[str, list[int]]] = {}
+    for fl in await function_lines(profdata, binaries(), device_sources()):
+        if fl.unreached:
+            out.setdefault(fl.file, {})[fl.function] = fl.unreached
+    return dict(sorted(out.items()))
 
 
 async def html(profdata: Path, outdir: Path) -> Path:
     shutil.rmtree(outdir, ignore_errors=True)
-    sources = sorted(str(p) for p in (paths.qemu_src_dir() / "hw/net/e810").glob("*.c"))
+    sources = [str(p) for p in device_sources()]
     await _run([llvm_tool("llvm-cov"), "show", "-format=html", f"-output-dir={outdir}",
                 f"-instr-profile={profdata}", "-show-line-counts-or-regions",
                 *await _objects_args(), *sources])
