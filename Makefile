@@ -43,6 +43,7 @@ qemu-fuzz: venv
 # COVERAGE_ARGS: e.g. `--vm` to add one VM-suite run, `--fuzz-corpus DIR`.
 coverage: venv
 	$(VPY) -m icevm.build coverage
+	$(PYTEST) tests/unit/test_coverage_lines.py -q -rfE
 	$(VPY) scripts/fuzz-coverage $(COVERAGE_ARGS)
 
 guest: venv
@@ -79,13 +80,15 @@ lint: venv
 	    $(VPY) -m mypy --no-error-summary $$f || exit 1; done
 
 unit: venv
-	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/unit $(NO_FUZZ) -q
 
 # The qtests run twice: on the plain build, then on the ASan+UBSan build, where a sanitizer
 # report in QEMU's stderr fails the test (test_fuzz runs on that build already).
-# The generic-fuzz tests need `make qemu-fuzz`'s build, which CI does not make: `make qemu-fuzz`
-# runs them; the other targets leave them out rather than skip them.
-NO_FUZZ = --ignore=tests/qtest/test_fuzz_generic.py
+# The tests that need Debian's clang-19 (installed only by `make qemu-fuzz` / `make coverage`),
+# which CI does not make: the generic-fuzz tests (`make qemu-fuzz` runs them) and the
+# coverage reader's test on a clang-compiled toy (`make coverage` runs it). The other targets
+# leave them out rather than skip them.
+NO_FUZZ = --ignore=tests/qtest/test_fuzz_generic.py --ignore=tests/unit/test_coverage_lines.py
 QTEST_ASAN = ICEVM_QTEST_ASAN=1 $(PYTEST) tests/qtest --ignore=tests/qtest/test_fuzz.py $(NO_FUZZ) -q -rfE
 
 qtest: build qemu-asan

@@ -772,14 +772,31 @@ async def test_at_most_eight_aq_faults(rig: Rig) -> None:
 
 # --------------------------------------------------------------------------- migration
 
+#: A bound against a migration that never ends, not a timing check: the qtest machine's state is
+#: a few MB and moves in well under a second.
+MIGRATION_BOUND = 120.0
+
+
 async def wait_migrated(qmp: EventQmp) -> None:
-    for _ in range(400):
-        st = (await qmp.cmd("query-migrate")).get("status")
-        if st == "completed":
-            return
-        assert st not in ("failed", "cancelled"), st
+    """The source's migration has completed (``query-migrate``, polled: the MIGRATION event
+    needs the ``events`` capability); one that failed fails the test at once."""
+    deadline = asyncio.get_running_loop().time() + MIGRATION_BOUND
+    while (st := (await qmp.cmd("query-migrate")).get("status")) != "completed":
+        assert st not in ("failed", "cancelled"), f"migration {st}"
+        assert asyncio.get_running_loop().time() < deadline, \
+            f"migration still {st} after {MIGRATION_BOUND:.0f} s"
         await asyncio.sleep(0.05)
-    raise AssertionError("migration did not complete")
+
+
+async def wait_running(qmp: EventQmp) -> None:
+    """The destination has loaded the incoming state and runs (``query-status``, polled: its
+    RESUME event may come before the test has connected)."""
+    deadline = asyncio.get_running_loop().time() + MIGRATION_BOUND
+    while (st := (await qmp.cmd("query-status"))["status"]) != "running":
+        assert st in ("inmigrate", "prelaunch", "restore-vm"), f"destination {st}"
+        assert asyncio.get_running_loop().time() < deadline, \
+            f"destination still {st} after {MIGRATION_BOUND:.0f} s"
+        await asyncio.sleep(0.05)
 
 
 async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> None:
@@ -804,10 +821,7 @@ async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> 
         async with dst:
             qmp = await EventQmp.open(sock)
             try:
-                for _ in range(400):
-                    if (await qmp.cmd("query-status"))["status"] == "running":
-                        break
-                    await asyncio.sleep(0.05)
+                await wait_running(qmp)
                 after: list[dict[str, Any]] = await qmp.cmd("e810-query-faults")
                 assert after == before
                 await dst.clock_step(1000 * MS)

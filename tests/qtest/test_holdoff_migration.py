@@ -11,7 +11,6 @@ the same; each of those travels in a VMState subsection that only such a state s
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import tempfile
 from collections.abc import AsyncIterator
@@ -32,7 +31,16 @@ from .e810_qtest import (
     qemu_or_skip,
     qtest_args,
 )
-from .test_device_faults import MS, MSIX_VECTORS, EventQmp, Msix, Rig, rig, wait_migrated
+from .test_device_faults import (
+    MS,
+    MSIX_VECTORS,
+    EventQmp,
+    Msix,
+    Rig,
+    rig,
+    wait_migrated,
+    wait_running,
+)
 
 __all__ = ["rig"]  # the fixture this module's tests (and conftest's ``aq``) use
 
@@ -132,10 +140,7 @@ async def migrated(rig: Rig) -> AsyncIterator[tuple[QTest, EventQmp]]:
         async with dst:
             qmp = await EventQmp.open(sock)
             try:
-                for _ in range(400):
-                    if (await qmp.cmd("query-status"))["status"] == "running":
-                        break
-                    await asyncio.sleep(0.05)
+                await wait_running(qmp)
                 yield dst, qmp
             finally:
                 await qmp.close()
