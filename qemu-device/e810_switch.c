@@ -206,6 +206,31 @@ uint16_t e810_aq_free_vsi(E810Core *core, E810AqCmd *cmd)
     return e810_vsi_resp(core, cmd, num);
 }
 
+/*
+ * Freeing a VSI (or prune) list resource frees the list with it: the
+ * driver's ice_remove_vsi_list_rule() prepares a VSI_LIST_CLEAR rule but
+ * sends only the free_res, so the list's record must go here or every
+ * replaced list stays in the rule table until it is full.
+ */
+static void e810_vsi_list_release(E810Core *core, uint16_t res_type,
+                                  uint16_t id)
+{
+    bool prune = res_type == ICE_AQC_RES_TYPE_VSI_LIST_PRUNE;
+
+    for (int i = 0; i < E810_MAX_SW_RULES; i++) {
+        E810SwRule *r = &core->rules[i];
+
+        if (r->in_use && r->index == id &&
+            (prune ? r->type == ICE_AQC_SW_RULES_T_PRUNE_LIST_SET ||
+                     r->type == ICE_AQC_SW_RULES_T_PRUNE_LIST_CLEAR
+                   : r->type == ICE_AQC_SW_RULES_T_VSI_LIST_SET ||
+                     r->type == ICE_AQC_SW_RULES_T_VSI_LIST_CLEAR)) {
+            trace_e810_sw_rule_remove(r->type, r->index);
+            r->in_use = 0;
+        }
+    }
+}
+
 /* 0x0208 alloc_res / 0x0209 free_res: {res_type, num_elems, elem[]} */
 uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
 {
@@ -308,6 +333,10 @@ uint16_t e810_aq_alloc_free_res(E810Core *core, E810AqCmd *cmd)
             }
             a->in_use = 0;
             trace_e810_res_free(type, id);
+            if (type == ICE_AQC_RES_TYPE_VSI_LIST_REP ||
+                type == ICE_AQC_RES_TYPE_VSI_LIST_PRUNE) {
+                e810_vsi_list_release(core, type, id);
+            }
         }
     }
     cmd->buf_wb = alloc;

@@ -252,6 +252,8 @@ struct QEMU_PACKED ice_aqc_get_sw_cfg_resp_elem {
 struct QEMU_PACKED ice_aqc_alloc_free_res_elem {
     uint16_t res_type;
 #define ICE_AQC_RES_TYPE_M                      0x7F
+#define ICE_AQC_RES_TYPE_VSI_LIST_REP           0x03
+#define ICE_AQC_RES_TYPE_VSI_LIST_PRUNE         0x04
 #define ICE_AQC_RES_TYPE_FDIR_COUNTER_BLOCK     0x21
 #define ICE_AQC_RES_TYPE_FDIR_GUARANTEED_ENTRIES 0x22
 #define ICE_AQC_RES_TYPE_FDIR_SHARED_ENTRIES    0x23

@@ -24,6 +24,7 @@ from .e810_qtest import (
     ICE_AQ_FLAG_RD,
     ICE_AQ_FLAG_SI,
     ICE_AQ_RC_EINVAL,
+    ICE_AQ_RC_ENOENT,
     OPC_ADD_VSI,
     PRTRPB_RDPC,
     QTX_COMM_DBELL,
@@ -306,3 +307,37 @@ async def test_garbage_vsi_lists_are_bounded(rig: Rig, aq: AdminQ) -> None:
     assert await set_mac_lb(aq, MAC_LB_EN) == 0
     await tx_frames(rig, 0, tx_ring, lb_test_frame(), 0, 3)
     assert rig.qt.alive
+
+
+OPC_ALLOC_RES, OPC_FREE_RES = 0x0208, 0x0209
+RES_TYPE_VSI_LIST_REP, RES_TYPE_VSI_LIST_PRUNE = 0x03, 0x04
+RULE_TABLE = 256  # E810_MAX_SW_RULES
+
+
+async def alloc_free_res(aq: AdminQ, opcode: int, res_type: int, res_id: int = 0
+                         ) -> tuple[int, int]:
+    """``ice_aq_alloc_free_res`` of one element: (retval, the element answered)."""
+    buf = struct.pack("<HHH", res_type, 1, res_id)
+    d = AqDesc(opcode, flags=ICE_AQ_FLAG_SI | ICE_AQ_FLAG_RD, datalen=len(buf),
+               params=struct.pack("<H", 1).ljust(16, b"\0"))
+    out, data = await aq.send(d, buf)
+    return out.retval, struct.unpack_from("<H", data, 4)[0]
+
+
+@pytest.mark.parametrize(("res_type", "kind"), [
+    (RES_TYPE_VSI_LIST_REP, SW_RULES_T_VSI_LIST_SET), (RES_TYPE_VSI_LIST_PRUNE, 0x5)])
+async def test_freeing_a_vsi_list_resource_frees_its_list(
+        aq: AdminQ, res_type: int, kind: int) -> None:
+    """The driver replaces VSI lists as filters come and go (``ice_remove_vsi_list_rule``
+    sends only the ``free_res``): more replacements than the rule table holds all succeed, as
+    on the hardware, where a freed list is gone with its resource."""
+    vsi = await add_vsi(aq, 4)
+    for n in range(RULE_TABLE + 8):
+        rv, list_id = await alloc_free_res(aq, OPC_ALLOC_RES, res_type)
+        assert rv == 0, f"alloc_res #{n}"
+        rv, _ = await sw_rules(aq, OPC_ADD_SW_RULES, vsi_list_rule(kind, list_id, [vsi]))
+        assert rv == 0, f"list #{n} (id {list_id}) not added: {rv}"
+        assert (await alloc_free_res(aq, OPC_FREE_RES, res_type, list_id))[0] == 0
+    # a freed list is gone: updating it is an unknown rule
+    rv, _ = await sw_rules(aq, OPC_UPDATE_SW_RULES, vsi_list_rule(kind, list_id, [vsi]))
+    assert rv == ICE_AQ_RC_ENOENT
