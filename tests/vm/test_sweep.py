@@ -96,8 +96,11 @@ LIST_BUG = "kernel BUG at lib/list_debug.c:N! < __list_del_entry_valid_or_report
 
 async def test_corer_sweep_fails_a_call_in_the_rebuild() -> None:
     """The device's core reset drives the driver's rebuild; the counting run traps a call
-    ``ice_vsi_rebuild`` makes, and failing its first pass ends in the stock driver's list
-    corruption (README: Findings)."""
+    ``ice_vsi_rebuild`` makes, failing its first pass fails the rebuild ("Rebuild failed,
+    unload and reload driver"), and the unload the follow-up then makes either corrupts the
+    Flow Director's list (README: Findings, 8) or, in about half the runs (timing in the
+    driver: the unload finds no flow entry to remove), goes on to admin-queue commands the
+    failed rebuild's shut-down control queue refuses, and completes; nothing else may happen."""
     cfg = sw.SweepConfig(op="corer", guest="full", cpus=4, max_nth=1)
     built("full")
     res = await sw.sweep(cfg, jobs=1, only_sites=[REBUILD_SITE], aq=False, use_cache=False)
@@ -105,9 +108,14 @@ async def test_corer_sweep_fails_a_call_in_the_rebuild() -> None:
     assert "VSI rebuilt" in res.counted.op_result, res.counted.op_result
     [v] = res.verdicts
     assert v.call.site == REBUILD_SITE and v.call.result == "NULL"
-    assert v.outcome is Outcome.DRIVER_BUG, v.summary
-    assert v.signature.startswith(LIST_BUG), v.signature
-    assert any("list_del corruption" in ln for ln in v.excerpt), v.excerpt
+    checks = {c.name: c for c in v.checks}
+    assert checks["call reached"].ok, checks["call reached"].detail
+    assert checks["operation returns"].detail.endswith("-> 1"), "the rebuild did not fail"
+    if v.outcome is Outcome.DRIVER_BUG:
+        assert v.signature.startswith(LIST_BUG), v.signature
+        assert any("list_del corruption" in ln for ln in v.excerpt), v.excerpt
+    else:
+        assert v.outcome is Outcome.PASS, v.summary
 
 
 async def test_rmmod_sweep_judges_the_unload_and_the_reload() -> None:
