@@ -11,6 +11,7 @@ import json
 import struct
 import tempfile
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -799,17 +800,9 @@ async def wait_running(qmp: EventQmp) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> None:
-    """The ``e810/faults`` subsection: armed faults, counters and the link-flap timer
-    arrive on the destination, which brings the link back up on its own clock."""
-    await rig.qmp.cmd("e810-fault-irq", vector=2, action="drop", count=3)
-    await rig.qmp.cmd("e810-fault-aq", opcode=0x0C30, error=AQ_RC_EIO, count=0)
-    await rig.qmp.cmd("e810-fault-tx-hang", queue=4, enable=True)
-    await rig.qmp.cmd("e810-link-flap", **{"down-ms": 500})
-    out, _ = await aq.send(AqDesc(OPC_ADD_TXQS))
-    assert out.retval == AQ_RC_EIO
-    before = await query(rig)
-    assert len(before) == 4
+@asynccontextmanager
+async def migrated(rig: Rig) -> AsyncIterator[tuple[QTest, EventQmp]]:
+    """Migrate the rig's QEMU to a file and start a destination from it, running."""
     with tempfile.TemporaryDirectory(prefix="e810mig-") as tmp:
         await rig.qmp.cmd("migrate", uri=f"file:{tmp}/state")
         await wait_migrated(rig.qmp)
@@ -822,13 +815,28 @@ async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> 
             qmp = await EventQmp.open(sock)
             try:
                 await wait_running(qmp)
-                after: list[dict[str, Any]] = await qmp.cmd("e810-query-faults")
-                assert after == before
-                await dst.clock_step(1000 * MS)
-                evs = await qmp.faults()
-                assert [(e["kind"], e["detail"]) for e in evs] == [("link-up", "flap over")], \
-                    "the flap's timer came along"
-                kinds = [f["kind"] for f in await qmp.cmd("e810-query-faults")]
-                assert kinds == ["aq-error", "irq-drop", "tx-hang"]
+                yield dst, qmp
             finally:
                 await qmp.close()
+
+
+async def test_armed_faults_and_a_running_flap_migrate(rig: Rig, aq: AdminQ) -> None:
+    """The ``e810/faults`` subsection: armed faults, counters and the link-flap timer
+    arrive on the destination, which brings the link back up on its own clock."""
+    await rig.qmp.cmd("e810-fault-irq", vector=2, action="drop", count=3)
+    await rig.qmp.cmd("e810-fault-aq", opcode=0x0C30, error=AQ_RC_EIO, count=0)
+    await rig.qmp.cmd("e810-fault-tx-hang", queue=4, enable=True)
+    await rig.qmp.cmd("e810-link-flap", **{"down-ms": 500})
+    out, _ = await aq.send(AqDesc(OPC_ADD_TXQS))
+    assert out.retval == AQ_RC_EIO
+    before = await query(rig)
+    assert len(before) == 4
+    async with migrated(rig) as (dst, qmp):
+        after: list[dict[str, Any]] = await qmp.cmd("e810-query-faults")
+        assert after == before
+        await dst.clock_step(1000 * MS)
+        evs = await qmp.faults()
+        assert [(e["kind"], e["detail"]) for e in evs] == [("link-up", "flap over")], \
+            "the flap's timer came along"
+        kinds = [f["kind"] for f in await qmp.cmd("e810-query-faults")]
+        assert kinds == ["aq-error", "irq-drop", "tx-hang"]

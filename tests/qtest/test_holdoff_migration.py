@@ -12,13 +12,8 @@ the same; each of those travels in a VMState subsection that only such a state s
 from __future__ import annotations
 
 import struct
-import tempfile
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-
-from icevm.devtest.qtest import QTest
 
 from .e810_qtest import (
     GLGEN_RSTAT,
@@ -28,18 +23,13 @@ from .e810_qtest import (
     ICE_AQ_FLAG_RD,
     AdminQ,
     AqDesc,
-    qemu_or_skip,
-    qtest_args,
 )
 from .test_device_faults import (
     MS,
-    MSIX_VECTORS,
-    EventQmp,
     Msix,
     Rig,
+    migrated,
     rig,
-    wait_migrated,
-    wait_running,
 )
 
 __all__ = ["rig"]  # the fixture this module's tests (and conftest's ``aq``) use
@@ -125,26 +115,6 @@ async def test_a_cause_held_while_the_vector_is_disarmed_waits_for_the_rearm(rig
 
 
 # --------------------------------------------------------------------------- migration
-
-@asynccontextmanager
-async def migrated(rig: Rig) -> AsyncIterator[tuple[QTest, EventQmp]]:
-    """Migrate the rig's QEMU to a file and start a destination from it, running."""
-    with tempfile.TemporaryDirectory(prefix="e810mig-") as tmp:
-        await rig.qmp.cmd("migrate", uri=f"file:{tmp}/state")
-        await wait_migrated(rig.qmp)
-        dst = qemu_or_skip()
-        sock = f"{tmp}/qmp-dst.sock"
-        dst.args = [*qtest_args("id=nic0", f"msix-vectors={MSIX_VECTORS}"),
-                    "-qmp", f"unix:{sock},server=on,wait=off",
-                    "-incoming", f"file:{tmp}/state"]
-        async with dst:
-            qmp = await EventQmp.open(sock)
-            try:
-                await wait_running(qmp)
-                yield dst, qmp
-            finally:
-                await qmp.close()
-
 
 async def test_a_held_cause_migrates_and_fires_on_the_destination(rig: Rig) -> None:
     msix = Msix(rig)

@@ -79,22 +79,15 @@ async def test_pcie_and_dsn_capabilities(dev: PciDevice, qt: QTest) -> None:
     assert (hi << 32) | lo != 0, "the DSN keys the driver's shared adapter: it must not be 0"
 
 
-async def test_bad_msix_vectors_property_is_a_clean_error() -> None:
+@pytest.mark.parametrize(("prop", "message"), [("msix-vectors=1", "msix-vectors"),
+                                               ("queues=0", "queues must be in 1")])
+async def test_bad_property_is_a_clean_error(prop: str, message: str) -> None:
     q = qemu_or_skip()
-    q.args = qtest_args("msix-vectors=1")
-    with pytest.raises(QTestError, match="msix-vectors"):
+    q.args = qtest_args(prop)
+    with pytest.raises(QTestError, match=message):
         async with q:
             # QEMU connects to the qtest socket before devices are realized; the first
             # command finds it gone, and the error carries QEMU's own message.
-            await q.find(E810_VENDOR, E810_DEVICE)
-    assert q.proc is not None and q.proc.returncode == 1
-
-
-async def test_bad_queues_property_is_a_clean_error() -> None:
-    q = qemu_or_skip()
-    q.args = qtest_args("queues=0")
-    with pytest.raises(QTestError, match="queues must be in 1"):
-        async with q:
             await q.find(E810_VENDOR, E810_DEVICE)
     assert q.proc is not None and q.proc.returncode == 1
 

@@ -1108,35 +1108,6 @@ async def count_calls(stub: GdbStub, addresses: Iterable[int], *, limit: int = 0
         raise
 
 
-async def act_at(stub: GdbStub, addr: int, match: Match,
-                 action: Callable[[Hit], Awaitable[None]]) -> Hit:
-    """Break at ``addr`` until ``match`` accepts a hit; with every vCPU stopped there, await
-    ``action(hit)`` (e.g. arm a device fault over QMP for the command this call is about to
-    send), then remove the breakpoint and resume. Returns the hit acted on; cancel to give up
-    (the breakpoint is removed and the target resumed)."""
-    if stub.running:
-        await stub.interrupt()
-    await stub.insert_breakpoint(addr)
-    count = 0
-    try:
-        while True:
-            _, thread, regs = await _next_stop(stub, f"waiting for {addr:#x}")
-            if regs.get("rip") != addr:
-                continue
-            count += 1
-            hit = Hit(stub, thread, count, regs,
-                      await stub.read_u64(regs["rsp"], thread if thread > 0 else None))
-            if await _evaluate(match, hit):
-                await action(hit)
-                await stub.remove_breakpoint(addr)
-                await stub.resume()
-                return hit
-            await stub.step_over(addr, thread)
-    except BaseException:
-        await _release(stub, [(addr, False)])
-        raise
-
-
 async def stop_at(stub: GdbStub, addr: int, match: Match) -> Hit:
     """Break at ``addr`` until ``match`` accepts a hit and return it with every vCPU still
     stopped there and the breakpoint removed: the caller reads what it needs and inserts the
@@ -1162,3 +1133,19 @@ async def stop_at(stub: GdbStub, addr: int, match: Match) -> Hit:
     except BaseException:
         await _release(stub, [(addr, False)])
         raise
+
+
+async def act_at(stub: GdbStub, addr: int, match: Match,
+                 action: Callable[[Hit], Awaitable[None]]) -> Hit:
+    """Break at ``addr`` until ``match`` accepts a hit (:func:`stop_at`); with every vCPU
+    stopped there, await ``action(hit)`` (e.g. arm a device fault over QMP for the command this
+    call is about to send), then resume. Returns the hit acted on; cancel to give up (the
+    breakpoint is removed and the target resumed)."""
+    hit = await stop_at(stub, addr, match)
+    try:
+        await action(hit)
+    except BaseException:
+        await _release(stub, [(addr, False)])
+        raise
+    await stub.resume()
+    return hit
